@@ -1,0 +1,141 @@
+"""Liveness of the processes that log runs, so that no run stays `running` after its process died.
+
+Every process that opens a run registers a worker row and refreshes its `last_seen` from a daemon
+thread. A run whose worker is gone (its heartbeat is older than the grace period, or its process has
+vanished from this host) is ended as `killed` by `fail_stale_runs`, which sweeps call before they
+hand out trials and the CLI calls before it lists runs. Optuna's journal storage has no heartbeat of
+its own, so this is the one mechanism for both backends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from tracking._db import Store, bump_change_counter
+from tracking._tables import Run, RunStatus, Worker, utcnow
+
+
+def heartbeat_seconds() -> float:
+    """How often a worker refreshes its heartbeat (`TRACKING_HEARTBEAT_SECONDS`, default 10)."""
+    return float(os.environ.get("TRACKING_HEARTBEAT_SECONDS", "10"))
+
+
+def grace_seconds() -> float:
+    """How long a silent worker counts as alive: three missed heartbeats."""
+    return 3 * heartbeat_seconds()
+
+
+class Heartbeat:
+    """A registered worker row plus the daemon thread that keeps it fresh."""
+
+    def __init__(self, store: Store, sweep_id: int | None = None) -> None:
+        self.store = store
+        with store.session_scope(write=True) as session:
+            row = Worker(sweep_id=sweep_id, host=socket.gethostname(), pid=os.getpid())
+            session.add(row)
+            session.flush()
+            self.worker_id = int(row.id)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"tracking-heartbeat-{self.worker_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(heartbeat_seconds()):
+            try:
+                with self.store.connect(write=True) as conn:
+                    conn.execute(update(Worker).where(Worker.id == self.worker_id).values(last_seen=utcnow()))
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the reaper tolerates three
+                continue
+
+    def stop(self) -> None:
+        """Stop beating and mark the worker as cleanly stopped."""
+        self._stop.set()
+        with self.store.connect(write=True) as conn:
+            conn.execute(update(Worker).where(Worker.id == self.worker_id).values(stopped_at=utcnow()))
+
+
+_process_heartbeats: dict[int, Heartbeat] = {}
+_process_lock = threading.Lock()
+
+
+def process_worker_id(store: Store) -> int:
+    """The worker row of this process for `store`, registered (and beating) on first use."""
+    with _process_lock:
+        beat = _process_heartbeats.get(id(store))
+        if beat is None or beat.worker_id is None:
+            beat = Heartbeat(store)
+            _process_heartbeats[id(store)] = beat
+        return beat.worker_id
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child that nobody has waited for yet is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    run_id: int
+    sweep_id: int | None
+    trial_number: int | None
+
+
+def fail_stale_runs(store: Store, sweep_id: int | None = None) -> list[StaleRun]:
+    """End as `killed` every running run whose process is dead; returns the runs it ended."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace_seconds())
+    here = socket.gethostname()
+    query = (
+        select(
+            Run.id,
+            Run.sweep_id,
+            Run.trial_number,
+            Worker.host,
+            Worker.pid,
+            Worker.last_seen,
+            Worker.stopped_at,
+        )
+        .join(Worker, Run.worker_id == Worker.id)
+        .where(Run.status == RunStatus.running)
+    )
+    if sweep_id is not None:
+        query = query.where(Run.sweep_id == sweep_id)
+    with store.connect() as conn:
+        candidates = conn.execute(query).all()
+    stale = []
+    for run_id, run_sweep, trial, host, pid, last_seen, stopped_at in candidates:
+        mine = host == here and pid == os.getpid()
+        dead = stopped_at is not None or last_seen < cutoff or (host == here and _pid_gone(pid))
+        if dead and not mine:
+            stale.append(StaleRun(run_id, run_sweep, trial))
+    if not stale:
+        return []
+    with store.connect(write=True) as conn:
+        for run in stale:
+            conn.execute(
+                update(Run)
+                .where(Run.id == run.run_id, Run.status == RunStatus.running)
+                .values(
+                    status=RunStatus.killed,
+                    finished_at=now,
+                    error="The process running this run stopped without finishing it "
+                    "(it was killed, crashed or lost its connection to the store).",
+                )
+            )
+        bump_change_counter(conn)
+    return stale

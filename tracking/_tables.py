@@ -1,0 +1,178 @@
+"""SQLModel tables of the tracking store (schema changes go through `migrations/`).
+
+No logic lives here. Rows never leave the store: reads turn them into the frozen records of
+`_records.py`. Timestamps are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """Now, in UTC (timestamp columns store aware UTC datetimes)."""
+    return datetime.now(timezone.utc)
+
+
+class RunStatus(str, Enum):
+    running = "running"
+    complete = "complete"
+    pruned = "pruned"
+    failed = "failed"
+    killed = "killed"
+
+
+FINISHED_STATUSES = (
+    RunStatus.complete,
+    RunStatus.pruned,
+    RunStatus.failed,
+    RunStatus.killed,
+)
+
+
+class SweepStatus(str, Enum):
+    pending = "pending"
+    running = "running"
+    complete = "complete"
+    cancelled = "cancelled"
+
+
+class StoreState(SQLModel, table=True):
+    """One row: a counter bumped by every write that changes what views show (the cache key)."""
+
+    __tablename__ = "store_state"
+    id: int | None = Field(default=None, primary_key=True)
+    change_counter: int = 0
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("name", name="uq_experiments_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    description: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DatasetVersion(SQLModel, table=True):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("name", "sha256", name="uq_dataset_versions_name_sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    sha256: str = Field(index=True)
+    source: str  # "builtin" or "csv"
+    path: str | None = None
+    n_rows: int
+    n_columns: int
+    schema_: dict[str, Any] = Field(sa_column=Column("schema", JSONType, nullable=False))
+    stats: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Sweep(SQLModel, table=True):
+    __tablename__ = "sweeps"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    experiment_id: int = Field(foreign_key="experiments.id", index=True)
+    dataset_version_id: int | None = Field(default=None, foreign_key="dataset_versions.id")
+    config: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    study_name: str
+    optuna_storage: str
+    n_trials: int
+    status: SweepStatus = SweepStatus.pending
+    cancel_requested: bool = False
+    owner: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A process that logs runs; its heartbeat tells the store whether its running runs are alive."""
+
+    __tablename__ = "workers"
+    id: int | None = Field(default=None, primary_key=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id", index=True)
+    host: str
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    stopped_at: datetime | None = None
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "trial_number", name="uq_runs_sweep_trial"),
+        Index("ix_runs_started_at", "started_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    experiment_id: int = Field(foreign_key="experiments.id", index=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id", index=True)
+    trial_number: int | None = None
+    worker_id: int | None = Field(default=None, foreign_key="workers.id")
+    status: RunStatus = Field(default=RunStatus.running, index=True)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    environment: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    dataset_version_id: int | None = Field(default=None, foreign_key="dataset_versions.id", index=True)
+    code_version: str | None = None
+    seed: int | None = None
+    host: str = ""
+    owner: str = ""
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class MetricPoint(SQLModel, table=True):
+    __tablename__ = "metric_points"
+    __table_args__ = (Index("ix_metric_points_run_key_step", "run_id", "key", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    key: str
+    step: int
+    value: float | None  # None for a non-finite value (NaN, inf)
+    timestamp: float
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_artifacts_run_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    name: str
+    kind: str  # "model" or "file"
+    sha256: str
+    size: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RunTag(SQLModel, table=True):
+    __tablename__ = "run_tags"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="uq_run_tags_run_key"),
+        Index("ix_run_tags_key_value", "key", "value"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    key: str
+    value: str
+
+
+class Note(SQLModel, table=True):
+    __tablename__ = "notes"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    author: str = ""
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
