@@ -1,0 +1,77 @@
+"""Experiment tracking: a store of runs, Optuna sweeps that log every trial, and reads over both.
+
+    import tracking
+
+    with tracking.start_run(experiment="churn", params={"C": 0.5}) as run:
+        for step in range(10):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        run.log_model(fitted_estimator)
+
+The public names below are imported on first use, so `import tracking` stays light (no pandas,
+scikit-learn or Optuna until they are needed) and never imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tracking._errors import IntegrityError, NotFoundError, StoreError, TrackingError, ValidationError
+
+_EXPORTS = {
+    "Store": "tracking._db",
+    "open_store": "tracking._db",
+    "change_marker": "tracking._db",
+    "start_run": "tracking._runs",
+    "ActiveRun": "tracking._runs",
+    "set_tags": "tracking._runs",
+    "list_runs": "tracking._queries",
+    "get_run": "tracking._queries",
+    "find_run": "tracking._queries",
+    "metric_history": "tracking._queries",
+    "list_experiments": "tracking._queries",
+    "load_task": "tracking._datasets",
+    "register_dataset": "tracking._datasets",
+    "list_datasets": "tracking._datasets",
+    "get_dataset": "tracking._datasets",
+    "BUILTIN_TASKS": "tracking._datasets",
+    "FAMILIES": "tracking._families",
+    "load_model": "tracking._artifacts",
+    "list_artifacts": "tracking._artifacts",
+    "SweepSpec": "tracking._sweeps",
+    "create_sweep": "tracking._sweeps",
+    "get_sweep": "tracking._sweeps",
+    "list_sweeps": "tracking._sweeps",
+    "cancel_sweep": "tracking._sweeps",
+    "reopen_sweep": "tracking._sweeps",
+    "launch_workers": "tracking._sweeps",
+    "run_worker": "tracking._sweeps",
+    "worker_command": "tracking._sweeps",
+    "fail_stale_runs": "tracking._liveness",
+    "overview": "tracking._overview",
+    "Overview": "tracking._overview",
+    "compile_filter": "tracking._filters",
+    "FilterError": "tracking._filters",
+}
+
+__all__ = [
+    "IntegrityError",
+    "NotFoundError",
+    "StoreError",
+    "TrackingError",
+    "ValidationError",
+    *_EXPORTS,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

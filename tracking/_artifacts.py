@@ -25,49 +25,20 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NAME = 200
 
-# The types the built-in model families pickle into skops files. A file asking for anything else is
-# refused: trusting a file's own `get_untrusted_types()` would defeat the point of skops.
+# Types that skops does not trust by default but the built-in model families need (found by dumping
+# a fitted model of every family). A file asking for anything else is refused: trusting a file's own
+# `get_untrusted_types()` would defeat the point of skops.
 TRUSTED_TYPES = [
     "numpy.dtype",
-    "numpy.ndarray",
-    "numpy.random.mtrand.RandomState",
-    "numpy.random._mt19937.MT19937",
-    "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.Interval",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.MultinomialLogit",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss",
-    "sklearn._loss.loss.HalfSquaredError",
-    "sklearn._loss.loss.HalfPoissonLoss",
-    "sklearn._loss._loss.CyHalfBinomialLoss",
-    "sklearn._loss._loss.CyHalfMultinomialLoss",
-    "sklearn._loss._loss.CyHalfSquaredError",
-    "sklearn.ensemble._gb.GradientBoostingRegressor",
-    "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.ensemble._forest.RandomForestRegressor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.linear_model._ridge.Ridge",
-    "sklearn.neighbors._classification.KNeighborsClassifier",
-    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-    "sklearn.pipeline.Pipeline",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.svm._classes.SVC",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.tree._tree.Tree",
-    "sklearn.dummy.DummyClassifier",
-    "sklearn.dummy.DummyRegressor",
-    "builtins.slice",
-    "collections.OrderedDict",
 ]
 
 

@@ -215,10 +215,10 @@ def set_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> None:
         bump_change_counter(session)
 
 
-def create_run(
-    store: Store,
+def run_row(
     *,
-    experiment: str,
+    experiment_id: int,
+    worker_id: int,
     params: Mapping[str, Any] | None = None,
     name: str | None = None,
     sweep_id: int | None = None,
@@ -227,38 +227,36 @@ def create_run(
     seed: int | None = None,
     code_path: str | Path | None = None,
     owner: str = "",
-    worker_id: int | None = None,
-) -> int:
-    """Insert a running run with its provenance and return its id (the start of `start_run`)."""
-    experiment_id = get_or_create_experiment(store, experiment)
+) -> dict[str, Any]:
+    """The column values of a new running run, with its provenance (code version, environment)."""
     env = environment()
-    worker = worker_id if worker_id is not None else process_worker_id(store)
-    with store.connect(write=True) as conn:
-        run_id = conn.execute(
-            insert(Run).returning(Run.id),
-            dict(
-                name=name or "",
-                experiment_id=experiment_id,
-                sweep_id=sweep_id,
-                trial_number=trial_number,
-                worker_id=worker,
-                params=_json_safe(params or {}),
-                environment=env,
-                dataset_version_id=dataset_version_id,
-                code_version=code_version(code_path or script_path()),
-                seed=seed,
-                host=env["host"],
-                owner=owner,
-                status=RunStatus.running,
-                metrics={},
-                started_at=utcnow(),
-            ),
-        ).scalar_one()
-        if not name:
-            default = f"run-{run_id}" if trial_number is None else f"trial-{trial_number}"
-            conn.execute(update(Run).where(Run.id == run_id).values(name=default))
-        bump_change_counter(conn)
-        return int(run_id)
+    return {
+        "name": name or "",
+        "experiment_id": experiment_id,
+        "sweep_id": sweep_id,
+        "trial_number": trial_number,
+        "worker_id": worker_id,
+        "params": _json_safe(params or {}),
+        "metrics": {},
+        "environment": env,
+        "dataset_version_id": dataset_version_id,
+        "code_version": code_version(code_path or script_path()),
+        "seed": seed,
+        "host": env["host"],
+        "owner": owner,
+        "status": RunStatus.running,
+        "started_at": utcnow(),
+    }
+
+
+def insert_run(conn: Connection, values: dict[str, Any]) -> int:
+    """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed."""
+    run_id = int(conn.execute(insert(Run).returning(Run.id), values).scalar_one())
+    if not values["name"]:
+        default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
+        conn.execute(update(Run).where(Run.id == run_id).values(name=default))
+    bump_change_counter(conn)
+    return run_id
 
 
 @contextmanager
@@ -290,14 +288,16 @@ def start_run(
         traceback (the exception propagates); on KeyboardInterrupt or SystemExit `killed`.
     """
     store = store or open_store()
-    run_id = create_run(
-        store,
-        experiment=experiment,
+    values = run_row(
+        experiment_id=get_or_create_experiment(store, experiment),
+        worker_id=process_worker_id(store),
         params=params,
         name=name,
         seed=seed,
         dataset_version_id=dataset_version_id,
     )
+    with store.connect(write=True) as conn:
+        run_id = insert_run(conn, values)
     run = ActiveRun(store, run_id)
     if tags:
         run.set_tags(tags)

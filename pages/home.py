@@ -1,0 +1,72 @@
+"""Home: what is in the store, the latest sweeps and runs, the best result of each sweep."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui.data import get_store, overview
+
+st.title("Experiment tracking")
+st.caption(f"Store: `{get_store().display_url}`")
+summary = overview()
+
+if summary.runs == 0 and summary.sweeps == 0:
+    st.info(
+        "The store is empty. Start a first sweep from a terminal, then come back:\n\n"
+        "```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
+    )
+    st.stop()
+
+cols = st.columns(5)
+cols[0].metric("Experiments", summary.experiments)
+cols[1].metric("Sweeps", summary.sweeps)
+cols[2].metric("Runs", summary.runs)
+cols[3].metric("Running", summary.runs_by_status.get("running", 0))
+cols[4].metric("Dataset versions", summary.datasets)
+
+st.subheader("Recent sweeps")
+sweeps = pd.DataFrame(
+    [
+        {
+            "id": s.id,
+            "name": s.name,
+            "experiment": s.experiment,
+            "status": s.status,
+            "progress": s.finished / s.n_trials if s.n_trials else 0.0,
+            "trials": f"{s.finished}/{s.n_trials}",
+            "objective": ", ".join(f"{m['key']} ({m['direction'][:3]})" for m in s.config["metrics"]),
+            "best": s.best_value,
+            "best run": s.best_run_id,
+            "started": s.started_at,
+        }
+        for s in summary.recent_sweeps
+    ]
+)
+if sweeps.empty:
+    st.write("No sweeps yet.")
+else:
+    st.dataframe(
+        sweeps,
+        hide_index=True,
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )
+
+st.subheader("Recent runs")
+runs = pd.DataFrame(
+    [
+        {
+            "id": r.id,
+            "name": r.name,
+            "experiment": r.experiment,
+            "sweep": r.sweep_id,
+            "status": r.status,
+            "dataset": r.dataset["name"] if r.dataset else None,
+            "code version": (r.code_version or "")[:12],
+            **{k: v for k, v in r.metrics.items() if k.startswith("test_")},
+            "started": r.started_at,
+        }
+        for r in summary.recent_runs
+    ]
+)
+st.dataframe(runs, hide_index=True)

@@ -1,0 +1,32 @@
+"""Cached reads for the pages.
+
+`st.cache_data` entries are keyed on the store's change marker, so a page re-reads the store only
+after something was written to it, never on a fixed timer.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tracking
+
+
+@st.cache_resource(show_spinner=False)
+def get_store() -> tracking.Store:
+    """The store of this dashboard process (TRACKING_STORE_URL / TRACKING_HOME)."""
+    return tracking.open_store()
+
+
+def marker() -> int:
+    """The store's change marker: cached reads below are keyed on it."""
+    return tracking.change_marker(get_store())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _overview(url: str, change: int) -> tracking.Overview:
+    return tracking.overview(get_store())
+
+
+def overview() -> tracking.Overview:
+    """Counts, recent sweeps and runs, re-read only when the store changed."""
+    return _overview(get_store().url, marker())
