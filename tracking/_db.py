@@ -121,7 +121,7 @@ def _make_engine(url: str, database: str | None) -> Engine:
         )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects
+    def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun by the "begin" hook below
         cursor = dbapi_conn.cursor()
         if not in_memory:

@@ -1,6 +1,7 @@
 """Model families: a name -> family registry with default search spaces and pipeline builders.
 
-Adding a family is adding one entry to `FAMILIES`. Every model is a scikit-learn Pipeline: imputation,
+Adding a family is adding one entry to `FAMILIES`. A builder's fixed settings (seed, iteration caps)
+are defaults: a search space may override any of them. Every model is a scikit-learn Pipeline: imputation,
 scaling and one-hot encoding of text columns (`prep`), then the estimator (`model`).
 """
 
@@ -33,33 +34,33 @@ class Family:
 def _logistic(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(max_iter=2000, random_state=seed, **params)
+    return LogisticRegression(**{"max_iter": 2000, "random_state": seed, **params})
 
 
 def _random_forest(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     cls = RandomForestClassifier if task == CLASSIFICATION else RandomForestRegressor
-    return cls(random_state=seed, n_jobs=1, **params)
+    return cls(**{"random_state": seed, "n_jobs": 1, **params})
 
 
 def _hist_gb(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     cls = HistGradientBoostingClassifier if task == CLASSIFICATION else HistGradientBoostingRegressor
-    return cls(random_state=seed, early_stopping=False, **params)
+    return cls(**{"random_state": seed, "early_stopping": False, **params})
 
 
 def _gradient_boosting(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.ensemble import GradientBoostingRegressor
 
-    return GradientBoostingRegressor(random_state=seed, **params)
+    return GradientBoostingRegressor(**{"random_state": seed, **params})
 
 
 def _svm(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.svm import SVC
 
-    return SVC(probability=True, random_state=seed, **params)
+    return SVC(**{"probability": True, "random_state": seed, **params})
 
 
 def _knn(params: dict[str, Any], seed: int, task: str) -> Any:
@@ -73,20 +74,14 @@ def _mlp(params: dict[str, Any], seed: int, task: str) -> Any:
 
     params = dict(params)
     width, depth = params.pop("hidden_units", 64), params.pop("hidden_layers", 1)
-    params.setdefault("max_iter", 200)
-    return MLPClassifier(
-        hidden_layer_sizes=(int(width),) * int(depth),
-        early_stopping=True,  # keeps a per-epoch validation score: the learning curve
-        n_iter_no_change=10,
-        random_state=seed,
-        **params,
-    )
+    defaults = {"max_iter": 100, "early_stopping": True, "n_iter_no_change": 10, "random_state": seed}
+    return MLPClassifier(hidden_layer_sizes=(int(width),) * int(depth), **{**defaults, **params})
 
 
 def _ridge(params: dict[str, Any], seed: int, task: str) -> Any:
     from sklearn.linear_model import Ridge
 
-    return Ridge(random_state=seed, **params)
+    return Ridge(**{"random_state": seed, **params})
 
 
 def _f(low: float, high: float, log: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -50,7 +51,7 @@ class Heartbeat:
             try:
                 with self.store.connect(write=True) as conn:
                     conn.execute(update(Worker).where(Worker.id == self.worker_id).values(last_seen=utcnow()))
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the reaper tolerates three
+            except Exception:
                 continue
 
     def stop(self) -> None:
@@ -86,6 +87,22 @@ def _pid_gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def live_workers(conn: Any, sweep_ids: list[int]) -> dict[int, int]:
+    """How many workers of each sweep are alive: not stopped, heartbeat fresh, process present."""
+    cutoff = utcnow() - timedelta(seconds=grace_seconds())
+    here = socket.gethostname()
+    counts: dict[int, int] = {}
+    rows = conn.execute(
+        select(Worker.sweep_id, Worker.host, Worker.pid).where(
+            Worker.sweep_id.in_(sweep_ids), Worker.stopped_at.is_(None), Worker.last_seen >= cutoff
+        )
+    )
+    for sweep_id, host, pid in rows:
+        if host != here or not _pid_gone(pid):
+            counts[sweep_id] = counts.get(sweep_id, 0) + 1
+    return counts
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def list_runs(
     *,
     sweep_id: int | None = None,
     experiment: str | None = None,
-    filter: str | None = None,  # noqa: A002 - the word users know
+    filter: str | None = None,
     limit: int | None = None,
     newest_first: bool = True,
 ) -> list[RunRecord]:

@@ -138,7 +138,7 @@ def to_grid(space: Mapping[str, Mapping[str, Any]], max_points: int = 100_000) -
         if entry["type"] == "categorical":
             values = list(entry["choices"])
         elif entry.get("step") is not None:
-            count = int(math.floor((entry["high"] - entry["low"]) / entry["step"] + 1e-9)) + 1
+            count = math.floor((entry["high"] - entry["low"]) / entry["step"] + 1e-9) + 1
             values = [entry["low"] + i * entry["step"] for i in range(count)]
         elif entry["type"] == "int" and entry["high"] - entry["low"] < GRID_POINTS:
             values = list(range(entry["low"], entry["high"] + 1))
@@ -146,7 +146,7 @@ def to_grid(space: Mapping[str, Mapping[str, Any]], max_points: int = 100_000) -
             space_fn = np.geomspace if entry["log"] else np.linspace
             values = [float(v) for v in space_fn(entry["low"], entry["high"], GRID_POINTS)]
             if entry["type"] == "int":
-                values = sorted({int(round(v)) for v in values})
+                values = sorted({round(v) for v in values})
         grid[name] = values
     if math.prod(len(v) for v in grid.values()) > max_points:
         raise ValidationError(f"The grid has more than {max_points} points; give steps or fewer choices.")

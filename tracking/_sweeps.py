@@ -29,7 +29,7 @@ from tracking._datasets import TaskData, load_task, register_dataset
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
 from tracking._families import FAMILIES
-from tracking._liveness import Heartbeat, fail_stale_runs, grace_seconds
+from tracking._liveness import Heartbeat, fail_stale_runs, grace_seconds, live_workers
 from tracking._objective import (
     COST_METRICS,
     DEFAULT_METRIC,
@@ -40,7 +40,7 @@ from tracking._objective import (
 from tracking._records import SweepRecord
 from tracking._runs import ActiveRun, get_or_create_experiment, insert_run, run_row
 from tracking._space import parse_space, to_distributions, to_grid
-from tracking._tables import Experiment, Run, RunStatus, Sweep, SweepStatus, Worker, utcnow
+from tracking._tables import Experiment, Run, RunStatus, Sweep, SweepStatus, utcnow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPORT_EVERY = 10  # iterative learning curves go to Optuna's pruner every 10th iteration (all are logged)
@@ -67,7 +67,14 @@ def _cmaes(seed: int, space: dict, n_objectives: int) -> Any:
 def _grid(seed: int, space: dict, n_objectives: int) -> Any:
     import optuna
 
-    return optuna.samplers.GridSampler(to_grid(space), seed=seed)
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler without its `study.stop()` after the last point, which is only valid
+        inside `study.optimize`; the worker asks `is_exhausted` before every trial instead."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler(to_grid(space), seed=seed)
 
 
 def _nsga2(seed: int, space: dict, n_objectives: int) -> Any:
@@ -305,7 +312,6 @@ def get_sweep(store: Store, sweep_id: int) -> SweepRecord:
 
 def list_sweeps(store: Store, sweep_id: int | None = None, limit: int | None = None) -> list[SweepRecord]:
     """Sweeps, newest first, with run counts by status, live workers and the best value so far."""
-    alive_after = utcnow() - _grace()
     with store.session_scope() as conn:
         query = select(Sweep, Experiment.name).join(Experiment, Sweep.experiment_id == Experiment.id)
         if sweep_id is not None:
@@ -322,13 +328,7 @@ def list_sweeps(store: Store, sweep_id: int | None = None, limit: int | None = N
             .group_by(Run.sweep_id, Run.status)
         ):
             counts[sid][status.value if hasattr(status, "value") else str(status)] = int(n)
-        live = dict(
-            conn.execute(
-                select(Worker.sweep_id, func.count())
-                .where(Worker.sweep_id.in_(ids), Worker.stopped_at.is_(None), Worker.last_seen >= alive_after)
-                .group_by(Worker.sweep_id)
-            ).all()
-        )
+        live = live_workers(conn, ids)
         best = _best_values(conn, [s for s, _ in sweeps])
         records = [_sweep_record(sweep, experiment, counts, live, best) for sweep, experiment in sweeps]
     return records
@@ -347,12 +347,6 @@ def _sweep_record(sweep: Sweep, experiment: str, counts: dict, live: dict, best:
         counts=counts.get(sweep.id, {}), live_workers=int(live.get(sweep.id, 0)),
         best_value=value, best_run_id=run_id,
     )  # fmt: skip
-
-
-def _grace() -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=grace_seconds())
 
 
 def _best_values(conn: Any, sweeps: list[Sweep]) -> dict[int, tuple[Any, int | None]]:
@@ -412,7 +406,13 @@ def launch_workers(store: Store, sweep_id: int, count: int, log_dir: Path | None
     get_sweep(store, sweep_id)
     log_dir = log_dir or store.artifact_root.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TRACKING_STORE_URL": store.url, "TRACKING_HOME": str(store.artifact_root.parent)}
+    path = os.pathsep.join(p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ,
+        "TRACKING_STORE_URL": store.url,
+        "TRACKING_HOME": str(store.artifact_root.parent),
+        "PYTHONPATH": path,  # the workers import this very package, whatever their working folder
+    }
     procs = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(count):

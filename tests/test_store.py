@@ -1,0 +1,76 @@
+"""The store: migrations, round trips on every backend, layering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import inspect
+
+import tracking
+from tracking._db import VERSION_TABLE, change_marker, migrate
+from tracking._queries import get_run, list_experiments, list_runs, metric_history
+from tracking._runs import start_run
+
+
+def test_import_tracking_does_not_import_streamlit_or_heavy_libraries():
+    code = "import sys, tracking; print(sorted(m for m in ('streamlit', 'sklearn', 'optuna', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_store_creates_all_tables_with_own_version_table(store):
+    names = set(inspect(store.engine).get_table_names())
+    assert {"experiments", "sweeps", "runs", "metric_points", "artifacts", "dataset_versions", "run_tags", "notes",
+            "workers", VERSION_TABLE} <= names  # fmt: skip
+    assert "alembic_version" not in names  # Optuna's own table name stays free
+
+
+def test_store_migrate_twice_is_a_no_op(store):
+    before = change_marker(store)
+    migrate(store)
+    assert change_marker(store) == before
+
+
+def test_store_round_trip_returns_plain_records(store):
+    with start_run("exp", params={"C": 0.5, "kernel": "rbf", "flag": True}, store=store, name="r1", seed=7) as run:
+        run.log_metrics({"loss": 0.5, "acc": 0.8}, step=0)
+        run.log_metrics({"loss": 0.25, "acc": 0.9}, step=1)
+        run.set_tags({"team": "fraud"})
+    record = get_run(store, run.id)
+    assert record.name == "r1" and record.status == "complete" and record.experiment == "exp"
+    assert record.params == {"C": 0.5, "kernel": "rbf", "flag": True}
+    assert record.metrics == {"loss": 0.25, "acc": 0.9}
+    assert record.tags == {"team": "fraud"} and record.seed == 7
+    assert record.finished_at is not None and record.finished_at >= record.started_at
+    assert record.started_at.tzinfo is not None
+    assert metric_history(store, run.id)["loss"] == [(0, 0.5), (1, 0.25)]
+    with pytest.raises(AttributeError):
+        record.name = "changed"  # frozen
+
+
+def test_store_change_marker_grows_on_writes(store):
+    before = change_marker(store)
+    with start_run("exp", store=store) as run:
+        run.log_metric("x", 1.0)
+    assert change_marker(store) > before
+
+
+def test_store_lists_experiments_with_counts(store):
+    for name in ("a", "a", "b"):
+        with start_run(name, store=store):
+            pass
+    counts = {e.name: e.n_runs for e in list_experiments(store)}
+    assert counts == {"a": 2, "b": 1}
+    assert [r.experiment for r in list_runs(store, experiment="b")] == ["b"]
+
+
+def test_store_bad_url_is_a_clear_error():
+    with pytest.raises(tracking.StoreError, match="not a valid SQLAlchemy URL"):
+        tracking.open_store("not a url at all")
+
+
+def test_store_unreachable_server_is_a_clear_error(tmp_path):
+    with pytest.raises(tracking.StoreError, match="Could not open the store"):
+        tracking.open_store("postgresql+psycopg://nobody@127.0.0.1:1/none", home=tmp_path)

@@ -1,0 +1,240 @@
+"""Sweeps: every family and sampler, pruning and failures, several workers, crashed workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import optuna
+import pytest
+
+import tracking
+from tracking._artifacts import load_model
+from tracking._families import FAMILIES
+from tracking._queries import list_runs, metric_history
+from tracking._sweeps import (
+    SweepSpec,
+    _optuna_storage,
+    cancel_sweep,
+    create_sweep,
+    get_sweep,
+    launch_workers,
+    reopen_sweep,
+    run_worker,
+)
+
+X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
+# Small, fast corners of each family's space: the test is that every family trains and logs.
+FAST = {
+    "logistic_regression": {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}},
+    "random_forest": {"n_estimators": {"type": "int", "low": 5, "high": 10}, "max_depth": {"type": "int", "low": 2, "high": 4}},
+    "hist_gradient_boosting": {"max_iter": {"type": "int", "low": 10, "high": 20}},
+    "svm": {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}},
+    "knn": {"n_neighbors": {"type": "int", "low": 3, "high": 9}},
+    "mlp": {"hidden_units": {"type": "int", "low": 8, "high": 16}, "max_iter": {"type": "int", "low": 5, "high": 10}},
+    "ridge": {"alpha": {"type": "float", "low": 0.1, "high": 10, "log": True}},
+    "gradient_boosting": {"n_estimators": {"type": "int", "low": 10, "high": 20}},
+}  # fmt: skip
+
+
+def _trials(store, sweep_id):
+    record = get_sweep(store, sweep_id)
+    study = optuna.load_study(study_name=record.study_name, storage=_optuna_storage(store, record.optuna_storage))
+    return study.get_trials(deepcopy=False)
+
+
+@pytest.mark.file_backends
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_sweep_every_family_trains_logs_and_saves_a_loadable_model(store, family):
+    task = "iris" if "classification" in FAMILIES[family].tasks else "diabetes"
+    spec = SweepSpec(model=family, task=task, space=FAST[family], sampler="random", n_trials=2, folds=2)
+    sweep = create_sweep(store, spec)
+    assert run_worker(store, sweep.id) == 2
+    runs = list_runs(store, sweep_id=sweep.id)
+    assert sorted(r.trial_number for r in runs) == [0, 1]
+    for run in runs:
+        assert run.status == "complete", run.error
+        assert set(FAST[family]) == set(run.params)
+        expected = ("test_accuracy", "cv_f1_macro", "test_roc_auc") if task == "iris" else ("test_rmse", "cv_r2")
+        assert all(key in run.metrics for key in (*expected, "fit_seconds", "predict_ms_per_row", "model_bytes"))
+        assert run.dataset["name"] == task and len(run.dataset["hash"]) == 64
+        model = load_model(store, run.id)
+        assert model.predict(tracking.load_task(task).X.head(3)).shape == (3,)
+        assert metric_history(store, run.id)  # a learning curve or fold scores
+    assert get_sweep(store, sweep.id).status == "complete"
+
+
+@pytest.mark.file_backends
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "grid"])
+def test_sweep_every_sampler_finishes_its_trials(store, sampler):
+    space = {
+        "C": {"type": "float", "low": 0.01, "high": 10, "log": True},
+        "max_iter": {"type": "int", "low": 50, "high": 200, "step": 50},
+    }
+    spec = SweepSpec(model="logistic_regression", task="iris", space=space, sampler=sampler, n_trials=3, folds=2)
+    sweep = create_sweep(store, spec)
+    run_worker(store, sweep.id)
+    states = [t.state for t in _trials(store, sweep.id)]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3
+    assert get_sweep(store, sweep.id).best_value is not None
+
+
+@pytest.mark.file_backends
+def test_sweep_nsga2_optimises_two_metrics(store):
+    spec = SweepSpec(
+        model="knn", task="iris", space=FAST["knn"], sampler="nsga2", n_trials=3, folds=2,
+        metrics=["test_f1_macro", "predict_ms_per_row"],
+    )  # fmt: skip
+    sweep = create_sweep(store, spec)
+    assert sweep.config["pruner"] == "none"
+    assert [m["direction"] for m in sweep.config["metrics"]] == ["maximize", "minimize"]
+    run_worker(store, sweep.id)
+    trials = _trials(store, sweep.id)
+    assert len(trials) == 3 and all(len(t.values) == 2 for t in trials)
+
+
+@pytest.mark.file_backends
+def test_sweep_grid_stops_when_the_grid_is_exhausted(store):
+    space = {"n_neighbors": {"type": "categorical", "choices": [3, 5]}}
+    sweep = create_sweep(store, SweepSpec(model="knn", task="iris", space=space, sampler="grid", n_trials=10, folds=2))
+    assert run_worker(store, sweep.id) == 2
+    assert sorted(r.params["n_neighbors"] for r in list_runs(store, sweep_id=sweep.id)) == [3, 5]
+    assert get_sweep(store, sweep.id).status == "complete"
+
+
+@pytest.mark.file_backends
+def test_sweep_pruned_and_failed_trials_are_recorded(store):
+    spec = SweepSpec(
+        objective="tests.objectives:prunes_positive", space=X_SPACE, metrics=["value:min"], n_trials=6, seed=3
+    )
+    sweep = create_sweep(store, spec)
+    run_worker(store, sweep.id)
+    runs = list_runs(store, sweep_id=sweep.id)
+    by_state = {t.number: t.state for t in _trials(store, sweep.id)}
+    for run in runs:
+        expected = "pruned" if run.params["x"] > 0 else "complete"
+        assert run.status == expected
+        assert by_state[run.trial_number].name == ("PRUNED" if expected == "pruned" else "COMPLETE")
+    spec = SweepSpec(
+        objective="tests.objectives:fails_negative", space=X_SPACE, metrics=["value:max"], n_trials=6, seed=1
+    )
+    failing = create_sweep(store, spec)
+    run_worker(store, failing.id)
+    failed = [r for r in list_runs(store, sweep_id=failing.id) if r.params["x"] < 0]
+    assert failed and all(r.status == "failed" and "x must not be negative" in r.error for r in failed)
+
+
+@pytest.mark.file_backends
+def test_sweep_hist_gradient_boosting_reports_a_learning_curve(store):
+    space = {"max_iter": {"type": "int", "low": 30, "high": 30}}
+    spec = SweepSpec(
+        model="hist_gradient_boosting", task="breast_cancer", space=space, n_trials=1, folds=2, pruner="hyperband"
+    )
+    sweep = create_sweep(store, spec)
+    run_worker(store, sweep.id)
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    curve = metric_history(store, run.id)["val_f1_macro"]
+    assert [step for step, _ in curve] == list(range(30))
+    (trial,) = _trials(store, sweep.id)
+    assert sorted(trial.intermediate_values) == list(range(0, 30, 10))
+
+
+@pytest.mark.file_backends
+def test_sweep_cancel_then_reopen_with_more_trials(store):
+    spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=3)
+    sweep = create_sweep(store, spec)
+    assert run_worker(store, sweep.id, max_trials=1) == 1
+    cancel_sweep(store, sweep.id)
+    assert get_sweep(store, sweep.id).status == "cancelled"
+    with pytest.raises(tracking.ValidationError, match="cancelled"):
+        run_worker(store, sweep.id)
+    reopen_sweep(store, sweep.id, add_trials=2)
+    assert run_worker(store, sweep.id) == 4
+    record = get_sweep(store, sweep.id)
+    assert record.status == "complete" and record.finished == 5 and record.n_trials == 5
+
+
+@pytest.mark.slow
+@pytest.mark.file_backends
+def test_sweep_four_worker_processes_finish_exactly_the_requested_trials(store, tmp_path):
+    spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=24)
+    sweep = create_sweep(store, spec)
+    procs = launch_workers(store, sweep.id, 4, log_dir=tmp_path / "logs")
+    codes = [p.wait(timeout=240) for p in procs]
+    logs = "\n".join(f.read_text() for f in (tmp_path / "logs").iterdir())
+    assert codes == [0, 0, 0, 0], logs
+    assert "locked" not in logs and "Traceback" not in logs
+    runs = list_runs(store, sweep_id=sweep.id)
+    assert len(runs) == 24 and all(r.status == "complete" for r in runs)
+    assert sorted(r.trial_number for r in runs) == list(range(24))
+    assert len({r.id for r in runs}) == 24
+    trials = _trials(store, sweep.id)
+    assert len(trials) == 24 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sum(len(metric_history(store, r.id)["curve"]) for r in runs) == 72  # no lost points
+    assert get_sweep(store, sweep.id).status == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.file_backends
+def test_sweep_worker_killed_mid_trial_leaves_no_running_run_after_resume(store, tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=4)
+    sweep = create_sweep(store, spec)
+    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
+    deadline = time.monotonic() + 60
+    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
+        assert time.monotonic() < deadline, "the worker never started a trial"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert get_sweep(store, sweep.id).status == "interrupted"
+    flag.unlink()
+    run_worker(store, sweep.id)  # resume in this process
+    runs = list_runs(store, sweep_id=sweep.id)
+    assert not [r for r in runs if r.status == "running"]
+    killed = [r for r in runs if r.status == "killed"]
+    assert len(killed) == 1 and "stopped without finishing" in killed[0].error
+    assert len(runs) == 4 and sum(r.status == "complete" for r in runs) == 3
+    states = {t.number: t.state for t in _trials(store, sweep.id)}
+    assert states[killed[0].trial_number] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.RUNNING not in states.values()
+    assert get_sweep(store, sweep.id).status == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.file_backends
+def test_sweep_sigterm_ends_the_current_run_as_killed(store, tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=2)
+    sweep = create_sweep(store, spec)
+    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
+    deadline = time.monotonic() + 60
+    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    assert run.status == "killed" and "interrupted" in run.error
+
+
+def test_sweep_in_memory_store_is_refused():
+    store = tracking.open_store("sqlite://")
+    with pytest.raises(tracking.ValidationError, match="in-memory"):
+        create_sweep(store, SweepSpec(model="knn", task="iris"))
+
+
+def test_sweep_workers_started_from_another_folder_import_the_users_module(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a user's project folder: neither the package nor tests/ are here
+    (tmp_path / "objective_mod.py").write_text("def f(params, run):\n    return params['x']\n")
+    store = tracking.open_store()
+    spec = SweepSpec(objective="objective_mod:f", space=X_SPACE, metrics=["value:min"], n_trials=1)
+    sweep = create_sweep(store, spec)
+    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
+    assert proc.wait(timeout=120) == 0, (tmp_path / "logs").iterdir().__next__().read_text()
+    assert list_runs(store, sweep_id=sweep.id)[0].status == "complete"
