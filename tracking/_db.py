@@ -49,7 +49,13 @@ class Store:
         except exc.ArgumentError as err:
             raise StoreError(f"The store URL {url!r} is not a valid SQLAlchemy URL.") from err
         self.dialect = parsed.get_backend_name()
-        self.engine = _make_engine(self.url, parsed.database)
+        try:
+            self.engine = _make_engine(self.url, parsed.database)
+        except (exc.NoSuchModuleError, ImportError) as err:
+            raise StoreError(
+                f"The store URL {self.display_url!r} needs a database driver that is not installed ({err}); "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+            ) from err
 
     @property
     def is_sqlite(self) -> bool:

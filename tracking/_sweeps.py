@@ -372,7 +372,8 @@ def _best_values(conn: Any, sweeps: list[Sweep]) -> dict[int, tuple[Any, int | N
 
 def cancel_sweep(store: Store, sweep_id: int) -> None:
     """Ask the sweep's workers to stop after their current trial; finished trials are kept."""
-    get_sweep(store, sweep_id)
+    if get_sweep(store, sweep_id).status == "complete":
+        raise ValidationError(f"Sweep {sweep_id} is already complete; there is nothing to cancel.")
     with store.connect(write=True) as conn:
         conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
         bump_change_counter(conn)
@@ -648,10 +649,10 @@ def _settle(store: Store, sweep_id: int, finished_early: bool = False) -> None:
         )
         running = counts.get(RunStatus.running, 0)
         finished = sum(n for status, n in counts.items() if status != RunStatus.running)
-        if sweep.cancel_requested and running == 0:
-            status = SweepStatus.cancelled
-        elif not sweep.cancel_requested and (finished >= sweep.n_trials or (finished_early and running == 0)):
+        if finished >= sweep.n_trials or (finished_early and running == 0 and not sweep.cancel_requested):
             status = SweepStatus.complete
+        elif sweep.cancel_requested and running == 0:
+            status = SweepStatus.cancelled
         else:
             return
         if sweep.status != status:

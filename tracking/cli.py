@@ -151,15 +151,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     sweep = create_sweep(store, spec)
     print(f"sweep {sweep.id} ({sweep.name}): {sweep.n_trials} trials, {args.workers} worker(s)")
-    launch_workers(store, sweep.id, args.workers)
+    procs = launch_workers(store, sweep.id, args.workers)
     if args.detach:
         print(f"watch: python -m tracking sweeps   cancel: python -m tracking cancel {sweep.id}")
         return 0
-    return _watch(store, sweep.id)
+    return _watch(store, sweep.id, procs)
 
 
-def _watch(store: Any, sweep_id: int) -> int:
-    """Print a progress bar until the sweep settles; Ctrl-C asks the workers to stop."""
+def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
+    """Print a progress bar until the sweep settles or the workers started here have all exited;
+    Ctrl-C asks the workers to stop."""
     from tracking._sweeps import cancel_sweep, get_sweep
 
     tty = sys.stderr.isatty()
@@ -171,9 +172,10 @@ def _watch(store: Any, sweep_id: int) -> int:
             if line != last:
                 print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
                 last = line
-            if sweep.status in ("complete", "cancelled") or (
-                sweep.status == "interrupted" and sweep.counts.get("running", 0) == 0 and sweep.started_at
-            ):
+            if sweep.status in ("complete", "cancelled"):
+                break
+            if all(proc.poll() is not None for proc in procs):
+                sweep = get_sweep(store, sweep_id)
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -183,6 +185,10 @@ def _watch(store: Any, sweep_id: int) -> int:
         return 130
     if tty:
         print(file=sys.stderr)
+    failed = [proc.pid for proc in procs if proc.poll()]
+    if failed and sweep.status != "complete":
+        logs = store.artifact_root.parent / "logs"
+        print(f"warning: worker(s) {failed} stopped with an error; see their logs in {logs}", file=sys.stderr)
     _print_best(store, sweep)
     return 0
 
@@ -236,8 +242,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = _store(args)
     sweep = reopen_sweep(store, args.sweep, add_trials=args.add_trials)
     print(f"sweep {sweep.id} resumed: {sweep.finished}/{sweep.n_trials} trials finished, {args.workers} worker(s)")
-    launch_workers(store, sweep.id, args.workers)
-    return 0 if args.detach else _watch(store, sweep.id)
+    procs = launch_workers(store, sweep.id, args.workers)
+    return 0 if args.detach else _watch(store, sweep.id, procs)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

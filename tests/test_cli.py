@@ -1,0 +1,151 @@
+"""`python -m tracking`: help, user mistakes (one line, nothing written), the runs JSON contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tracking
+from tracking.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m tracking ARGS` as a user would, in the test's TRACKING_HOME."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "tracking", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_cli_help_lists_every_command_and_each_has_help():
+    out = cli("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+        assert cli(command, "--help").returncode == 0
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """A folder of broken inputs: CSVs and search-space files."""
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "latin1.csv").write_bytes("a,b\ncaf\xe9,1\nthé,0\n".encode("latin-1"))
+    (tmp_path / "constant.csv").write_text("a,b\n1,1\n2,1\n3,1\n")
+    (tmp_path / "ok.csv").write_text("a,b\n1,0\n2,1\n3,0\n4,1\n")
+    (tmp_path / "bad.yaml").write_text("C: {type: float, low: [1\n")
+    (tmp_path / "lowhigh.yaml").write_text("C: {type: float, low: 10, high: 1}\n")
+    (tmp_path / "unknown.yaml").write_text("not_a_param: {type: int, low: 1, high: 3}\n")
+    return tmp_path
+
+
+BAD = [
+    (["sweep", "--task", "nope", "--model", "knn"], "Unknown task"),
+    (["sweep", "--task", "iris", "--model", "nope"], "Unknown model"),
+    (["sweep", "--task", "iris", "--model", "ridge"], "does not do classification"),
+    (["sweep", "--task", "iris", "--model", "knn", "--trials", "-1"], "must be at least 1"),
+    (["sweep", "--task", "iris", "--model", "knn", "--trials", "many"], "not a whole number"),
+    (["sweep", "--task", "iris", "--model", "knn", "--space", "{d}/missing.yaml"], "does not exist"),
+    (["sweep", "--task", "iris", "--model", "knn", "--space", "{d}/bad.yaml"], "not valid YAML"),
+    (["sweep", "--task", "iris", "--model", "logistic_regression", "--space", "{d}/lowhigh.yaml"], "greater than high"),
+    (["sweep", "--task", "iris", "--model", "knn", "--space", "{d}/unknown.yaml"], "no such parameter"),
+    (["sweep", "--task", "iris", "--model", "knn", "--sampler", "annealing"], "Unknown sampler"),
+    (["sweep", "--task", "iris", "--model", "knn", "--metric", "cv_rmse"], "Unknown metric"),
+    (["sweep", "--csv", "{d}/missing.csv", "--target", "b", "--model", "knn"], "does not exist"),
+    (["sweep", "--csv", "{d}/empty.csv", "--target", "b", "--model", "knn"], "is empty"),
+    (["sweep", "--csv", "{d}/latin1.csv", "--target", "b", "--model", "knn"], "not UTF-8"),
+    (["sweep", "--csv", "{d}/ok.csv", "--target", "zzz", "--model", "knn"], "no target column"),
+    (["sweep", "--csv", "{d}/ok.csv", "--target", "b", "--sensitive", "zzz", "--model", "knn"], "no sensitive column"),
+    (["sweep", "--csv", "{d}/constant.csv", "--target", "b", "--model", "knn"], "only one value"),
+    (["sweep", "--csv", "{d}/ok.csv", "--model", "knn"], "target column"),
+    (["sweep", "--objective", "no_such_module:f", "--space", "{d}/unknown.yaml"], "Could not import"),
+    (["worker", "--sweep", "999"], "no sweep 999"),
+    (["show", "12345"], "no run 12345"),
+    (["runs", "--store", "mysql://"], "driver that is not installed"),
+    (["runs", "--filter", "metrics.test_f1_macro > and"], "Filter error at column 24"),
+    (["runs", "--filter", "name = 'x'; DROP TABLE runs; --"], "Filter error at column"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
+def test_cli_user_mistake_exits_with_one_line_and_writes_nothing(files, argv, message):
+    out = cli(*(arg.replace("{d}", str(files)) for arg in argv))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert message in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+    store = tracking.open_store()
+    assert tracking.list_sweeps(store) == [] and tracking.list_runs(store) == []
+
+
+@pytest.mark.slow
+def test_cli_sweep_with_two_workers_logs_complete_records(tmp_path):
+    out = cli("sweep", "--task", "breast_cancer", "--model", "logistic_regression", "--trials", "20", "--workers", "2",
+              "--pruner", "none")  # fmt: skip  # every trial runs to the end, so every run has test metrics
+    assert out.returncode == 0, out.stderr
+    assert "20/20" in out.stderr and "best: run" in out.stdout
+    sweep_id = int(out.stdout.split()[1])
+    runs = json.loads(cli("runs", "--sweep", str(sweep_id), "--format", "json").stdout)
+    assert len(runs) == 20 and sorted(r["trial_number"] for r in runs) == list(range(20))
+    git_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    store = tracking.open_store()
+    for record in runs:
+        assert {"id", "name", "experiment", "sweep_id", "trial_number", "status", "params", "metrics", "dataset",
+                "code_version", "started_at", "finished_at"} <= set(record)  # fmt: skip
+        assert record["status"] == "complete" and record["sweep_id"] == sweep_id
+        assert set(record["params"]) == {"C", "class_weight"}
+        assert {"test_accuracy", "test_f1_macro", "test_roc_auc", "cv_f1_macro", "fit_seconds"} <= set(
+            record["metrics"]
+        )
+        assert record["dataset"]["name"] == "breast_cancer" and len(record["dataset"]["hash"]) == 64
+        assert record["code_version"].split("+")[0] == git_head
+        assert record["started_at"].endswith("Z") and record["finished_at"] > record["started_at"]
+        assert tracking.load_model(store, record["id"]).predict(
+            tracking.load_task("breast_cancer").X.head(2)
+        ).shape == (2,)
+    table = cli("runs", "--sweep", str(sweep_id)).stdout
+    assert table.count("complete") == 20
+    csv_text = cli("runs", "--sweep", str(sweep_id), "--format", "csv").stdout
+    assert csv_text.splitlines()[0].startswith("id,name,experiment") and len(csv_text.splitlines()) == 21
+    shown = cli("show", str(runs[0]["id"])).stdout
+    assert "artifact model" in shown and runs[0]["dataset"]["hash"] in shown
+    assert "breast_cancer" in cli("datasets").stdout
+    assert f"{sweep_id} " in cli("sweeps").stdout
+
+
+def test_cli_cancel_and_resume_detached_sweep(tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()  # holds the first trial until the sweep is cancelled
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"x": {"type": "float", "low": -1, "high": 1}}))
+    out = cli("sweep", "--objective", "tests.objectives:slow_while_flag", "--space", str(space), "--metric", "value:min",
+              "--trials", "3", "--detach")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    sweep_id = int(out.stdout.split()[1])
+    assert cli("cancel", str(sweep_id)).returncode == 0
+    flag.unlink()
+    store = tracking.open_store()
+    deadline = time.monotonic() + 120
+    while tracking.get_sweep(store, sweep_id).status != "cancelled":
+        assert time.monotonic() < deadline, "the worker did not honour the cancel request"
+        time.sleep(0.2)
+    assert tracking.get_sweep(store, sweep_id).finished == 1  # the trial under way was kept
+    resumed = cli("resume", str(sweep_id), "--add-trials", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    sweep = tracking.get_sweep(store, sweep_id)
+    assert sweep.status == "complete" and sweep.n_trials == 4 and sweep.finished == 4
+    assert cli("cancel", str(sweep_id)).returncode == 2  # nothing left to cancel
+
+
+def test_cli_models_lists_every_family():
+    out = cli("models").stdout
+    assert all(name in out for name in tracking.FAMILIES)
