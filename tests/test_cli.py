@@ -69,7 +69,7 @@ BAD = [
     (["worker", "--sweep", "999"], "no sweep 999"),
     (["show", "12345"], "no run 12345"),
     (["runs", "--store", "mysql://"], "driver that is not installed"),
-    (["runs", "--filter", "metrics.test_f1_macro > and"], "Filter error at column 24"),
+    (["runs", "--filter", "metrics.test_f1_macro > and"], "Filter error at column 25"),
     (["runs", "--filter", "name = 'x'; DROP TABLE runs; --"], "Filter error at column"),
 ]
 
