@@ -12,9 +12,16 @@ import tracking
 
 
 @st.cache_resource(show_spinner=False)
+def _open(url: str, home: str) -> tracking.Store:
+    return tracking.open_store(url, home=home)
+
+
 def get_store() -> tracking.Store:
-    """The store of this dashboard process (TRACKING_STORE_URL / TRACKING_HOME)."""
-    return tracking.open_store()
+    """The store named by TRACKING_STORE_URL / TRACKING_HOME, opened once per process."""
+    from tracking._config import store_url, tracking_home
+
+    home = tracking_home()
+    return _open(store_url(home), str(home))
 
 
 def marker() -> int:

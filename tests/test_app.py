@@ -1,0 +1,47 @@
+"""The dashboard, run by Streamlit's AppTest against a real store."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+import tracking
+from tests.conftest import ROOT
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+
+
+def test_app_home_on_an_empty_store_explains_how_to_start():
+    at = _app()
+    assert not at.exception
+    assert "store is empty" in at.info[0].value
+    assert "python -m tracking sweep" in at.info[0].value
+
+
+def test_app_home_shows_counts_and_recent_runs():
+    store = tracking.open_store()
+    with tracking.start_run("churn", params={"C": 1.0}, store=store, name="baseline") as run:
+        run.log_metrics({"test_accuracy": 0.91})
+    try:
+        with tracking.start_run("churn", store=store, name="broken"):
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    at = _app()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Experiments"] == "1" and metrics["Runs"] == "2"
+    runs = at.dataframe[-1].value
+    assert list(runs["name"]) == ["broken", "baseline"]
+    assert list(runs["status"]) == ["failed", "complete"]
+    assert runs.loc[runs["name"] == "baseline", "test_accuracy"].item() == 0.91
+
+
+def test_app_home_rereads_the_store_after_a_change():
+    store = tracking.open_store()
+    at = _app()
+    with tracking.start_run("late", store=store, name="new-run"):
+        pass
+    at.run()
+    assert "new-run" in list(at.dataframe[-1].value["name"])

@@ -1,0 +1,51 @@
+"""The README documents every command, option, setting, task and model family."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+from tracking._datasets import BUILTIN_TASKS
+from tracking._families import FAMILIES
+from tracking._sweeps import PRUNERS, SAMPLERS
+from tracking.cli import COMMANDS, build_parser
+
+README = (ROOT / "README.md").read_text()
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_docs_readme_names_every_command_and_its_options(command):
+    assert f"`{command}" in README
+    for action in _subparsers()[command]._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and option != "--help":
+                assert option in README, f"{command} {option} is not in the README"
+
+
+def test_docs_readme_names_every_setting():
+    settings = set(re.findall(r"TRACKING_[A-Z_]+", "".join(p.read_text() for p in (ROOT / "tracking").rglob("*.py"))))
+    assert settings >= {"TRACKING_HOME", "TRACKING_STORE_URL"}
+    for setting in settings | {"TRACKING_TEST_POSTGRES_URL"}:
+        assert f"`{setting}`" in README
+
+
+def test_docs_readme_names_every_task_family_sampler_and_pruner():
+    for name in [*BUILTIN_TASKS, *FAMILIES, *SAMPLERS, *PRUNERS]:
+        assert f"`{name}`" in README, name
+
+
+def test_docs_readme_has_the_two_quickstart_commands_and_ci_runs_the_test_one():
+    quickstart = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", quickstart)
+    assert len(commands) == 2
+    assert "streamlit run app.py" in commands[0]
+    assert commands[1].endswith("python -m pytest")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
