@@ -74,3 +74,23 @@ def test_store_bad_url_is_a_clear_error():
 def test_store_unreachable_server_is_a_clear_error(tmp_path):
     with pytest.raises(tracking.StoreError, match="Could not open the store"):
         tracking.open_store("postgresql+psycopg://nobody@127.0.0.1:1/none", home=tmp_path)
+
+
+def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from tracking._db import MIGRATIONS, Store
+
+    old = Store(backend_url, tmp_path / "artifacts")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.connect(write=True) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with start_run("legacy", store=old, name="kept") as run:
+        run.log_metric("m", 1.0)
+    migrate(old)  # to head
+    assert get_run(old, run.id).name == "kept"
+    assert "stop_now" in {c["name"] for c in inspect(old.engine).get_columns("sweeps")}
+    old.dispose()

@@ -89,6 +89,7 @@ class Sweep(SQLModel, table=True):
     n_trials: int
     status: SweepStatus = SweepStatus.pending
     cancel_requested: bool = False
+    stop_now: bool = False  # with cancel_requested: interrupt running trials instead of letting them finish
     owner: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
