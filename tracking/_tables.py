@@ -6,8 +6,8 @@ No logic lives here. Rows never leave the store: reads turn them into the frozen
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
@@ -19,10 +19,10 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     """Now, in UTC (timestamp columns store aware UTC datetimes)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     running = "running"
     complete = "complete"
     pruned = "pruned"
@@ -38,7 +38,7 @@ FINISHED_STATUSES = (
 )
 
 
-class SweepStatus(str, Enum):
+class SweepStatus(StrEnum):
     pending = "pending"
     running = "running"
     complete = "complete"

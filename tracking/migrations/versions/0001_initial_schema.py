@@ -8,8 +8,8 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 import sqlmodel
+from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
