@@ -238,3 +238,25 @@ def test_sweep_workers_started_from_another_folder_import_the_users_module(tmp_p
     (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
     assert proc.wait(timeout=120) == 0, (tmp_path / "logs").iterdir().__next__().read_text()
     assert list_runs(store, sweep_id=sweep.id)[0].status == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.file_backends
+def test_sweep_cancel_now_interrupts_the_running_trial(store, tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()  # the first trial would run forever
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=5)
+    sweep = create_sweep(store, spec)
+    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
+    deadline = time.monotonic() + 60
+    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cancel_sweep(store, sweep.id, now=True)
+    assert proc.wait(timeout=30) == 0
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    assert run.status == "killed"
+    assert get_sweep(store, sweep.id).status == "cancelled"
+    (trial,) = _trials(store, sweep.id)
+    assert trial.state == optuna.trial.TrialState.FAIL

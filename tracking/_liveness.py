@@ -9,9 +9,12 @@ its own, so this is the one mechanism for both backends.
 
 from __future__ import annotations
 
+import _thread
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,10 +36,18 @@ def grace_seconds() -> float:
 
 
 class Heartbeat:
-    """A registered worker row plus the daemon thread that keeps it fresh."""
+    """A registered worker row plus the daemon thread that keeps it fresh.
 
-    def __init__(self, store: Store, sweep_id: int | None = None) -> None:
+    `interrupt_when`, if given, is asked every second; when it answers True the main thread gets a
+    KeyboardInterrupt once (how a sweep cancelled "at once" reaches workers on any machine).
+    """
+
+    def __init__(
+        self, store: Store, sweep_id: int | None = None, interrupt_when: Callable[[], bool] | None = None
+    ) -> None:
         self.store = store
+        self.interrupted = False
+        self._interrupt_when = interrupt_when
         with store.session_scope(write=True) as session:
             row = Worker(sweep_id=sweep_id, host=socket.gethostname(), pid=os.getpid())
             session.add(row)
@@ -47,11 +58,18 @@ class Heartbeat:
         self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(heartbeat_seconds()):
+        interval = heartbeat_seconds()
+        last = time.monotonic()
+        while not self._stop.wait(min(1.0, interval)):
             try:
-                with self.store.connect(write=True) as conn:
-                    conn.execute(update(Worker).where(Worker.id == self.worker_id).values(last_seen=utcnow()))
-            except Exception:
+                if self._interrupt_when is not None and not self.interrupted and self._interrupt_when():
+                    self.interrupted = True
+                    _thread.interrupt_main()
+                if time.monotonic() - last >= interval:
+                    with self.store.connect(write=True) as conn:
+                        conn.execute(update(Worker).where(Worker.id == self.worker_id).values(last_seen=utcnow()))
+                    last = time.monotonic()
+            except Exception:  # a missed beat is retried; the reaper tolerates three
                 continue
 
     def stop(self) -> None:

@@ -370,12 +370,14 @@ def _best_values(conn: Any, sweeps: list[Sweep]) -> dict[int, tuple[Any, int | N
     return out
 
 
-def cancel_sweep(store: Store, sweep_id: int) -> None:
-    """Ask the sweep's workers to stop after their current trial; finished trials are kept."""
+def cancel_sweep(store: Store, sweep_id: int, now: bool = False) -> None:
+    """Cancel a sweep: workers stop after their current trial, or with `now` interrupt it (that run
+    ends `killed`). Finished trials are kept; the sweep ends `cancelled` once no trial runs.
+    """
     if get_sweep(store, sweep_id).status == "complete":
         raise ValidationError(f"Sweep {sweep_id} is already complete; there is nothing to cancel.")
     with store.connect(write=True) as conn:
-        conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
+        conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True, stop_now=now))
         bump_change_counter(conn)
     _settle(store, sweep_id)
 
@@ -391,6 +393,7 @@ def reopen_sweep(store: Store, sweep_id: int, add_trials: int = 0) -> SweepRecor
             .where(Sweep.id == sweep_id)
             .values(
                 cancel_requested=False,
+                stop_now=False,
                 status=SweepStatus.running,
                 finished_at=None,
                 n_trials=Sweep.n_trials + add_trials,
@@ -452,7 +455,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
     config = sweep.config
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(store, sweep.optuna_storage)
-    beat = Heartbeat(store, sweep_id)
+    beat = Heartbeat(store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id))
     try:
         data = _load_sweep_data(config)
         metrics = [(m["key"], m["direction"]) for m in config["metrics"]]
@@ -475,23 +478,44 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
         deadline = time.monotonic() + config["timeout"] if config.get("timeout") else None
         ran = 0
         reason = "done"
-        while max_trials is None or ran < max_trials:
-            _recover(store, study, sweep_id)
-            if deadline is not None and time.monotonic() >= deadline:
-                reason = "timeout"
-                break
-            if config["sampler"] == "grid" and study.sampler.is_exhausted(study):
-                reason = "grid"
-                break
-            run_id = _claim(store, sweep_id, beat.worker_id, config, data)
-            if run_id is None:
-                break
-            _run_trial(store, study, run_id, distributions, objective, metrics)
-            ran += 1
+        try:
+            while max_trials is None or ran < max_trials:
+                _recover(store, study, sweep_id)
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = "timeout"
+                    break
+                if config["sampler"] == "grid" and study.sampler.is_exhausted(study):
+                    reason = "grid"
+                    break
+                run_id = _claim(store, sweep_id, beat.worker_id, config, data)
+                if run_id is None:
+                    break
+                _run_trial(store, study, run_id, distributions, objective, metrics)
+                ran += 1
+        except KeyboardInterrupt:
+            _end_own_runs(store, beat.worker_id)  # a run claimed but not yet started, if any
+            if not beat.interrupted:  # Ctrl-C or SIGTERM here, not a "cancel now" from the store
+                _settle(store, sweep_id)
+                raise
         _settle(store, sweep_id, finished_early=reason in ("timeout", "grid"))
         return ran
     finally:
         beat.stop()
+
+
+def _end_own_runs(store: Store, worker_id: int) -> None:
+    with store.connect(write=True) as conn:
+        conn.execute(
+            update(Run)
+            .where(Run.worker_id == worker_id, Run.status == RunStatus.running)
+            .values(status=RunStatus.killed, finished_at=utcnow(), error="The worker was interrupted.")
+        )
+        bump_change_counter(conn)
+
+
+def _stop_now(store: Store, sweep_id: int) -> bool:
+    with store.connect() as conn:
+        return bool(conn.execute(select(Sweep.stop_now).where(Sweep.id == sweep_id)).scalar_one())
 
 
 def _load_sweep_data(config: Mapping[str, Any]) -> TaskData | None:
