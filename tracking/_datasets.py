@@ -249,3 +249,27 @@ def _record(row: DatasetVersion) -> DatasetRecord:
         row.id, row.name, row.sha256, row.source, row.path, row.n_rows, row.n_columns, row.schema_, row.stats,
         row.created_at,
     )  # fmt: skip
+
+
+def save_upload(store: Store, content: bytes, filename: str) -> Path:
+    """Keep an uploaded CSV under the store's home, by content, so every worker reads the same bytes.
+
+    The file lands at `<home>/uploads/<sha256[:16]>/<name>.csv`; the name keeps the user's file name
+    (sanitized) because the dataset version is named after it.
+    """
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
+    folder = store.artifact_root.parent / "uploads" / _sha(content)[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem[:80]}.csv"
+    if not path.exists():
+        path.write_bytes(content)
+    return path
+
+
+def preview_csv(path: str | Path, rows: int = 10) -> tuple[Any, list[str]]:
+    """The first rows of a CSV and its columns, with the same checks as `load_task` (one sentence)."""
+    file = Path(path)
+    frame = _read_csv_frame(file, file.read_bytes())
+    return frame.head(rows), [str(c) for c in frame.columns]

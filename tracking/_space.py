@@ -151,3 +151,83 @@ def to_grid(space: Mapping[str, Mapping[str, Any]], max_points: int = 100_000) -
     if math.prod(len(v) for v in grid.values()) > max_points:
         raise ValidationError(f"The grid has more than {max_points} points; give steps or fewer choices.")
     return grid
+
+
+def space_rows(space: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A space as editor rows: parameter, type, low, high, log, step, choices (comma-separated text)."""
+    rows = []
+    for name, entry in space.items():
+        choices = entry.get("choices")
+        rows.append(
+            {
+                "parameter": name,
+                "type": entry["type"],
+                "low": entry.get("low"),
+                "high": entry.get("high"),
+                "log": bool(entry.get("log", False)),
+                "step": entry.get("step"),
+                "choices": ", ".join(json.dumps(c) if not isinstance(c, str) else c for c in choices)
+                if choices
+                else "",
+            }
+        )
+    return rows
+
+
+def _choice(text: str) -> Any:
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("null", "none"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        number = float(text)
+    except ValueError:
+        return text.strip("\"'")
+    return int(number) if number.is_integer() and "." not in text and "e" not in lowered else number
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def space_from_rows(
+    rows: Iterable[Mapping[str, Any]], allowed: Iterable[str] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[int, str]]:
+    """Validate editor rows one by one.
+
+    Returns:
+        The validated space, and a message per wrong row (0-based row index -> sentence); the space
+        is only usable when there are no messages.
+    """
+    allowed_names = set(allowed) if allowed is not None else None
+    space: dict[str, dict[str, Any]] = {}
+    errors: dict[int, str] = {}
+    for index, row in enumerate(rows):
+        name = "" if _blank(row.get("parameter")) else str(row["parameter"]).strip()
+        if not name:
+            errors[index] = f"Row {index + 1}: give the parameter a name."
+            continue
+        if name in space:
+            errors[index] = f"Row {index + 1} ({name}): this parameter appears twice."
+            continue
+        kind = row.get("type")
+        entry: dict[str, Any] = {"type": kind}
+        if kind == "categorical":
+            text = "" if _blank(row.get("choices")) else str(row["choices"])
+            entry["choices"] = [_choice(part) for part in text.split(",") if part.strip()]
+        else:
+            for key in ("low", "high", "step"):
+                if not _blank(row.get(key)):
+                    entry[key] = float(row[key]) if kind == "float" else row[key]
+            if kind == "int":
+                entry.update({k: int(v) if float(v).is_integer() else v for k, v in entry.items() if k != "type"})
+            entry["log"] = bool(row.get("log")) if not _blank(row.get("log")) else False
+        try:
+            space[name] = _parse_entry(name, entry, allowed_names)
+        except ValidationError as err:
+            errors[index] = f"Row {index + 1}: {err}"
+    if not space and not errors:
+        errors[0] = "Add at least one parameter to search over."
+    return space, errors

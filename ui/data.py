@@ -37,3 +37,15 @@ def _overview(url: str, change: int) -> tracking.Overview:
 def overview() -> tracking.Overview:
     """Counts, recent sweeps and runs, re-read only when the store changed."""
     return _overview(get_store().url, marker())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sweep_figures(url: str, sweep_id: int, change: int) -> dict:
+    from tracking._sweep_charts import sweep_figures
+
+    return sweep_figures(get_store(), sweep_id)
+
+
+def cached_sweep_figures(sweep_id: int) -> dict:
+    """The sweep detail charts (Plotly figures or reasons), redrawn only after the store changed."""
+    return _sweep_figures(get_store().url, sweep_id, marker())

@@ -1,0 +1,92 @@
+"""One sweep: live progress, control, charts and its trials (`?id=N`)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import tracking
+from ui.data import cached_sweep_figures, get_store
+from ui.sweeps import launch, progress_panel
+
+store = get_store()
+raw_id = st.query_params.get("id", "")
+sweep = (
+    tracking.get_sweep(store, int(raw_id))
+    if raw_id.isdigit() and tracking.list_sweeps(store, sweep_id=int(raw_id))
+    else None
+)
+if sweep is None:
+    st.title("Sweep")
+    st.warning(f"There is no sweep {raw_id!r}." if raw_id else "No sweep chosen.")
+    st.page_link("pages/sweeps.py", label="All sweeps")
+    st.stop()
+
+st.title(f"Sweep {sweep.id}: {sweep.name}")
+config = sweep.config
+data = config.get("data") or {}
+st.caption(
+    f"{config.get('model') or config.get('objective')} on {data.get('name', '–')} · "
+    f"{', '.join(m['key'] + ' (' + m['direction'] + ')' for m in config['metrics'])} · sampler {config['sampler']}, "
+    f"pruner {config['pruner']} · experiment {sweep.experiment} · owner {sweep.owner or '–'}"
+)
+
+live = sweep.status in ("pending", "running")
+st.session_state[f"live-{sweep.id}"] = live
+st.fragment(lambda: progress_panel(sweep.id), run_every=2 if live else None)()
+
+controls = st.columns([1, 1, 1, 1, 2])
+if live and not sweep.cancel_requested:
+    if controls[0].button("Cancel", help="Workers stop after their current trial."):
+        tracking.cancel_sweep(store, sweep.id)
+        st.rerun()
+    if controls[1].button("Stop now", help="Interrupt the trials under way (they end as killed)."):
+        tracking.cancel_sweep(store, sweep.id, now=True)
+        st.rerun()
+elif sweep.status in ("interrupted", "cancelled", "complete"):
+    workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, label_visibility="collapsed")
+    more = controls[1].number_input("Add trials", min_value=0, value=0 if sweep.status != "complete" else 10)
+    label = "Resume" if sweep.status != "complete" else "Add trials"
+    if controls[2].button(label, disabled=sweep.status == "complete" and more == 0):
+        tracking.reopen_sweep(store, sweep.id, add_trials=int(more))
+        tracking.launch_workers(store, sweep.id, int(workers))
+        st.rerun()
+    if controls[3].button("Run again", help="A new sweep with the same settings."):
+        launch(tracking._sweeps.spec_from_record(sweep, name=None), int(workers))
+if sweep.cancel_requested and live:
+    st.info("Cancel requested: the workers stop after their current trial.")
+
+with st.expander("Run more workers on other machines"):
+    st.code(tracking.worker_command(store, sweep.id), language="bash")
+    st.caption("Any machine with this repository and its requirements that reaches the store can join.")
+
+charts, trials, settings = st.tabs(["Charts", "Trials", "Settings"])
+with charts:
+    for title, figure in cached_sweep_figures(sweep.id).items():
+        st.subheader(title)
+        if isinstance(figure, str):
+            st.caption(figure)
+        else:
+            st.plotly_chart(figure, key=f"chart-{title}")
+with trials:
+    runs = tracking.list_runs(store, sweep_id=sweep.id, newest_first=False)
+    keys = [m["key"] for m in config["metrics"]]
+    table = pd.DataFrame(
+        [
+            {"trial": r.trial_number, "run": f"/run?id={r.id}", "status": r.status, **{k: r.metrics.get(k) for k in keys},
+             **{f"params.{k}": v for k, v in r.params.items()}, "started": r.started_at, "finished": r.finished_at}
+            for r in runs
+        ]
+    )  # fmt: skip
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={"run": st.column_config.LinkColumn("run", display_text=r"/run\?id=(\d+)")},
+    )
+with settings:
+    st.markdown("**Search space**")
+    st.dataframe(pd.DataFrame(tracking._space.space_rows(config["space"])), hide_index=True)
+    st.markdown("**Settings**")
+    st.code(json.dumps({k: v for k, v in config.items() if k != "space"}, indent=2), language="json")

@@ -1,0 +1,209 @@
+"""Widgets of the sweep pages: the launch form, live progress and the control buttons."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import tracking
+from tracking._datasets import BUILTIN_TASKS, preview_csv, save_upload
+from tracking._families import FAMILIES
+from tracking._objective import COST_METRICS, DEFAULT_METRIC, metric_direction, task_metrics
+from tracking._space import TYPES, space_from_rows, space_rows
+from tracking._sweeps import PRUNERS, SAMPLERS, SweepSpec
+from ui.data import get_store, marker
+
+DEMO = SweepSpec(
+    model="hist_gradient_boosting", task="breast_cancer", n_trials=24, folds=3, name="demo",
+    experiment="demo", extra={"demo": True},
+)  # fmt: skip
+DEMO_WORKERS = 2
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _task_info(task: str | None, csv: str | None, target: str | None, sensitive: str | None) -> tuple[str, int, int]:
+    data = tracking.load_task(task, csv, target, sensitive)
+    return data.task_type, len(data.X), data.X.shape[1]
+
+
+def data_section() -> dict[str, Any] | None:
+    """Dataset choice; returns {task|csv, target, sensitive, task_type} or None while incomplete."""
+    source = st.radio("Data", ["Built-in dataset", "Upload a CSV"], horizontal=True, key="data_source")
+    if source == "Built-in dataset":
+        task = st.selectbox("Dataset", sorted(BUILTIN_TASKS), index=sorted(BUILTIN_TASKS).index("breast_cancer"))
+        task_type, rows, cols = _task_info(task, None, None, None)
+        st.caption(f"{task}: {task_type}, {rows} rows, {cols} features")
+        return {"task": task, "csv": None, "target": None, "sensitive": None, "task_type": task_type}
+    upload = st.file_uploader("CSV file (UTF-8, with a header row)", type=["csv"], key="csv_upload")
+    if upload is None:
+        st.info("Upload a CSV file to choose its target column.")
+        return None
+    path = save_upload(get_store(), upload.getvalue(), upload.name)
+    try:
+        head, columns = preview_csv(path)
+    except tracking.ValidationError as err:
+        st.error(str(err))
+        return None
+    st.dataframe(head, hide_index=True, height=200)
+    left, right = st.columns(2)
+    target = left.selectbox("Target column", columns, index=len(columns) - 1, key="csv_target")
+    others = ["(none)"] + [c for c in columns if c != target]
+    sensitive = right.selectbox("Sensitive attribute (optional, for fairness checks)", others, key="csv_sensitive")
+    sensitive = None if sensitive == "(none)" else sensitive
+    try:
+        task_type, rows, cols = _task_info(None, str(path), target, sensitive)
+    except tracking.ValidationError as err:
+        st.error(str(err))
+        return None
+    st.caption(f"Detected task: **{task_type}** ({rows} rows, {cols} features)")
+    return {"task": None, "csv": str(path), "target": target, "sensitive": sensitive, "task_type": task_type}
+
+
+def metric_choices(task_type: str) -> list[str]:
+    base = list(task_metrics(task_type))
+    return [f"cv_{m}" for m in base] + [f"test_{m}" for m in base] + list(COST_METRICS)
+
+
+def objective_section(task_type: str) -> list[str]:
+    """One metric, or two for a Pareto sweep, each with its direction ("key:max")."""
+    choices = metric_choices(task_type)
+    left, right = st.columns(2)
+    first = left.selectbox("Objective metric", choices, index=choices.index(DEFAULT_METRIC[task_type]))
+    pareto = right.toggle("Second objective (Pareto front)", key="pareto")
+    picked = [first]
+    if pareto:
+        rest = [c for c in choices if c != first]
+        picked.append(right.selectbox("Second metric", rest, index=rest.index("predict_ms_per_row")))
+    st.caption(" · ".join(f"{key}: {metric_direction(key, task_type)}" for key in picked))
+    return [f"{key}:{'max' if metric_direction(key, task_type) == 'maximize' else 'min'}" for key in picked]
+
+
+def space_section(family: str, task_type: str) -> tuple[dict[str, Any], dict[int, str]]:
+    """The search-space editor, prefilled with the family's defaults, and its per-row problems."""
+    st.markdown("**Search space** — one row per hyperparameter; add, remove or change rows.")
+    frame = pd.DataFrame(space_rows(FAMILIES[family].space))
+    edited = st.data_editor(
+        frame,
+        num_rows="dynamic",
+        hide_index=True,
+        key=f"space_editor_{family}_{task_type}",
+        column_config={
+            "parameter": st.column_config.TextColumn("parameter", required=True),
+            "type": st.column_config.SelectboxColumn("type", options=list(TYPES), required=True),
+            "low": st.column_config.NumberColumn("low", format="%g"),
+            "high": st.column_config.NumberColumn("high", format="%g"),
+            "log": st.column_config.CheckboxColumn("log scale"),
+            "step": st.column_config.NumberColumn("step", format="%g"),
+            "choices": st.column_config.TextColumn("choices (comma-separated)"),
+        },
+    )
+    space, errors = space_from_rows(edited.to_dict("records"), FAMILIES[family].accepted_params(task_type))
+    for message in errors.values():
+        st.error(message)
+    return space, errors
+
+
+def settings_section(multi: bool) -> dict[str, Any]:
+    """Sampler, pruner, budget, workers, seed and names."""
+    a, b, c, d = st.columns(4)
+    samplers = [s for s, (_, handles_multi) in SAMPLERS.items() if handles_multi or not multi]
+    sampler = a.selectbox("Sampler", samplers, index=samplers.index("nsga2" if multi else "tpe"))
+    pruner = b.selectbox(
+        "Pruner", ["none"] if multi else list(PRUNERS), disabled=multi, help="Pruning needs one objective."
+    )
+    trials = c.number_input("Trials", min_value=1, max_value=10_000, value=20, step=1)
+    workers = d.number_input("Workers", min_value=1, max_value=16, value=2, step=1)
+    e, f, g, h = st.columns(4)
+    timeout = e.number_input("Timeout (s, 0 = none)", min_value=0, value=0, step=60)
+    seed = f.number_input("Seed", min_value=0, value=0, step=1)
+    folds = g.number_input("CV folds", min_value=2, max_value=20, value=5, step=1)
+    experiment = h.text_input("Experiment", value="default")
+    name = st.text_input("Sweep name (optional)", value="")
+    return {
+        "sampler": sampler, "pruner": pruner, "n_trials": int(trials), "workers": int(workers),
+        "timeout": float(timeout) or None, "seed": int(seed), "folds": int(folds),
+        "experiment": experiment.strip() or "default", "name": name.strip() or None,
+    }  # fmt: skip
+
+
+def launch(spec: SweepSpec, workers: int) -> None:
+    """Create the sweep, start its workers outside this page and open its detail page."""
+    store = get_store()
+    try:
+        sweep = tracking.create_sweep(store, spec)
+    except tracking.TrackingError as err:
+        st.error(str(err))
+        return
+    tracking.launch_workers(store, sweep.id, workers)
+    st.switch_page("pages/sweep.py", query_params={"id": str(sweep.id)})
+
+
+def owner() -> str:
+    """Who launches (accounts come with the registry; until then the dashboard's OS user)."""
+    return getpass.getuser()
+
+
+def elapsed_and_eta(sweep: Any) -> tuple[float | None, float | None]:
+    """Seconds since the sweep started and a linear estimate of the seconds left."""
+    if sweep.started_at is None:
+        return None, None
+    end = sweep.finished_at or datetime.now(UTC)
+    elapsed = (end - sweep.started_at).total_seconds()
+    done = sweep.finished
+    if sweep.finished_at or done == 0:
+        return elapsed, None if not sweep.finished_at else 0.0
+    return elapsed, elapsed / done * max(sweep.n_trials - done, 0)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def history_figure(runs: list[Any], key: str, direction: str) -> go.Figure:
+    """Objective value per trial, with the best-so-far line: grows as trials finish."""
+    done = sorted(
+        (r for r in runs if r.status == "complete" and r.metrics.get(key) is not None), key=lambda r: r.trial_number
+    )
+    xs = [r.trial_number for r in done]
+    ys = [r.metrics[key] for r in done]
+    best, line = None, []
+    for y in ys:
+        best = y if best is None else (max(best, y) if direction == "maximize" else min(best, y))
+        line.append(best)
+    figure = go.Figure([go.Scatter(x=xs, y=ys, mode="markers", name=key), go.Scatter(x=xs, y=line, name="best so far")])
+    figure.update_layout(height=320, margin={"t": 30, "b": 30}, xaxis_title="trial", yaxis_title=key)
+    return figure
+
+
+def progress_panel(sweep_id: int) -> None:
+    """Live progress; polls every 2 s while the sweep runs and stops polling when it does not."""
+    store = get_store()
+    sweep = tracking.get_sweep(store, sweep_id)
+    done, total = sweep.finished, sweep.n_trials
+    st.progress(min(done / total, 1.0) if total else 1.0, text=f"{done} / {total} trials finished — {sweep.status}")
+    counts = sweep.counts
+    elapsed, eta = elapsed_and_eta(sweep)
+    cols = st.columns(6)
+    cols[0].metric("Running", counts.get("running", 0))
+    cols[1].metric("Complete", counts.get("complete", 0))
+    cols[2].metric("Pruned", counts.get("pruned", 0))
+    cols[3].metric("Failed", counts.get("failed", 0) + counts.get("killed", 0))
+    cols[4].metric("Elapsed", _duration(elapsed))
+    cols[5].metric("Time left (est.)", _duration(eta))
+    metrics = sweep.config["metrics"]
+    if sweep.best_run_id is not None:
+        best = tracking.get_run(store, sweep.best_run_id)
+        st.success(f"Best {metrics[0]['key']} = **{sweep.best_value:.5g}** (trial {best.trial_number}, run {best.id}) "
+                   f"with {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.params.items())}")  # fmt: skip
+    runs = tracking.list_runs(store, sweep_id=sweep_id)
+    st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
+    if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
+        st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
