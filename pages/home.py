@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
 from ui.data import get_store, overview
+from ui.sweeps import DEMO, DEMO_WORKERS, launch, owner
 
 st.title("Experiment tracking")
 st.caption(f"Store: `{get_store().display_url}`")
@@ -13,9 +16,13 @@ summary = overview()
 
 if summary.runs == 0 and summary.sweeps == 0:
     st.info(
-        "The store is empty. Start a first sweep from a terminal, then come back:\n\n"
-        "```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
+        "The store is empty. Run the demo — 24 trials of histogram gradient boosting on the breast cancer "
+        "data, two workers, about a minute — or launch your own sweep on the Sweeps page. From a terminal:"
+        "\n\n```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
     )
+    if st.button("Run a demo sweep", type="primary"):
+        launch(replace(DEMO, owner=owner()), DEMO_WORKERS)
+    st.page_link("pages/sweeps.py", label="Launch a sweep of your own", icon=":material/tune:")
     st.stop()
 
 cols = st.columns(5)
@@ -29,7 +36,7 @@ st.subheader("Recent sweeps")
 sweeps = pd.DataFrame(
     [
         {
-            "id": s.id,
+            "sweep": f"/sweep?id={s.id}",
             "name": s.name,
             "experiment": s.experiment,
             "status": s.status,
@@ -49,7 +56,10 @@ else:
     st.dataframe(
         sweeps,
         hide_index=True,
-        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+        column_config={
+            "sweep": st.column_config.LinkColumn("sweep", display_text=r"/sweep\?id=(\d+)"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        },
     )
 
 st.subheader("Recent runs")

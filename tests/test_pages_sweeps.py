@@ -1,0 +1,181 @@
+"""The Sweeps pages under Streamlit's AppTest: form validation, launching, live progress, control."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import tracking
+from tests.conftest import ROOT
+from tracking._sweeps import SweepSpec
+
+EDITOR = "space_editor_logistic_regression_classification"
+X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
+
+
+def _page(path: str, **params: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.switch_page(path).run()
+
+
+def _launch_button(at: AppTest):
+    return at.button(key="launch")
+
+
+def _wait_for(predicate, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def test_pages_sweeps_form_starts_valid_with_the_family_defaults():
+    at = _page("pages/sweeps.py")
+    assert not at.exception
+    assert not at.error
+    editor = at.data_editor(key=EDITOR).value
+    assert list(editor["parameter"]) == ["C", "class_weight"]
+    assert not _launch_button(at).disabled
+
+
+BAD_EDITS = [
+    ({"edited_rows": {0: {"low": 1000.0}}}, "greater than high"),
+    ({"edited_rows": {0: {"low": 0.0}}}, "log-scale range needs low > 0"),
+    ({"edited_rows": {1: {"choices": ""}}}, "non-empty list of choices"),
+    ({"edited_rows": {0: {"step": 0.5}}}, "step cannot be combined with log"),
+    ({"added_rows": [{"parameter": "bogus", "type": "int", "low": 1, "high": 3}]}, "no such parameter"),
+    ({"added_rows": [{"parameter": "C", "type": "float", "low": 1.0, "high": 2.0}]}, "appears twice"),
+    ({"added_rows": [{"type": "int", "low": 1, "high": 3}]}, "give the parameter a name"),
+    ({"deleted_rows": [0, 1]}, "at least one parameter"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_EDITS, ids=[m for _, m in BAD_EDITS])
+def test_pages_sweeps_bad_search_space_is_named_and_blocks_launch(edit, message):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at.switch_page("pages/sweeps.py").run()
+    at.session_state[EDITOR] = {"edited_rows": {}, "added_rows": [], "deleted_rows": [], **edit}
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(message in e for e in errors), errors
+    assert _launch_button(at).disabled
+    assert tracking.list_sweeps(tracking.open_store()) == []
+
+
+def test_pages_sweeps_csv_upload_previews_and_detects_the_task():
+    at = _page("pages/sweeps.py")
+    at.radio(key="data_source").set_value("Upload a CSV").run()
+    at.file_uploader(key="csv_upload").set_value(
+        ("loans.csv", (ROOT / "data/loan_approval.csv").read_bytes(), "text/csv")
+    )
+    at.run()
+    at.selectbox(key="csv_target").set_value("approved").run()
+    at.selectbox(key="csv_sensitive").set_value("gender").run()
+    assert not at.exception and not at.error
+    assert any("classification" in c.value for c in at.caption)
+    assert "income" in at.dataframe[-2].value.columns or "income" in at.dataframe[0].value.columns
+
+
+def test_pages_sweeps_broken_csv_gets_one_sentence():
+    at = _page("pages/sweeps.py")
+    at.radio(key="data_source").set_value("Upload a CSV").run()
+    at.file_uploader(key="csv_upload").set_value(("bad.csv", "a,b\ncaf\xe9,1\n".encode("latin-1"), "text/csv"))
+    at.run()
+    assert len(at.error) == 1 and "not UTF-8" in at.error[0].value
+    assert not [b for b in at.button if b.key == "launch"]  # the form stops at the data step
+
+
+@pytest.mark.slow
+def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
+    at = _page("pages/sweeps.py")
+    at.selectbox(key="family_classification").set_value("knn").run()
+    at.session_state["space_editor_knn_classification"] = {
+        "edited_rows": {0: {"low": 3.0, "high": 7.0}}, "added_rows": [], "deleted_rows": [1, 2],
+    }  # fmt: skip
+    at.run()
+    inputs = {n.label: n for n in at.number_input}
+    inputs["Trials"].set_value(3)
+    inputs["Workers"].set_value(1)
+    inputs["CV folds"].set_value(2)
+    at.text_input[-1].set_value("from-the-page")
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    _launch_button(at).click().run()
+    store = tracking.open_store()
+    (sweep,) = tracking.list_sweeps(store)
+    assert sweep.name == "from-the-page" and sweep.n_trials == 3 and sweep.config["folds"] == 2
+    assert sweep.config["space"]["n_neighbors"] == {"type": "int", "low": 3, "high": 7, "log": False}
+    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "complete")
+    runs = tracking.list_runs(store, sweep_id=sweep.id)
+    assert len(runs) == 3 and all(r.status == "complete" for r in runs)
+    detail = _page("pages/sweep.py", id=str(sweep.id))
+    assert not detail.exception
+    assert "3 / 3 trials finished" in detail.get("progress")[0].proto.text
+
+
+@pytest.mark.slow
+def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    store = tracking.open_store()
+    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=3)
+    sweep = tracking.create_sweep(store, spec)
+    tracking.launch_workers(store, sweep.id, 1)
+    _wait_for(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1)
+    at = _page("pages/sweep.py", id=str(sweep.id))
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert tracking.get_sweep(store, sweep.id).cancel_requested
+    flag.unlink()
+    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "cancelled")
+    at = _page("pages/sweep.py", id=str(sweep.id))
+    inputs = {n.label: n for n in at.number_input}
+    inputs["Workers"].set_value(1).run()
+    next(b for b in at.button if b.label == "Resume").click().run()
+    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "complete")
+    assert tracking.get_sweep(store, sweep.id).finished == 3
+
+
+@pytest.mark.slow
+def test_pages_sweep_detail_draws_every_chart():
+    store = tracking.open_store()
+    space = {
+        "max_iter": {"type": "int", "low": 10, "high": 40},
+        "learning_rate": {"type": "float", "low": 0.05, "high": 0.3, "log": True},
+    }
+    spec = SweepSpec(
+        model="hist_gradient_boosting", task="iris", space=space, n_trials=5, folds=2, sampler="random", pruner="none"
+    )
+    sweep = tracking.create_sweep(store, spec)
+    tracking.run_worker(store, sweep.id)
+    at = _page("pages/sweep.py", id=str(sweep.id))
+    assert not at.exception
+    titles = [s.value for s in at.subheader]
+    assert titles == ["Optimisation history", "Learning curves", "Parameter importances", "Parallel coordinates",
+                      "Slice", "Contour", "Timeline by worker"]  # fmt: skip
+    assert not [c.value for c in at.caption if c.value.startswith("Not drawn")]
+    assert "python -m tracking worker --sweep" in at.code[0].value
+
+
+def test_pages_sweep_unknown_id_says_so():
+    at = _page("pages/sweep.py", id="999")
+    assert not at.exception
+    assert "no sweep '999'" in at.warning[0].value
+
+
+@pytest.mark.slow
+def test_pages_home_demo_button_launches_the_demo_sweep():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at.button[0].click().run()
+    store = tracking.open_store()
+    (sweep,) = tracking.list_sweeps(store)
+    try:
+        assert sweep.name == "demo" and sweep.n_trials == 24 and sweep.config["model"] == "hist_gradient_boosting"
+    finally:
+        tracking.cancel_sweep(store, sweep.id, now=True)
+        _wait_for(lambda: tracking.get_sweep(store, sweep.id).status in ("cancelled", "interrupted", "complete"), 120)
