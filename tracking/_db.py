@@ -8,6 +8,7 @@ which waits (busy_timeout) for the write lock up front. Reads use a plain `BEGIN
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,13 @@ class Store:
         except exc.ArgumentError as err:
             raise StoreError(f"The store URL {url!r} is not a valid SQLAlchemy URL.") from err
         self.dialect = parsed.get_backend_name()
+        # Per-store caches of this process (kept here, not in module dicts keyed by id(store), which a
+        # later store could reuse): experiment ids by name, and this process's worker heartbeat.
+        self.experiment_ids: dict[str, int] = {}
+        self.process_heartbeat: object | None = None
+        # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
+        in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        self._serial = threading.RLock() if in_memory else contextlib.nullcontext()
         try:
             self.engine = _make_engine(self.url, parsed.database)
         except (exc.NoSuchModuleError, ImportError) as err:
@@ -69,7 +77,7 @@ class Store:
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[Connection]:
         """A Core connection inside one transaction, committed on success and rolled back on error."""
-        with _mapped_errors(self), self.engine.connect() as conn:
+        with self._serial, _mapped_errors(self), self.engine.connect() as conn:
             if write:
                 conn.execution_options(**{_WRITE: True})
             with conn.begin():
@@ -89,9 +97,12 @@ class Store:
         self.engine.dispose()
 
 
+_BUMP = update(StoreState).values(change_counter=StoreState.change_counter + 1)  # built once: a hot path
+
+
 def bump_change_counter(conn: Connection | Session) -> None:
     """Mark the store as changed, so cached views re-read it."""
-    conn.execute(update(StoreState).values(change_counter=StoreState.change_counter + 1))
+    conn.execute(_BUMP)
 
 
 def change_marker(store: Store) -> int:

@@ -38,18 +38,28 @@ def grace_seconds() -> float:
 class Heartbeat:
     """A registered worker row plus the daemon thread that keeps it fresh.
 
+    `adopt` takes over a row that `launch_workers` registered for this process before it started, so
+    a sweep counts its workers as alive from the moment they are launched.
+
     `interrupt_when`, if given, is asked every second; when it answers True the main thread gets a
     KeyboardInterrupt once (how a sweep cancelled "at once" reaches workers on any machine).
     """
 
     def __init__(
-        self, store: Store, sweep_id: int | None = None, interrupt_when: Callable[[], bool] | None = None
+        self,
+        store: Store,
+        sweep_id: int | None = None,
+        interrupt_when: Callable[[], bool] | None = None,
+        adopt: int | None = None,
     ) -> None:
         self.store = store
         self.interrupted = False
         self._interrupt_when = interrupt_when
         with store.session_scope(write=True) as session:
-            row = Worker(sweep_id=sweep_id, host=socket.gethostname(), pid=os.getpid())
+            row = session.get(Worker, adopt) if adopt is not None else None
+            if row is None or row.sweep_id != sweep_id or row.stopped_at is not None:
+                row = Worker(sweep_id=sweep_id)
+            row.host, row.pid, row.last_seen = socket.gethostname(), os.getpid(), utcnow()
             session.add(row)
             session.flush()
             self.worker_id = int(row.id)
@@ -79,17 +89,15 @@ class Heartbeat:
             conn.execute(update(Worker).where(Worker.id == self.worker_id).values(stopped_at=utcnow()))
 
 
-_process_heartbeats: dict[int, Heartbeat] = {}
 _process_lock = threading.Lock()
 
 
 def process_worker_id(store: Store) -> int:
     """The worker row of this process for `store`, registered (and beating) on first use."""
     with _process_lock:
-        beat = _process_heartbeats.get(id(store))
-        if beat is None or beat.worker_id is None:
-            beat = Heartbeat(store)
-            _process_heartbeats[id(store)] = beat
+        beat = store.process_heartbeat
+        if not isinstance(beat, Heartbeat):
+            store.process_heartbeat = beat = Heartbeat(store)
         return beat.worker_id
 
 

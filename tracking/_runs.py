@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
@@ -31,7 +31,20 @@ from tracking._tables import Artifact, Experiment, Note, Run, RunStatus, RunTag,
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
 _POINT_COLUMNS = ("run_id", "key", "step", "value", "timestamp")
-_experiment_ids: dict[tuple[int, str], int] = {}
+# Statements of the logging hot path, built once (building them per call costs more than running them).
+_SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
+_FINISH = (
+    update(Run)
+    .where(Run.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished"),
+        metrics=bindparam("b_metrics"),
+    )
+)
+_INSERT_RUN = insert(Run).returning(Run.id)
+_NAME_RUN = update(Run).where(Run.id == bindparam("b_id")).values(name=bindparam("b_name"))
 
 
 def _json_safe(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,7 +55,7 @@ def _json_safe(params: Mapping[str, Any]) -> dict[str, Any]:
             safe[str(key)] = value
         elif isinstance(value, float):
             safe[str(key)] = value if math.isfinite(value) else str(value)
-        elif hasattr(value, "item"):  # numpy scalars
+        elif hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalars, not arrays
             safe[str(key)] = _json_safe({"v": value.item()})["v"]
         else:
             safe[str(key)] = str(value)
@@ -54,11 +67,10 @@ def get_or_create_experiment(store: Store, name: str) -> int:
     name = name.strip()
     if not name:
         raise ValidationError("The experiment name must not be empty.")
-    cached = _experiment_ids.get((id(store), name))
-    if cached is not None:
-        return cached
-    _experiment_ids[(id(store), name)] = experiment_id = _find_or_insert_experiment(store, name)
-    return experiment_id
+    cached = store.experiment_ids.get(name)
+    if cached is None:
+        store.experiment_ids[name] = cached = _find_or_insert_experiment(store, name)
+    return cached
 
 
 def _find_or_insert_experiment(store: Store, name: str) -> int:
@@ -96,15 +108,16 @@ class ActiveRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log values of several metrics at one step. Non-finite values are kept as null."""
         now = time.time()
+        values: list[tuple[str, float | None]] = []
+        for key, raw in metrics.items():  # check the whole batch first: a refused batch logs nothing
+            try:
+                value: float | None = float(raw)
+            except (TypeError, ValueError) as err:
+                raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
+            values.append((str(key), value if math.isfinite(value) else None))
         with self._lock:
             buffer, latest, next_step, run_id = self._buffer, self._latest, self._next_step, self.id
-            for key, raw in metrics.items():
-                try:
-                    value: float | None = float(raw)
-                except (TypeError, ValueError) as err:
-                    raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
-                if not math.isfinite(value):
-                    value = None
+            for key, value in values:
                 at = next_step.get(key, 0) if step is None else int(step)
                 if at >= next_step.get(key, 0):
                     next_step[key] = at + 1
@@ -172,14 +185,12 @@ class ActiveRun:
             return
         self._write(points, summary)
 
-    def _write(self, points: list[tuple], summary: dict[str, Any] | None, **run_values: Any) -> None:
+    def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
         with self.store.connect(write=True) as conn:
             if points:
                 insert_points(conn, points)
             if summary is not None:
-                run_values["metrics"] = summary
-            if run_values:
-                conn.execute(update(Run).where(Run.id == self.id).values(**run_values))
+                conn.execute(_SET_METRICS, {"b_id": self.id, "b_metrics": summary})
             bump_change_counter(conn)
 
     def end(self, status: RunStatus = RunStatus.complete, error: str | None = None) -> None:
@@ -187,7 +198,12 @@ class ActiveRun:
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
-        self._write(points, summary, status=status, error=error, finished_at=utcnow())
+        with self.store.connect(write=True) as conn:
+            if points:
+                insert_points(conn, points)
+            values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
+            conn.execute(_FINISH, {"b_id": self.id, **values})
+            bump_change_counter(conn)
 
 
 def insert_points(conn: Connection, points: list[tuple]) -> None:
@@ -251,10 +267,10 @@ def run_row(
 
 def insert_run(conn: Connection, values: dict[str, Any]) -> int:
     """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed."""
-    run_id = int(conn.execute(insert(Run).returning(Run.id), values).scalar_one())
+    run_id = int(conn.execute(_INSERT_RUN, values).scalar_one())
     if not values["name"]:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
-        conn.execute(update(Run).where(Run.id == run_id).values(name=default))
+        conn.execute(_NAME_RUN, {"b_id": run_id, "b_name": default})
     bump_change_counter(conn)
     return run_id
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from tracking._datasets import TaskData, load_task, register_dataset
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
 from tracking._families import FAMILIES
-from tracking._liveness import Heartbeat, fail_stale_runs, grace_seconds, live_workers
+from tracking._liveness import Heartbeat, fail_stale_runs, grace_seconds, heartbeat_seconds, live_workers
 from tracking._objective import (
     COST_METRICS,
     DEFAULT_METRIC,
@@ -40,7 +41,7 @@ from tracking._objective import (
 from tracking._records import SweepRecord
 from tracking._runs import ActiveRun, get_or_create_experiment, insert_run, run_row
 from tracking._space import parse_space, to_distributions, to_grid
-from tracking._tables import Experiment, Run, RunStatus, Sweep, SweepStatus, utcnow
+from tracking._tables import Experiment, Run, RunStatus, Sweep, SweepStatus, Worker, utcnow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPORT_EVERY = 10  # iterative learning curves go to Optuna's pruner every 10th iteration (all are logged)
@@ -420,18 +421,26 @@ def launch_workers(store: Store, sweep_id: int, count: int, log_dir: Path | None
     procs = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(count):
+        # Register the worker before it starts (it adopts the row), so the sweep shows as running at once.
+        with store.session_scope(write=True) as session:
+            row = Worker(sweep_id=sweep_id, host=socket.gethostname(), pid=os.getpid())
+            session.add(row)
+            session.flush()
+            worker_id = int(row.id)
         log = open(log_dir / f"sweep-{sweep_id}-{stamp}-worker-{k}.log", "ab")  # noqa: SIM115 - owned by the child
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tracking", "worker", "--sweep", str(sweep_id)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tracking", "worker", "--sweep", str(sweep_id)],
+            env={**env, "TRACKING_WORKER_ID": str(worker_id)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
+        with store.connect(write=True) as conn:
+            conn.execute(update(Worker).where(Worker.id == worker_id).values(pid=proc.pid, last_seen=utcnow()))
+            bump_change_counter(conn)
+        procs.append(proc)
     return procs
 
 
@@ -455,7 +464,10 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
     config = sweep.config
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(store, sweep.optuna_storage)
-    beat = Heartbeat(store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id))
+    adopt = os.environ.get("TRACKING_WORKER_ID")  # set by launch_workers for the processes it starts
+    beat = Heartbeat(
+        store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id), adopt=int(adopt) if adopt else None
+    )
     try:
         data = _load_sweep_data(config)
         metrics = [(m["key"], m["direction"]) for m in config["metrics"]]
@@ -478,16 +490,20 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
         deadline = time.monotonic() + config["timeout"] if config.get("timeout") else None
         ran = 0
         reason = "done"
+        code_path = _code_path(config)
+        recovered_at = -float("inf")
         try:
             while max_trials is None or ran < max_trials:
-                _recover(store, study, sweep_id)
+                if time.monotonic() - recovered_at >= heartbeat_seconds():  # a death shows only that often
+                    _recover(store, study, sweep_id)
+                    recovered_at = time.monotonic()
                 if deadline is not None and time.monotonic() >= deadline:
                     reason = "timeout"
                     break
                 if config["sampler"] == "grid" and study.sampler.is_exhausted(study):
                     reason = "grid"
                     break
-                run_id = _claim(store, sweep_id, beat.worker_id, config, data)
+                run_id = _claim(store, sweep_id, beat.worker_id, config["seed"], code_path)
                 if run_id is None:
                     break
                 _run_trial(store, study, run_id, distributions, objective, metrics)
@@ -531,13 +547,22 @@ def _load_sweep_data(config: Mapping[str, Any]) -> TaskData | None:
     return data
 
 
-def _claim(store: Store, sweep_id: int, worker_id: int, config: Mapping[str, Any], data: Any) -> int | None:
-    """Insert the next trial's run if the sweep still has a free slot; None when it has not."""
-    with store.session_scope(write=True) as session:
-        sweep = session.execute(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).scalar_one()
+_CLAIM_COLUMNS = (
+    Sweep.cancel_requested, Sweep.n_trials, Sweep.experiment_id, Sweep.dataset_version_id, Sweep.name, Sweep.owner
+)  # fmt: skip
+
+
+def _claim(store: Store, sweep_id: int, worker_id: int, seed: int, code_path: Path) -> int | None:
+    """Insert the next trial's run if the sweep still has a free slot; None when it has not.
+
+    The sweep row is locked first (FOR UPDATE on PostgreSQL; SQLite's write transactions are
+    serialized already), so counting and inserting are one atomic step across all workers.
+    """
+    with store.connect(write=True) as conn:
+        sweep = conn.execute(select(*_CLAIM_COLUMNS).where(Sweep.id == sweep_id).with_for_update()).one()
         if sweep.cancel_requested:
             return None
-        taken = session.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
+        taken = conn.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
         if taken >= sweep.n_trials:
             return None
         values = run_row(
@@ -546,11 +571,11 @@ def _claim(store: Store, sweep_id: int, worker_id: int, config: Mapping[str, Any
             sweep_id=sweep_id,
             name=f"{sweep.name}-pending",
             dataset_version_id=sweep.dataset_version_id,
-            seed=config["seed"],
-            code_path=_code_path(config),
+            seed=seed,
+            code_path=code_path,
             owner=sweep.owner,
         )
-        return insert_run(session.connection(), values)
+        return insert_run(conn, values)
 
 
 def _code_path(config: Mapping[str, Any]) -> Path:
@@ -566,7 +591,6 @@ def _run_trial(
     import optuna
 
     trial = study.ask(distributions)
-    trial.set_user_attr("run_id", run_id)
     with store.connect(write=True) as conn:
         conn.execute(
             update(Run)

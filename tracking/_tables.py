@@ -177,3 +177,35 @@ class Note(SQLModel, table=True):
     author: str = ""
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Report(SQLModel, table=True):
+    """A saved comparison: a title, markdown notes and the view's state (filter, runs, columns, charts)."""
+
+    __tablename__ = "reports"
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False))
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    owner: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RunKey(SQLModel, table=True):
+    """A params or metrics key seen on some run: the catalogue behind the runs table's column chooser."""
+
+    __tablename__ = "run_keys"
+    __table_args__ = (UniqueConstraint("kind", "key", name="uq_run_keys_kind_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "params" or "metrics"
+    key: str
+
+
+class RunKeyScan(SQLModel, table=True):
+    """One row: how far `run_keys` has read the runs (highest run id, and the runs still running then)."""
+
+    __tablename__ = "run_key_scans"
+    id: int | None = Field(default=None, primary_key=True)
+    max_run_id: int = 0
+    pending: list[int] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))

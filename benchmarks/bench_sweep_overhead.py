@@ -1,0 +1,283 @@
+"""Tracking overhead per sweep trial: our tracked sweep against bare Optuna on the same kind of storage.
+
+A trivial objective, `(x - 2) ** 2` with x uniform in [-10, 10], runs for `trials` trials (default
+300) with Optuna's RandomSampler in three ways:
+
+- bare Optuna, in-memory storage (`study.optimize`);
+- bare Optuna on what our sweeps use beside a SQLite store: `JournalStorage(JournalFileBackend(path))`;
+- our sweep (`create_sweep` + `run_worker` in this process) with a user objective module.
+
+Overhead per trial = (ours - bare journal) / trials, and also against in-memory. Target: under 5 ms.
+`--profile` adds a cProfile pass of `run_worker` and prints where its time goes, per trial.
+
+Run from the repo root with the project's venv:
+
+    python benchmarks/bench_sweep_overhead.py
+    python benchmarks/bench_sweep_overhead.py --trials 100 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_MS = 5.0
+OBJECTIVE_MODULE = "bench_objective"
+OBJECTIVE_SOURCE = '''"""The benchmark's user objective: a trivial function of one float."""
+
+
+def objective(params, run):
+    return (params["x"] - 2) ** 2
+'''
+SPACE = {"x": {"type": "float", "low": -10, "high": 10}}
+
+# (file suffix, function name, label): the calls whose cumulative time the profile breaks down.
+PROFILED = [
+    ("tracking/_sweeps.py", "run_worker", "run_worker (everything)"),
+    ("tracking/_sweeps.py", "_recover", "_recover: stale runs + running trials"),
+    ("tracking/_liveness.py", "fail_stale_runs", "  fail_stale_runs (read txn)"),
+    ("optuna/study/study.py", "get_trials", "  study.get_trials(RUNNING)"),
+    ("tracking/_sweeps.py", "_claim", "_claim: locked count + insert run"),
+    ("tracking/_runs.py", "run_row", "  run_row (provenance)"),
+    ("tracking/_sweeps.py", "_code_path", "  _code_path"),
+    ("tracking/_runs.py", "insert_run", "  insert_run"),
+    ("tracking/_sweeps.py", "_run_trial", "_run_trial"),
+    ("optuna/study/study.py", "ask", "  study.ask"),
+    ("optuna/trial/_trial.py", "set_user_attr", "  trial.set_user_attr (journal write)"),
+    ("tracking/_sweeps.py", "user_objective", "  objective + run.log_metrics"),
+    ("tracking/_runs.py", "end", "  ActiveRun.end (write txn)"),
+    ("optuna/study/study.py", "tell", "  study.tell"),
+    ("tracking/_db.py", "connect", "Store.connect (all transactions)"),
+    ("tracking/_db.py", "_on_begin", "  BEGIN / BEGIN IMMEDIATE"),
+    ("sqlalchemy/engine/base.py", "commit", "  COMMIT"),
+    ("sqlalchemy/sql/compiler.py", "__init__", "SQLAlchemy statement compilation"),
+    ("optuna/storages/journal/_file.py", "append_logs", "Optuna journal appends (locked)"),
+    ("optuna/storages/journal/_file.py", "read_logs", "Optuna journal reads"),
+]
+
+
+def trivial_objective(trial: Any) -> float:
+    x = trial.suggest_float("x", -10, 10)
+    return (x - 2) ** 2
+
+
+Timed = tuple[float, float]  # (wall-clock seconds, CPU seconds of this process)
+
+
+@dataclass
+class Timing:
+    """One row of the table: the timings of every pass of one variant."""
+
+    label: str
+    passes: list[Timed] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return min(wall for wall, _ in self.passes)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(wall for wall, _ in self.passes)
+
+    @property
+    def best_cpu(self) -> float:
+        return min(cpu for _, cpu in self.passes)
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """Yields a list that holds [wall seconds, CPU seconds] of the block once the block has left."""
+    times: list[float] = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield times
+    times.extend([time.perf_counter() - wall, time.process_time() - cpu])
+
+
+@contextmanager
+def bench_folder() -> Iterator[Path]:
+    """A temporary folder that is the working folder (and on sys.path) while inside; removed after."""
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+        folder = Path(tmp)
+        sys.path.insert(0, tmp)
+        os.chdir(folder)
+        try:
+            yield folder
+        finally:
+            os.chdir(previous)
+            # `import_objective` may have added the working folder too, spelled as os.getcwd() gives it
+            sys.path[:] = [entry for entry in sys.path if entry not in (tmp, str(folder.resolve()))]
+            for name in [n for n in sys.path_importer_cache if n.startswith(tmp)]:
+                del sys.path_importer_cache[name]
+            sys.modules.pop(OBJECTIVE_MODULE, None)
+
+
+def bare_in_memory(trials: int) -> Timed:
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with stopwatch() as timed:
+        study.optimize(trivial_objective, n_trials=trials)
+    return timed[0], timed[1]
+
+
+def bare_journal(trials: int) -> Timed:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    with bench_folder() as folder:
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "bare.journal")))
+        study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+        with stopwatch() as timed:
+            study.optimize(trivial_objective, n_trials=trials)
+        return timed[0], timed[1]
+
+
+def tracked_sweep(trials: int, profile: cProfile.Profile | None = None) -> Timed:
+    """Create a sweep on a fresh SQLite store and time `run_worker` running all of its trials here."""
+    from tracking._db import open_store
+    from tracking._sweeps import SweepSpec, create_sweep, run_worker
+
+    with bench_folder() as folder:
+        (folder / f"{OBJECTIVE_MODULE}.py").write_text(OBJECTIVE_SOURCE)
+        store = open_store(f"sqlite:///{folder}/tracking.db", home=folder)
+        try:
+            spec = SweepSpec(
+                objective=f"{OBJECTIVE_MODULE}:objective",
+                space=SPACE,
+                metrics=["value:min"],
+                sampler="random",
+                n_trials=trials,
+                experiment="bench",
+            )
+            sweep = create_sweep(store, spec)
+            with stopwatch() as timed:
+                if profile is not None:
+                    profile.enable()
+                ran = run_worker(store, sweep.id)
+                if profile is not None:
+                    profile.disable()
+            if ran != trials:
+                raise RuntimeError(f"run_worker ran {ran} trials, expected {trials}")
+            return timed[0], timed[1]
+        finally:
+            store.dispose()
+
+
+def measure_interleaved(variants: list[tuple[Timing, Callable[[], Timed]]], repeat: int) -> None:
+    """Run one pass of every variant per round, `repeat` rounds, so that outside load hits them alike."""
+    for i in range(repeat):
+        for timing, one_pass in variants:
+            timing.passes.append(one_pass())
+            wall, cpu = timing.passes[-1]
+            print(f"  round {i + 1}/{repeat} {timing.label}: {wall:.3f} s (cpu {cpu:.3f} s)", file=sys.stderr)
+
+
+def print_profile(profile: cProfile.Profile, trials: int, top: int, clock: str) -> None:
+    """Milliseconds per trial (cumulative, under the profiler) of the calls in PROFILED, then the top own times."""
+    stats = pstats.Stats(profile)
+    entries = stats.stats  # {(file, line, name): (calls, primitive calls, own s, cumulative s, callers)}
+    print(
+        f"\nWhere run_worker's time goes (cProfile, {clock} clock, cumulative ms per trial; the profiler inflates all):"
+    )
+    for suffix, name, label in PROFILED:
+        found = [v for (file, _, fn), v in entries.items() if fn == name and file.endswith(suffix)]
+        if not found:
+            continue
+        calls = sum(v[1] for v in found)
+        cumulative = sum(v[3] for v in found)
+        print(f"  {label:<44} {cumulative * 1000 / trials:>8.2f} ms/trial  ({calls / trials:.1f} calls/trial)")
+    print(f"\nTop {top} functions by own time (ms per trial):")
+    rows = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    for (file, line, name), (_, calls, own, cumulative, _) in rows:
+        where = f"{_short(file)}:{line}({name})"
+        print(
+            f"  {own * 1000 / trials:>7.2f} own {cumulative * 1000 / trials:>8.2f} cum {calls / trials:>7.1f}/trial {where}"
+        )
+
+
+def _short(file: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in file:
+            return file.split(marker, 1)[1]
+    return file
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=300, help="trials per pass (default 300)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes of each variant; best is reported (3)")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile pass of our sweep and print it")
+    parser.add_argument("--top", type=int, default=25, help="functions listed by --profile (default 25)")
+    parser.add_argument(
+        "--profile-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what --profile measures: wall clock (default) or this process's CPU time (steadier on a busy machine)",
+    )
+    args = parser.parse_args(argv)
+    if min(args.trials, args.repeat, args.top) < 1:
+        parser.error("--trials, --repeat and --top must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = args.trials
+    print(f"Sweep overhead: {trials} trials of (x - 2) ** 2, RandomSampler, best of {args.repeat} interleaved passes")
+    memory = Timing("bare Optuna, in-memory")
+    journal = Timing("bare Optuna, JournalFileBackend")
+    ours = Timing("ours: run_worker, SQLite store")
+    measure_interleaved(
+        [
+            (memory, lambda: bare_in_memory(trials)),
+            (journal, lambda: bare_journal(trials)),
+            (ours, lambda: tracked_sweep(trials)),
+        ],
+        args.repeat,
+    )
+
+    print(f"{'variant':<34} {'best s':>7} {'median s':>9} {'ms/trial':>9} {'cpu ms/trial':>13} {'trials/s':>9}")
+    for t in (memory, journal, ours):
+        print(
+            f"{t.label:<34} {t.best:>7.3f} {t.median:>9.3f} {t.best * 1000 / trials:>9.2f}"
+            f" {t.best_cpu * 1000 / trials:>13.2f} {trials / t.best:>9.1f}"
+        )
+    per_trial = 1000 / trials
+    vs_journal = (ours.best - journal.best) * per_trial
+    print(f"overhead vs bare in-memory: {(ours.best - memory.best) * per_trial:.2f} ms/trial (wall, best passes)")
+    print(
+        f"overhead vs bare journal:   {vs_journal:.2f} ms/trial (wall, best passes),"
+        f" {(ours.median - journal.median) * per_trial:.2f} (wall, medians),"
+        f" {(ours.best_cpu - journal.best_cpu) * per_trial:.2f} (CPU of this process)"
+    )
+    if args.profile:
+        profile = cProfile.Profile(time.process_time) if args.profile_clock == "cpu" else cProfile.Profile()
+        tracked_sweep(trials, profile)
+        print_profile(profile, trials, args.top, args.profile_clock)
+    verdict = "MET" if vs_journal < TARGET_MS else f"NOT MET ({vs_journal / TARGET_MS:.1f}x the budget)"
+    print(
+        f"TARGET tracking overhead < {TARGET_MS:g} ms/trial (ours - bare Optuna on the journal, wall): "
+        f"{vs_journal:.2f} ms/trial -> {verdict}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
