@@ -1,0 +1,85 @@
+"""End to end in a real browser: launch a sweep from the form, watch it, close and reopen the tab,
+cancel, resume, and open a detail page whose charts are drawn."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import tracking
+from tests.e2e import chromium, streamlit_server
+from tracking._sweeps import SweepSpec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
+    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
+        yield url
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium."""
+    with chromium() as b:
+        yield b
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    return page
+
+
+def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, browser, tmp_path):
+    page = _open(browser, f"{app_url}/sweeps")
+    page.get_by_text("Launch a sweep").wait_for(timeout=60_000)
+    trials = page.get_by_label("Trials")
+    trials.fill("5")
+    trials.press("Enter")
+    name = page.get_by_label("Sweep name (optional)")
+    name.fill("browser-sweep")
+    name.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_url("**/sweep?id=*", timeout=60_000)
+    page.get_by_text("5 / 5 trials finished").wait_for(timeout=240_000)
+    page.screenshot(path=str(tmp_path / "sweep-finished.png"), full_page=True)
+    store = tracking.open_store()
+    (sweep,) = tracking.list_sweeps(store)
+    assert sweep.name == "browser-sweep" and sweep.status == "complete"
+    page.reload()
+    page.get_by_text("Optimisation history").first.wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() >= 6  # live history + the detail charts
+    assert page.get_by_text("Not drawn").count() == 0
+
+
+def test_e2e_close_reopen_cancel_resume(app_url, browser, tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    flag.touch()
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    store = tracking.open_store()
+    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space={"x": {"type": "float", "low": -5, "high": 5}},
+                     metrics=["value:min"], n_trials=5, name="long-sweep")  # fmt: skip
+    sweep = tracking.create_sweep(store, spec)
+    tracking.launch_workers(store, sweep.id, 1)
+    page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
+    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    page.close()  # the browser goes away; the sweep does not
+    time.sleep(2)
+    page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
+    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancel requested").wait_for(timeout=30_000)
+    flag.unlink()  # the trial under way finishes; then the worker stops
+    page.get_by_text("1 / 5 trials finished — cancelled").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Resume").click()
+    page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=120_000)
+    page.screenshot(path=str(tmp_path / "resumed.png"), full_page=True)
+    assert tracking.get_sweep(store, sweep.id).status == "complete"
