@@ -45,18 +45,18 @@ SPACE = {"x": {"type": "float", "low": -10, "high": 10}}
 
 # (file suffix, function name, label): the calls whose cumulative time the profile breaks down.
 PROFILED = [
-    ("tracking/_sweeps.py", "run_worker", "run_worker (everything)"),
-    ("tracking/_sweeps.py", "_recover", "_recover: stale runs + running trials"),
+    ("tracking/_worker.py", "run_worker", "run_worker (everything)"),
+    ("tracking/_worker.py", "_recover", "_recover: stale runs + running trials"),
     ("tracking/_liveness.py", "fail_stale_runs", "  fail_stale_runs (read txn)"),
     ("optuna/study/study.py", "get_trials", "  study.get_trials(RUNNING)"),
-    ("tracking/_sweeps.py", "_claim", "_claim: locked count + insert run"),
+    ("tracking/_worker.py", "_claim", "_claim: locked count + insert run"),
     ("tracking/_runs.py", "run_row", "  run_row (provenance)"),
-    ("tracking/_sweeps.py", "_code_path", "  _code_path"),
+    ("tracking/_worker.py", "_code_path", "  _code_path"),
     ("tracking/_runs.py", "insert_run", "  insert_run"),
-    ("tracking/_sweeps.py", "_run_trial", "_run_trial"),
+    ("tracking/_worker.py", "_run_trial", "_run_trial"),
     ("optuna/study/study.py", "ask", "  study.ask"),
     ("optuna/trial/_trial.py", "set_user_attr", "  trial.set_user_attr (journal write)"),
-    ("tracking/_sweeps.py", "user_objective", "  objective + run.log_metrics"),
+    ("tracking/_worker.py", "user_objective", "  objective + run.log_metrics"),
     ("tracking/_runs.py", "end", "  ActiveRun.end (write txn)"),
     ("optuna/study/study.py", "tell", "  study.tell"),
     ("tracking/_db.py", "connect", "Store.connect (all transactions)"),
@@ -148,7 +148,8 @@ def bare_journal(trials: int) -> Timed:
 def tracked_sweep(trials: int, profile: cProfile.Profile | None = None) -> Timed:
     """Create a sweep on a fresh SQLite store and time `run_worker` running all of its trials here."""
     from tracking._db import open_store
-    from tracking._sweeps import SweepSpec, create_sweep, run_worker
+    from tracking._sweeps import SweepSpec, create_sweep
+    from tracking._worker import run_worker
 
     with bench_folder() as folder:
         (folder / f"{OBJECTIVE_MODULE}.py").write_text(OBJECTIVE_SOURCE)

@@ -21,8 +21,8 @@ from tracking._sweeps import (
     get_sweep,
     launch_workers,
     reopen_sweep,
-    run_worker,
 )
+from tracking._worker import run_worker
 
 X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
 # Small, fast corners of each family's space: the test is that every family trains and logs.

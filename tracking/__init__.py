@@ -45,7 +45,7 @@ _EXPORTS = {
     "cancel_sweep": "tracking._sweeps",
     "reopen_sweep": "tracking._sweeps",
     "launch_workers": "tracking._sweeps",
-    "run_worker": "tracking._sweeps",
+    "run_worker": "tracking._worker",
     "worker_command": "tracking._sweeps",
     "fail_stale_runs": "tracking._liveness",
     "overview": "tracking._overview",

@@ -189,6 +189,18 @@ def compare_runs(store: Store, run_ids: Sequence[int]) -> Comparison:
     return Comparison(runs, tuple(rows), missing, directions, tuple(objectives))
 
 
+def side_by_side(comparison: Comparison, only_differences: bool = False) -> list[dict[str, Any]]:
+    """The comparison as table rows: `field`, then one column per run label, then `best` (labels)."""
+    rows = []
+    for row in comparison.rows:
+        if only_differences and not row.differs:
+            continue
+        values = dict(zip(comparison.labels, row.values, strict=True))
+        best = ", ".join(comparison.labels[i] for i in row.best)
+        rows.append({"field": row.field, **values, "best": best})
+    return rows
+
+
 def champion_challenger(comparison: Comparison, baseline_id: int) -> list[Delta]:
     """Every other run's metrics against the baseline run's: delta, relative delta, better or worse.
 

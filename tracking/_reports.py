@@ -13,8 +13,11 @@ comparison with the same runs and charts.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import html
+import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +35,7 @@ from tracking._compare import (
     histories,
     history_keys,
     params_changed,
+    side_by_side,
 )
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
@@ -138,6 +142,25 @@ def _record(row: Report) -> ReportRecord:
     return ReportRecord(
         row.id, row.title, row.notes, CompareView.from_dict(row.state), row.owner, row.created_at, row.updated_at
     )
+
+
+def comparison_csv(comparison: Comparison, only_differences: bool = False) -> str:
+    """The side-by-side table as CSV text (one column per run)."""
+    out = io.StringIO()
+    rows = side_by_side(comparison, only_differences)
+    writer = csv.DictWriter(out, fieldnames=["field", *comparison.labels, "best"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, bool | dict | list) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def comparison_json(comparison: Comparison) -> str:
+    """The compared runs as JSON: each run's record (as `runs --format json`) and every field's best."""
+    best = {row.field: [comparison.ids[i] for i in row.best] for row in comparison.rows if row.best}
+    directions = {f"metrics.{key}": way for key, way in comparison.directions.items()}
+    data = {"runs": [run.to_json() for run in comparison.runs], "best": best, "directions": directions}
+    return json.dumps(data, indent=1, ensure_ascii=False)
 
 
 # -- the HTML export -------------------------------------------------------------------------------

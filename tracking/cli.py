@@ -227,7 +227,7 @@ def _print_best(store: Any, sweep: Any) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     import signal
 
-    from tracking._sweeps import run_worker
+    from tracking._worker import run_worker
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     store = _store(args)
