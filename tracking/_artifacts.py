@@ -21,7 +21,7 @@ from tracking._errors import IntegrityError, NotFoundError, ValidationError
 from tracking._records import ArtifactRecord
 from tracking._tables import Artifact
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NAME = 200
 
@@ -66,7 +66,7 @@ def safe_name(name: str) -> str:
 
 def artifact_file(store: Store, sha256: str) -> Path:
     """The path of the content with this sha256, checked to stay inside the artifact root."""
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise IntegrityError(f"{sha256!r} is not a sha256 digest.")
     root = store.artifact_root.resolve()
     path = (root / sha256[:2] / sha256).resolve()
