@@ -8,7 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from ui.data import get_store, overview
+from ui.frame import in_frame
 from ui.sweeps import DEMO, DEMO_WORKERS, launch, owner
+
+in_frame()
 
 st.title("Experiment tracking")
 st.caption(f"Store: `{get_store().display_url}`")

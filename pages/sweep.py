@@ -8,8 +8,12 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking._space import space_rows
 from ui.data import cached_sweep_figures, get_store
+from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
+
+in_frame()
 
 store = get_store()
 raw_id = st.query_params.get("id", "")
@@ -37,7 +41,7 @@ live = sweep.status in ("pending", "running")
 st.session_state[f"live-{sweep.id}"] = live
 st.fragment(lambda: progress_panel(sweep.id), run_every=2 if live else None)()
 
-controls = st.columns([1, 1, 1, 1, 2])
+controls = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
 if live and not sweep.cancel_requested:
     if controls[0].button("Cancel", help="Workers stop after their current trial."):
         tracking.cancel_sweep(store, sweep.id)
@@ -46,7 +50,7 @@ if live and not sweep.cancel_requested:
         tracking.cancel_sweep(store, sweep.id, now=True)
         st.rerun()
 elif sweep.status in ("interrupted", "cancelled", "complete"):
-    workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, label_visibility="collapsed")
+    workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2)
     more = controls[1].number_input("Add trials", min_value=0, value=0 if sweep.status != "complete" else 10)
     label = "Resume" if sweep.status != "complete" else "Add trials"
     if controls[2].button(label, disabled=sweep.status == "complete" and more == 0):
@@ -54,7 +58,7 @@ elif sweep.status in ("interrupted", "cancelled", "complete"):
         tracking.launch_workers(store, sweep.id, int(workers))
         st.rerun()
     if controls[3].button("Run again", help="A new sweep with the same settings."):
-        launch(tracking._sweeps.spec_from_record(sweep, name=None), int(workers))
+        launch(tracking.spec_from_record(sweep, name=None), int(workers))
 if sweep.cancel_requested and live:
     st.info("Cancel requested: the workers stop after their current trial.")
 
@@ -87,6 +91,6 @@ with trials:
     )
 with settings:
     st.markdown("**Search space**")
-    st.dataframe(pd.DataFrame(tracking._space.space_rows(config["space"])), hide_index=True)
+    st.dataframe(pd.DataFrame(space_rows(config["space"])), hide_index=True)
     st.markdown("**Settings**")
     st.code(json.dumps({k: v for k, v in config.items() if k != "space"}, indent=2), language="json")

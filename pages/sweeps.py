@@ -9,7 +9,10 @@ import tracking
 from tracking._families import families_for
 from tracking._sweeps import SweepSpec
 from ui.data import get_store
+from ui.frame import in_frame
 from ui.sweeps import data_section, launch, objective_section, owner, settings_section, space_section
+
+in_frame()
 
 st.title("Sweeps")
 

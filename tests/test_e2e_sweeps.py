@@ -69,8 +69,10 @@ def test_e2e_close_reopen_cancel_resume(app_url, browser, tmp_path, monkeypatch)
                      metrics=["value:min"], n_trials=5, name="long-sweep")  # fmt: skip
     sweep = tracking.create_sweep(store, spec)
     tracking.launch_workers(store, sweep.id, 1)
-    page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
+    page = _open(browser, f"{app_url}/sweep?id={sweep.id}")  # a deep link as the server's first request
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    assert nav.get_by_text("Sweeps").count() == 1 and nav.get_by_text("app", exact=True).count() == 0
     page.close()  # the browser goes away; the sweep does not
     time.sleep(2)
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")

@@ -47,6 +47,7 @@ _EXPORTS = {
     "launch_workers": "tracking._sweeps",
     "run_worker": "tracking._worker",
     "worker_command": "tracking._sweeps",
+    "spec_from_record": "tracking._sweeps",
     "fail_stale_runs": "tracking._liveness",
     "overview": "tracking._overview",
     "Overview": "tracking._overview",

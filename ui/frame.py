@@ -1,0 +1,36 @@
+"""The dashboard's frame: page config and navigation, shared by app.py and every page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+
+def navigation() -> st.navigation:
+    """Configure the page and return the navigation over the dashboard's views."""
+    st.set_page_config(page_title="Experiment tracking", page_icon=":material/science:", layout="wide")
+    return st.navigation(
+        [
+            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:", url_path="sweeps"),
+            st.Page(
+                "pages/sweep.py", title="Sweep", icon=":material/monitoring:", url_path="sweep", visibility="hidden"
+            ),
+        ]
+    )
+
+
+def in_frame() -> None:
+    """Run this page inside the frame when Streamlit ran it on its own.
+
+    Streamlit 1.67 decides at a server's very first script run (and at every AppTest run) whether the
+    app is an old-style "pages/ folder" app; it is, until some run calls `st.navigation`. A deep link
+    such as `/sweep?id=3` as that first request runs `pages/sweep.py` by itself: no page config, a
+    sidebar listing file names. Here the frame takes over within the same run (a rerun would drop the
+    button click that may have started it): the page runs once more inside `st.navigation`, then the
+    bare run stops.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        navigation().run()  # st.navigation switches the old mode off for the rest of the server's life
+        st.stop()
