@@ -44,6 +44,23 @@ def _trials(store, sweep_id):
     return study.get_trials(deepcopy=False)
 
 
+def _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials):
+    """A sweep whose one worker process is inside a trial that lasts until `flag` is removed."""
+    flag = tmp_path / "slow"
+    flag.touch()
+    monkeypatch.setenv("SLOW_FLAG", str(flag))
+    spec = SweepSpec(
+        objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=n_trials
+    )
+    sweep = create_sweep(store, spec)
+    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
+    deadline = time.monotonic() + 60
+    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
+        assert time.monotonic() < deadline, "the worker never started a trial"
+        time.sleep(0.2)
+    return sweep, proc, flag
+
+
 @pytest.mark.file_backends
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_sweep_every_family_trains_logs_and_saves_a_loadable_model(store, family):
@@ -178,16 +195,7 @@ def test_sweep_four_worker_processes_finish_exactly_the_requested_trials(store, 
 @pytest.mark.slow
 @pytest.mark.file_backends
 def test_sweep_worker_killed_mid_trial_leaves_no_running_run_after_resume(store, tmp_path, monkeypatch):
-    flag = tmp_path / "slow"
-    flag.touch()
-    monkeypatch.setenv("SLOW_FLAG", str(flag))
-    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=4)
-    sweep = create_sweep(store, spec)
-    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
-    deadline = time.monotonic() + 60
-    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
-        assert time.monotonic() < deadline, "the worker never started a trial"
-        time.sleep(0.2)
+    sweep, proc, flag = _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials=4)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert get_sweep(store, sweep.id).status == "interrupted"
@@ -207,16 +215,7 @@ def test_sweep_worker_killed_mid_trial_leaves_no_running_run_after_resume(store,
 @pytest.mark.slow
 @pytest.mark.file_backends
 def test_sweep_sigterm_ends_the_current_run_as_killed(store, tmp_path, monkeypatch):
-    flag = tmp_path / "slow"
-    flag.touch()
-    monkeypatch.setenv("SLOW_FLAG", str(flag))
-    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=2)
-    sweep = create_sweep(store, spec)
-    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
-    deadline = time.monotonic() + 60
-    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    sweep, proc, _ = _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials=2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     (run,) = list_runs(store, sweep_id=sweep.id)
@@ -243,16 +242,7 @@ def test_sweep_workers_started_from_another_folder_import_the_users_module(tmp_p
 @pytest.mark.slow
 @pytest.mark.file_backends
 def test_sweep_cancel_now_interrupts_the_running_trial(store, tmp_path, monkeypatch):
-    flag = tmp_path / "slow"
-    flag.touch()  # the first trial would run forever
-    monkeypatch.setenv("SLOW_FLAG", str(flag))
-    spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=5)
-    sweep = create_sweep(store, spec)
-    (proc,) = launch_workers(store, sweep.id, 1, log_dir=tmp_path / "logs")
-    deadline = time.monotonic() + 60
-    while not [r for r in list_runs(store, sweep_id=sweep.id) if r.status == "running" and r.trial_number is not None]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    sweep, proc, _ = _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials=5)
     cancel_sweep(store, sweep.id, now=True)
     assert proc.wait(timeout=30) == 0
     (run,) = list_runs(store, sweep_id=sweep.id)
