@@ -21,11 +21,15 @@ FILE_BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own TRACKING_HOME and no inherited store URL; heartbeats are fast."""
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own TRACKING_HOME and no inherited store URL; heartbeats are fast; the
+    stores a test opened are closed (and their heartbeat threads stopped) after it."""
     monkeypatch.setenv("TRACKING_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TRACKING_STORE_URL", raising=False)
     monkeypatch.setenv("TRACKING_HEARTBEAT_SECONDS", "1")
+    yield
+    for key in list(_stores):
+        _stores.pop(key).dispose()
 
 
 def _fresh_pg_database() -> str:

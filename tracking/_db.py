@@ -94,6 +94,11 @@ class Store:
             session.flush()
 
     def dispose(self) -> None:
+        """Stop this process's heartbeat for the store and close its connections."""
+        beat, self.process_heartbeat = self.process_heartbeat, None
+        if beat is not None:
+            with contextlib.suppress(StoreError):  # the database is already gone: nothing to mark
+                beat.stop()
         self.engine.dispose()
 
 

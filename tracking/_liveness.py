@@ -85,6 +85,7 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating and mark the worker as cleanly stopped."""
         self._stop.set()
+        self._thread.join(timeout=5)
         with self.store.connect(write=True) as conn:
             conn.execute(update(Worker).where(Worker.id == self.worker_id).values(stopped_at=utcnow()))
 

@@ -147,7 +147,7 @@ def to_grid(space: Mapping[str, Mapping[str, Any]], max_points: int = 100_000) -
             values = [float(v) for v in space_fn(entry["low"], entry["high"], GRID_POINTS)]
             if entry["type"] == "int":
                 values = sorted({round(v) for v in values})
-        grid[name] = values
+        grid[name] = list(dict.fromkeys(values))  # a range with low == high is one point, not five
     if math.prod(len(v) for v in grid.values()) > max_points:
         raise ValidationError(f"The grid has more than {max_points} points; give steps or fewer choices.")
     return grid
