@@ -84,10 +84,12 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
                 if config["sampler"] == "grid" and study.sampler.is_exhausted(study):
                     reason = "grid"
                     break
-                run_id = _claim(store, sweep_id, beat.worker_id, config["seed"], code_path)
-                if run_id is None:
+                claimed = _claim(
+                    store, sweep_id, beat.worker_id, config["seed"], code_path, lambda: study.ask(distributions)
+                )
+                if claimed is None:
                     break
-                _run_trial(store, study, run_id, distributions, objective, metrics)
+                _run_trial(store, study, *claimed, objective)
                 ran += 1
         except KeyboardInterrupt:
             _end_own_runs(store, beat.worker_id)  # a run claimed but not yet started, if any
@@ -133,11 +135,14 @@ _CLAIM_COLUMNS = (
 )  # fmt: skip
 
 
-def _claim(store: Store, sweep_id: int, worker_id: int, seed: int, code_path: Path) -> int | None:
-    """Insert the next trial's run if the sweep still has a free slot; None when it has not.
+def _claim(
+    store: Store, sweep_id: int, worker_id: int, seed: int, code_path: Path, ask: Callable[[], Any]
+) -> tuple[int, Any] | None:
+    """Ask Optuna for the next trial and insert its run, if the sweep still has a free slot.
 
     The sweep row is locked first (FOR UPDATE on PostgreSQL; SQLite's write transactions are
-    serialized already), so counting and inserting are one atomic step across all workers.
+    serialized already), so counting, asking and inserting are one atomic step across all workers.
+    Returns (run id, trial), or None when the sweep is full or cancelled.
     """
     with store.connect(write=True) as conn:
         sweep = conn.execute(select(*_CLAIM_COLUMNS).where(Sweep.id == sweep_id).with_for_update()).one()
@@ -146,17 +151,20 @@ def _claim(store: Store, sweep_id: int, worker_id: int, seed: int, code_path: Pa
         taken = conn.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
         if taken >= sweep.n_trials:
             return None
+        trial = ask()  # should the insert fail, `_recover` fails this trial once its grace period is over
         values = run_row(
             experiment_id=sweep.experiment_id,
             worker_id=worker_id,
+            params=trial.params,
+            name=f"trial-{trial.number}",
             sweep_id=sweep_id,
-            name=f"{sweep.name}-pending",
+            trial_number=trial.number,
             dataset_version_id=sweep.dataset_version_id,
             seed=seed,
             code_path=code_path,
             owner=sweep.owner,
         )
-        return insert_run(conn, values)
+        return insert_run(conn, values), trial
 
 
 def _code_path(config: Mapping[str, Any]) -> Path:
@@ -166,19 +174,9 @@ def _code_path(config: Mapping[str, Any]) -> Path:
     return PACKAGE_DIR
 
 
-def _run_trial(
-    store: Store, study: Any, run_id: int, distributions: dict, objective: Callable, metrics: list[tuple[str, str]]
-) -> None:
+def _run_trial(store: Store, study: Any, run_id: int, trial: Any, objective: Callable) -> None:
     import optuna
 
-    trial = study.ask(distributions)
-    with store.connect(write=True) as conn:
-        conn.execute(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(trial_number=trial.number, name=f"trial-{trial.number}", params=dict(trial.params))
-        )
-        bump_change_counter(conn)
     run = ActiveRun(store, run_id)
     try:
         values = objective(trial, run)
