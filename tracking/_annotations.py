@@ -101,7 +101,8 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> dict[str
         wanted[key] = value
     with store.connect(write=True) as conn:
         _require_run(conn, run_id)
-        current = dict(conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id)).tuples())
+        rows = conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
+        current = {key: value for key, value in rows}
         gone = [key for key in current if key not in wanted]
         if gone:
             conn.execute(delete(RunTag).where(RunTag.run_id == run_id, RunTag.key.in_(gone)))

@@ -45,7 +45,8 @@ def history_figure(comparison: Comparison, points: dict[int, list[tuple[int, flo
         series = points.get(run.id) or []
         if series:
             steps, values = zip(*series, strict=True)
-            fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines", name=text(label)))
+            mode = "lines+markers" if len(steps) < 50 else "lines"  # a one-step history is still a visible dot
+            fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode=mode, name=text(label)))
     return _layout(fig, f"History of {key}", "step", key)
 
 

@@ -26,7 +26,7 @@ from tracking._db import Store, bump_change_counter, open_store
 from tracking._errors import ValidationError
 from tracking._liveness import process_worker_id
 from tracking._provenance import code_version, environment, script_path
-from tracking._tables import Artifact, Experiment, Note, Run, RunStatus, RunTag, utcnow
+from tracking._tables import Artifact, Experiment, Run, RunStatus, RunTag, utcnow
 
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
@@ -144,8 +144,9 @@ class ActiveRun:
 
     def add_note(self, body: str, author: str = "") -> None:
         """Attach a markdown note to the run."""
-        with self.store.session_scope(write=True) as session:
-            session.add(Note(run_id=self.id, author=author, body=body))
+        from tracking._annotations import add_note
+
+        add_note(self.store, self.id, body, author=author)
 
     def log_artifact(self, source: str | Path | bytes, name: str | None = None, kind: str = "file") -> str:
         """Store a file (a path or bytes) under a name; returns its sha256."""

@@ -12,9 +12,12 @@ def navigation() -> st.navigation:
         [
             st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
             st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:", url_path="sweeps"),
-            st.Page(
-                "pages/sweep.py", title="Sweep", icon=":material/monitoring:", url_path="sweep", visibility="hidden"
-            ),
+            st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
+            st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+            st.Page("pages/reports.py", title="Reports", icon=":material/summarize:", url_path="reports"),
+            # reached through links (?id=N), not from the menu
+            st.Page("pages/sweep.py", title="Sweep", url_path="sweep", visibility="hidden"),
+            st.Page("pages/run.py", title="Run", url_path="run", visibility="hidden"),
         ]
     )
 

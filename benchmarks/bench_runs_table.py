@@ -1,0 +1,342 @@
+"""The runs explorer at scale: fill a store with 100,000 runs and 10,000,000 metric points, then time it.
+
+The store gets `--runs` runs (20 params and 10 final metrics each, spread over experiments and sweeps,
+a few failed with a traceback) and `--points` metric-history points, written with the database
+driver's bulk paths (one executemany per batch on SQLite, COPY on PostgreSQL) in a few transactions.
+Then it times what a user waits for:
+
+- the runs-table query: the first page of 100 rows sorted by a metric, with 4 params and 4 metrics as
+  columns, and the count of matching runs;
+- a filter: `metrics.m0 > 0.5 and params.p1 < 3`, first page and count;
+- the param/metric key discovery (cold, then incremental after one more run);
+- the Runs page as a whole script run (Streamlit's AppTest), with a cold and a warm cache;
+- the Compare page for 50 runs (AppTest), cold.
+
+Targets on the project machine (2 cores): the table query and the filter under 0.5 s, the Runs page
+under 2 s, the Compare page for 50 runs under 2 s. Each timing is the best of `--repeat` tries.
+
+Run from the repository root with the project's venv:
+
+    python benchmarks/bench_runs_table.py                          # 100,000 runs, 10M points, SQLite
+    python benchmarks/bench_runs_table.py --runs 10000 --points 1000000
+    python benchmarks/bench_runs_table.py --home /tmp/bench-100k --keep   # fill once ...
+    python benchmarks/bench_runs_table.py --home /tmp/bench-100k --keep   # ... and reuse it
+    python benchmarks/bench_runs_table.py --store postgresql+psycopg://postgres@127.0.0.1:5432/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH_ROWS = 200_000
+TABLE_TARGET = 0.5
+PAGE_TARGET = 2.0
+FILTER = "metrics.m0 > 0.5 and params.p1 < 3"
+CHOICES = ("gini", "entropy", "log_loss")
+TRACEBACK = 'Traceback (most recent call last):\n  File "train.py", line 12, in <module>\nValueError: diverged\n'
+
+
+@contextmanager
+def phase(label: str, timings: dict[str, float]) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[label] = time.perf_counter() - start
+    print(f"  {label:<44} {timings[label]:8.2f} s", flush=True)
+
+
+def best_of(repeat: int, action: Callable[[], Any]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# -- filling -----------------------------------------------------------------------------------------
+
+
+def _params(rng: random.Random, n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i in range(n):
+        if i % 5 == 1:
+            out[f"p{i}"] = rng.randrange(10)  # small ints: `params.p1 < 3` keeps about 30 %
+        elif i % 5 == 4:
+            out[f"p{i}"] = rng.choice(CHOICES)
+        else:
+            out[f"p{i}"] = round(10 ** rng.uniform(-4, 1), 6)
+    return out
+
+
+def _environment(host: str) -> dict[str, Any]:
+    return {
+        "python": "3.11.7",
+        "platform": "Linux-6.1.0-x86_64-with-glibc2.36",
+        "host": host,
+        "packages": {"optuna": "5.0.0", "scikit-learn": "1.9.1", "numpy": "2.4.6", "pandas": "3.1.1"},
+    }
+
+
+def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metrics: int) -> dict[str, float]:
+    """Create the store and bulk-insert the runs and points; returns the time of each phase."""
+    from tracking._db import bump_change_counter, open_store
+
+    timings: dict[str, float] = {}
+    rng = random.Random(7)
+    store = open_store(url, home=home)
+    postgres = not store.is_sqlite
+    n_experiments, runs_per_sweep = 10, 1000
+    n_sweeps = max(1, n_runs // runs_per_sweep)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    print(f"Filling {store.display_url}: {n_runs:,} runs, {n_points:,} metric points", flush=True)
+    with phase("experiments, datasets, sweeps", timings), store.connect(write=True) as conn:
+        cur = conn.connection.driver_connection.cursor()
+        mark = "%s" if postgres else "?"
+        json_mark = "%s::jsonb" if postgres else "?"
+        for e in range(n_experiments):
+            cur.execute(
+                f"INSERT INTO experiments (id, name, description, created_at) VALUES ({mark}, {mark}, '', {mark})",
+                (e + 1, f"experiment-{e}", _ts(started, postgres)),
+            )
+        for d in range(5):
+            cur.execute(
+                "INSERT INTO dataset_versions (id, name, sha256, source, path, n_rows, n_columns, schema, stats, "
+                f"created_at) VALUES ({mark}, {mark}, {mark}, 'builtin', NULL, 1000, 20, {json_mark}, {json_mark}, {mark})",
+                (d + 1, f"dataset-{d % 3}", f"{d:02x}" * 32, "{}", "{}", _ts(started, postgres)),
+            )
+        for s in range(n_sweeps):
+            config = json.dumps({"metrics": [{"key": "m0", "direction": "maximize"}], "model": "random_forest"})
+            cur.execute(
+                "INSERT INTO sweeps (id, name, experiment_id, dataset_version_id, config, study_name, optuna_storage, "
+                "n_trials, status, cancel_requested, stop_now, owner, created_at) VALUES "
+                f"({mark}, {mark}, {mark}, {mark}, {json_mark}, {mark}, 'rdb', {mark}, 'complete', false, false, '', {mark})",
+                (s + 1, f"sweep-{s}", s % n_experiments + 1, s % 5 + 1, config, f"study-{s}", runs_per_sweep,
+                 _ts(started, postgres)),
+            )  # fmt: skip
+        cur.execute(
+            f"INSERT INTO workers (id, sweep_id, host, pid, started_at, last_seen, stopped_at) VALUES "
+            f"(1, NULL, 'bench', 1, {mark}, {mark}, {mark})",
+            (_ts(started, postgres),) * 3,
+        )
+    columns = (
+        "id, name, experiment_id, sweep_id, trial_number, worker_id, status, params, metrics, environment, "
+        "dataset_version_id, code_version, seed, host, owner, error, started_at, finished_at"
+    )
+    marks = ", ".join(
+        ["%s"] * 6 + ["%s::runstatus", "%s::jsonb", "%s::jsonb", "%s::jsonb"] + ["%s"] * 8 if postgres else ["?"] * 18
+    )
+    with phase("runs", timings):
+        for first in range(0, n_runs, BATCH_ROWS):
+            rows = []
+            for run_id in range(first + 1, min(n_runs, first + BATCH_ROWS) + 1):
+                sweep = (run_id - 1) // runs_per_sweep
+                status = "failed" if run_id % 97 == 0 else "pruned" if run_id % 13 == 0 else "complete"
+                begin = started + timedelta(seconds=run_id * 30)
+                host = f"worker-{run_id % 4}"
+                metrics = {f"m{i}": rng.random() for i in range(n_metrics)} if status != "failed" else {}
+                rows.append(
+                    (run_id, f"trial-{(run_id - 1) % runs_per_sweep}", sweep % n_experiments + 1, sweep + 1,
+                     (run_id - 1) % runs_per_sweep, 1, status, json.dumps(_params(rng, n_params)),
+                     json.dumps(metrics), json.dumps(_environment(host)), sweep % 5 + 1,
+                     f"{rng.getrandbits(160):040x}", run_id, host, "", TRACEBACK if status == "failed" else None,
+                     _ts(begin, postgres), _ts(begin + timedelta(seconds=rng.uniform(1, 600)), postgres))
+                )  # fmt: skip
+            with store.connect(write=True) as conn:
+                cur = conn.connection.driver_connection.cursor()
+                cur.executemany(f"INSERT INTO runs ({columns}) VALUES ({marks})", rows)
+    with phase("metric points", timings):
+        per_run = max(1, n_points // max(1, n_runs))
+        keys = [f"m{i}" for i in range(n_metrics)]
+        steps = max(1, per_run // len(keys))
+        written, run_id, now = 0, 1, time.time()
+        while written < n_points and run_id <= n_runs:
+            batch = []
+            while len(batch) < BATCH_ROWS * 5 and written + len(batch) < n_points and run_id <= n_runs:
+                level = rng.random()
+                for key in keys:
+                    for step in range(steps):
+                        batch.append((run_id, key, step, level * (1 - 0.5 ** (step + 1)), now))
+                run_id += 1
+            batch = batch[: n_points - written]
+            _insert_points(store, batch, postgres)
+            written += len(batch)
+        timings["points written"] = written
+    with phase("analyze", timings), store.connect(write=True) as conn:
+        conn.exec_driver_sql("ANALYZE")
+        bump_change_counter(conn)
+    if postgres:
+        with store.connect(write=True) as conn:
+            for table in ("experiments", "dataset_versions", "sweeps", "workers", "runs"):
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+    return timings
+
+
+def _ts(moment: datetime, postgres: bool) -> Any:
+    return moment if postgres else moment.replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _insert_points(store: Any, batch: list[tuple], postgres: bool) -> None:
+    with store.connect(write=True) as conn:
+        raw = conn.connection.driver_connection
+        if postgres:
+            with (
+                raw.cursor() as cur,
+                cur.copy("COPY metric_points (run_id, key, step, value, timestamp) FROM STDIN") as copy,
+            ):
+                for row in batch:
+                    copy.write_row(row)
+        else:
+            raw.executemany(
+                "INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)", batch
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=10_000_000)
+    parser.add_argument("--params", type=int, default=20)
+    parser.add_argument("--metrics", type=int, default=10)
+    parser.add_argument("--store", help="a store URL (default: a SQLite file in --home)")
+    parser.add_argument("--home", type=Path, help="TRACKING_HOME to fill or reuse (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep --home afterwards (reused when already filled)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    home = (args.home or Path(tempfile.mkdtemp(prefix="bench-runs-"))).resolve()
+    url = args.store or f"sqlite:///{home / 'tracking.db'}"
+    os.environ["TRACKING_HOME"] = str(home)
+    if args.store:
+        os.environ["TRACKING_STORE_URL"] = args.store
+    try:
+        from sqlalchemy import func, select
+
+        from tracking._db import open_store
+        from tracking._tables import Run
+
+        store = open_store(url, home=home)
+        with store.connect() as conn:
+            existing = conn.execute(select(func.count()).select_from(Run)).scalar_one()
+        if existing == 0:
+            fill(url, home, args.runs, args.points, args.params, args.metrics)
+        else:
+            print(f"Reusing {store.display_url} with {existing:,} runs")
+        measure(store, args.repeat)
+    finally:
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def measure(store: Any, repeat: int) -> dict[str, float]:
+    """Time the explorer's queries and pages on a filled store; prints and returns the figures."""
+    from tracking._explore import list_keys, runs_page
+    from tracking._runs import start_run
+
+    figures: dict[str, float] = {}
+    start = time.perf_counter()
+    keys = list_keys(store)  # the first visit after a bulk import reads every run once
+    first_keys = time.perf_counter() - start
+    columns = [f"params.{k}" for k in keys.params[:4]] + [f"metrics.{k}" for k in keys.metrics[:4]]
+    sort = f"metrics.{keys.metrics[0]}" if keys.metrics else "started_at"
+    print(f"\nTimings (best of {repeat}), {len(columns)} keyed columns, page of 100:", flush=True)
+
+    def show(label: str, seconds: float, target: float | None = None) -> None:
+        figures[label] = seconds
+        verdict = "" if target is None else ("  ok" if seconds < target else f"  OVER the {target} s target")
+        print(f"  {label:<52} {seconds:7.3f} s{verdict}", flush=True)
+
+    show("key catalogue, first visit (reads all runs once)", first_keys)
+    with start_run("bench-extra", params={"p0": 1.0}, store=store) as run:
+        run.log_metrics({"m0": 0.5})
+    show("key catalogue, after one more run", best_of(1, lambda: list_keys(store)))
+    show("key catalogue, unchanged store", best_of(repeat, lambda: list_keys(store)))
+    show("table: first page, newest first", best_of(repeat, lambda: runs_page(store, columns=columns)), TABLE_TARGET)
+    sorted_page = lambda: runs_page(store, columns=columns, sort=sort)  # noqa: E731
+    show(f"table: first page sorted by {sort}", best_of(repeat, sorted_page), TABLE_TARGET)
+    filtered = lambda: runs_page(store, columns=columns, filter=FILTER)  # noqa: E731
+    show(f"filter: {FILTER}", best_of(repeat, filtered), TABLE_TARGET)
+    both = lambda: runs_page(store, columns=columns, filter=FILTER, sort=sort)  # noqa: E731
+    show("filter, sorted by the metric", best_of(repeat, both), TABLE_TARGET)
+    deep = lambda: runs_page(store, columns=columns, sort=sort, offset=50_000)  # noqa: E731
+    show("table: page 501 sorted by the metric", best_of(repeat, deep), TABLE_TARGET)
+    cold, warm = _runs_page_app(columns, sort, repeat)
+    show("Runs page (AppTest), cold cache", cold, PAGE_TARGET)
+    show("Runs page (AppTest), warm cache", warm, PAGE_TARGET)
+    compare = _compare_page_app(store, repeat)
+    show("Compare page, 50 runs (AppTest), cold cache", compare, PAGE_TARGET)
+    return figures
+
+
+def _app() -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()  # the home page: registers the pages of st.navigation
+    return at
+
+
+def _runs_page_app(columns: list[str], sort: str, repeat: int) -> tuple[float, float]:
+    import streamlit as st
+
+    cold = warm = float("inf")
+    for _ in range(repeat):
+        st.cache_data.clear()
+        at = _app()
+        at.switch_page("pages/runs.py")
+        at.query_params.update({"cols": ",".join(columns), "sort": sort})
+        start = time.perf_counter()
+        at.run()
+        cold = min(cold, time.perf_counter() - start)
+        _check(at)
+        start = time.perf_counter()
+        at.run()
+        warm = min(warm, time.perf_counter() - start)
+        _check(at)
+    return cold, warm
+
+
+def _compare_page_app(store: Any, repeat: int) -> float:
+    import streamlit as st
+    from sqlalchemy import select
+
+    from tracking._tables import Run
+
+    with store.connect() as conn:
+        ids = list(conn.execute(select(Run.id).order_by(Run.id).limit(50).offset(1000)).scalars())
+    best = float("inf")
+    for _ in range(repeat):
+        st.cache_data.clear()
+        at = _app()
+        at.switch_page("pages/compare.py")
+        at.query_params["runs"] = ",".join(map(str, ids))
+        start = time.perf_counter()
+        at.run()
+        best = min(best, time.perf_counter() - start)
+        _check(at)
+    return best
+
+
+def _check(at: Any) -> None:
+    if at.exception:
+        raise RuntimeError(f"the page raised: {at.exception[0].value}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Compare 2 to 50 runs: side by side, champion/challenger, charts, and sharing (link, HTML report, saved report)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tracking
+from tracking._compare import MAX_COMPARE, CompareView, champion_challenger, complete_view, parse_ids
+from tracking._compare_charts import bar_figure, delta_figure, history_figure, parallel_figure, scatter_figure
+from tracking._reports import get_report
+from ui.compare import deltas_table, seed_choice, share_panel, side_by_side_table
+from ui.data import get_store
+from ui.explore import cached_comparison, cached_histories, error_box, md, page_url, seed, sync_url
+from ui.frame import in_frame
+
+in_frame()
+
+url_view = CompareView.from_query(st.query_params)
+report_id = next(iter(parse_ids(str(st.query_params.get("report", "")))), None)
+report = None
+if report_id is not None:
+    try:
+        report = get_report(get_store(), report_id)
+    except tracking.NotFoundError as err:
+        error_box(err)
+if "cmp_runs" not in st.session_state:  # arriving on the page: its widgets start from the URL
+    for key in ("cmp_baseline", "cmp_metric", "cmp_history", "cmp_params", "cmp_x", "cmp_y", "cmp_title", "cmp_notes"):
+        st.session_state.pop(key, None)
+seed({"cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences})
+
+st.title(md(report.title) if report else "Compare runs")
+st.page_link(
+    "pages/runs.py", label="Back to the runs (your filter and selection are kept)", icon=":material/arrow_back:"
+)
+if report:
+    st.caption(f"Saved report #{report.id} · last changed {report.updated_at:%Y-%m-%d %H:%M} UTC")
+    if report.notes.strip():
+        st.markdown(report.notes)
+typed = st.text_input("Runs", key="cmp_runs", help=f"Run ids, separated by commas: 2 to {MAX_COMPARE} runs.")
+ids = list(dict.fromkeys(parse_ids(typed)))
+if not 2 <= len(ids) <= MAX_COMPARE:
+    st.info(f"Pick 2 to {MAX_COMPARE} runs on the Runs page and press **Compare selected**, or type their ids above.")
+    st.page_link("pages/runs.py", label="Go to the runs", icon=":material/table_rows:")
+    sync_url({**CompareView(runs=tuple(ids)).to_query(), "report": str(report_id or "")})
+    st.stop()
+
+comparison, with_history = cached_comparison(tuple(ids))
+if comparison.missing:
+    st.warning(f"Not in this store (left out): {', '.join(f'#{i}' for i in comparison.missing)}.")
+if len(comparison.runs) < 2:
+    st.info("At least two of these runs must exist to compare them.")
+    st.stop()
+start = complete_view(comparison, url_view, with_history)
+labels = dict(zip(comparison.ids, comparison.labels, strict=True))
+metrics, fields = comparison.fields("metrics"), [row.field for row in comparison.rows]
+numeric = comparison.numeric_fields()
+seed_choice("cmp_baseline", comparison.ids, start.baseline)
+seed_choice("cmp_metric", metrics, start.metric)
+seed_choice("cmp_history", with_history, start.history)
+seed_choice("cmp_params", comparison.fields("params"), list(start.params), multi=True)
+seed_choice("cmp_x", fields, start.x)
+seed_choice("cmp_y", fields, start.y)
+
+st.caption(
+    f"{len(comparison.runs)} runs" + (f" · picked with the filter {md(url_view.filter)}" if url_view.filter else "")
+)
+table_tab, baseline_tab, charts_tab, share_tab = st.tabs(["Side by side", "Champion / challenger", "Charts", "Share"])
+with table_tab:
+    only_differences = st.toggle("Show only differences", key="cmp_diff")
+    side_by_side_table(comparison, only_differences)
+
+with baseline_tab:
+    left, right = st.columns(2)
+    baseline = left.selectbox("Baseline (champion)", comparison.ids, format_func=labels.get, key="cmp_baseline")
+    metric = right.selectbox(
+        "Metric",
+        metrics,
+        key="cmp_metric",
+        help="Also the metric of the bar chart and the colour of parallel coordinates.",
+    )
+    deltas_table(comparison, baseline)
+    if metric:
+        st.plotly_chart(
+            delta_figure(comparison, champion_challenger(comparison, baseline), metric, baseline), key="chart_delta"
+        )
+
+with charts_tab:
+    st.subheader("Metric histories")
+    history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
+    if history:
+        st.plotly_chart(
+            history_figure(comparison, cached_histories(tuple(comparison.ids), history), history), key="chart_history"
+        )
+    st.subheader("Parallel coordinates")
+    params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
+    if metric and params:
+        st.plotly_chart(parallel_figure(comparison, params, metric), key="chart_parallel")
+    elif not metric:
+        st.info("The runs have no metric to colour the lines by.")
+    st.subheader("Scatter")
+    left, right = st.columns(2)
+    x = left.selectbox("x", fields, key="cmp_x")
+    y = right.selectbox("y", fields, key="cmp_y")
+    if x and y:
+        st.plotly_chart(scatter_figure(comparison, x, y), key="chart_scatter")
+    if metric:
+        st.subheader("Bar chart")
+        st.plotly_chart(bar_figure(comparison, metric, baseline), key="chart_bar")
+    if numeric and not metric:
+        st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
+
+view = CompareView(
+    runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=history, x=x, y=y, params=tuple(params),
+    only_differences=only_differences, filter=url_view.filter,
+)  # fmt: skip
+query = {**view.to_query(), "report": str(report.id) if report else ""}
+sync_url(query)
+with share_tab:
+    share_panel(comparison, view, report, page_url(query))

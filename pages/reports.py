@@ -1,0 +1,51 @@
+"""Reports: saved comparisons with their notes; open one to see the live comparison again."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tracking
+from tracking._reports import delete_report
+from ui.data import get_store
+from ui.explore import cached_reports, error_box, md, seed, sync_url
+from ui.frame import in_frame
+
+in_frame()
+
+st.title("Reports")
+st.caption(
+    "A report is a saved comparison: its runs, charts, title and notes. Save one from the **Share** tab of Compare."
+)
+reports = cached_reports()
+if not reports:
+    st.info("No saved reports yet. Compare a few runs, then press **Save as report** on the Share tab.")
+    st.page_link("pages/runs.py", label="Go to the runs", icon=":material/table_rows:")
+    st.stop()
+
+seed({"reports_search": str(st.query_params.get("q", ""))})
+search = st.text_input("Search titles and notes", key="reports_search", placeholder="e.g. churn")
+sync_url({"q": search})
+shown = [r for r in reports if search.lower() in (r.title + "\n" + r.notes).lower()] if search else reports
+st.caption(f"{len(shown)} of {len(reports)} reports")
+for report in shown:
+    with st.container(border=True):
+        title, buttons = st.columns([4, 1], vertical_alignment="center")
+        title.markdown(f"#### {md(report.title)}")
+        title.caption(
+            f"#{report.id} · {len(report.view.runs)} runs ({', '.join(f'#{i}' for i in report.view.runs[:10])}"
+            f"{', …' if len(report.view.runs) > 10 else ''}) · changed {report.updated_at:%Y-%m-%d %H:%M} UTC"
+            + (f" · by {md(report.owner)}" if report.owner else "")
+        )
+        if report.notes.strip():
+            with title.expander("Notes"):
+                st.markdown(report.notes)
+        if buttons.button("Open", key=f"open_{report.id}", type="primary", icon=":material/open_in_new:"):
+            st.switch_page("pages/compare.py", query_params={**report.view.to_query(), "report": str(report.id)})
+        with buttons.popover("Delete", icon=":material/delete:"):
+            st.write("Delete this report? Its runs stay.")
+            if st.button("Delete for good", key=f"delete_{report.id}", type="primary"):
+                try:
+                    delete_report(get_store(), report.id)
+                    st.rerun()
+                except tracking.TrackingError as err:
+                    error_box(err)

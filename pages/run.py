@@ -1,0 +1,117 @@
+"""Run: params, final metrics, metric histories, provenance, artifacts, the traceback, tags and notes."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tracking
+from tracking._annotations import add_note, replace_tags
+from tracking._artifacts import read_verified
+from tracking._compare import parse_ids
+from ui.data import get_store
+from ui.explore import cached_run, error_box, md, seed, sync_url
+from ui.frame import in_frame
+from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame, value_frame
+
+in_frame()
+
+ids = parse_ids(str(st.query_params.get("id", "")))
+if not ids:
+    st.title("Run")
+    st.info("Open a run from the **Runs** page (click its number), or type its id.")
+    typed = st.number_input("Run id", min_value=1, step=1, value=None)
+    if typed:
+        st.switch_page("pages/run.py", query_params={"id": str(int(typed))})
+    st.stop()
+run_id = ids[0]
+run, artifacts, notes, history = cached_run(run_id)
+if run is None:
+    st.title("Run")
+    st.error(f"There is no run {run_id} in this store.")
+    st.page_link("pages/runs.py", label="Back to the runs", icon=":material/arrow_back:")
+    st.stop()
+
+st.title(f"{md(run.name)} #{run.id}")
+st.page_link("pages/runs.py", label="Back to the runs", icon=":material/arrow_back:")
+sweep = f" · sweep {run.sweep_id}, trial {run.trial_number}" if run.sweep_id is not None else ""
+st.caption(
+    f"Experiment **{md(run.experiment)}**{sweep} · status **{run.status}** · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
+)
+if run.status == "failed":
+    st.error("This run failed. Its traceback is below.", icon=":material/error:")
+if run.error:
+    with st.expander("Traceback", expanded=run.status == "failed"):
+        st.code(run.error, language="python")
+
+overview, metrics_tab, files_tab, notes_tab = st.tabs(["Overview", "Metric histories", "Artifacts", "Tags and notes"])
+with overview:
+    left, right = st.columns(2)
+    left.subheader("Params")
+    left.dataframe(value_frame(run.params, "param"), hide_index=True, width="stretch")
+    right.subheader("Final metrics")
+    right.dataframe(value_frame(run.metrics, "metric"), hide_index=True, width="stretch")
+    st.subheader("Provenance")
+    st.dataframe(provenance(run), hide_index=True, width="stretch")
+    with st.expander("Environment"):
+        st.json(run.environment)
+
+with metrics_tab:
+    if not history:
+        st.info("This run logged no metric history.")
+    else:
+        wanted = [k for k in str(st.query_params.get("keys", "")).split(",") if k in history]
+        seed({"run_keys": wanted or sorted(history)[:4]})
+        keys = st.multiselect("Metrics", sorted(history), key="run_keys")
+        history_charts(history, keys)
+        sync_url({"id": str(run_id), "keys": ",".join(keys)})
+
+with files_tab:
+    if not artifacts:
+        st.info("This run stored no artifacts.")
+    for artifact, size, present in artifact_rows(get_store(), artifacts):
+        name, download = st.columns([4, 1], vertical_alignment="center")
+        name.markdown(f"**{artifact.name}** · {artifact.kind} · {size}  \n`sha256 {artifact.sha256}`")
+        if present:
+            store, digest = get_store(), artifact.sha256
+            download.download_button(
+                "Download",
+                lambda digest=digest, store=store: read_verified(store, digest),
+                file_name=artifact.name.rsplit("/", 1)[-1],
+                key=f"artifact_{artifact.id}",
+                on_click="ignore",
+                icon=":material/download:",
+                help="The bytes are checked against the sha256 before they are sent.",
+            )
+        else:
+            download.warning("File missing")
+
+with notes_tab:
+    st.subheader("Tags")
+    edited = st.data_editor(tags_frame(run.tags), num_rows="dynamic", hide_index=True, key=f"tags_{run_id}")
+    if st.button("Save tags", icon=":material/sell:"):
+        rows = [
+            (str(k or "").strip(), "" if v is None else str(v))
+            for k, v in zip(edited["key"], edited["value"], strict=True)
+        ]
+        try:
+            replace_tags(get_store(), run_id, {k: v for k, v in rows if k or v})
+            st.toast("Tags saved.")
+            st.rerun()
+        except tracking.TrackingError as err:
+            error_box(err)
+    st.subheader("Notes")
+    for note in notes:
+        with st.container(border=True):
+            st.caption(f"{note.created_at:%Y-%m-%d %H:%M} UTC" + (f" · {note.author}" if note.author else ""))
+            st.markdown(note.body)
+    with st.form("add_note", clear_on_submit=True):
+        body = st.text_area("Add a note (markdown)", height=120)
+        if st.form_submit_button("Add note"):
+            try:
+                add_note(get_store(), run_id, body)
+                st.rerun()
+            except tracking.TrackingError as err:
+                error_box(err)
+
+if "run_keys" not in st.session_state:
+    sync_url({"id": str(run_id)})

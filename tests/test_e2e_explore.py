@@ -1,0 +1,136 @@
+"""End to end in a real browser: open Runs, filter, tick three runs, compare them, open the copied address
+as a colleague and see the same comparison, export the HTML report and open the file offline.
+
+Rows are selected by clicking the row checkboxes of Streamlit's canvas table (glide-data-grid) at their
+coordinates: the grid draws no DOM per cell, but its row markers sit at fixed offsets.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import tracking
+from tests.e2e import chromium, streamlit_server
+
+pytestmark = pytest.mark.slow
+
+HEADER, ROW, MARKER_X = 35, 35, 16  # pixels: header height, row height, centre of the row checkbox column
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def runs():
+    """Six runs in two experiments with params, final metrics and a loss history; one has a hostile name."""
+    store = tracking.open_store()
+    ids = []
+    for i in range(6):
+        params = {"lr": round(0.1 * (i + 1), 2), "depth": i % 3}
+        name = HOSTILE if i == 5 else f"r{i}"
+        with tracking.start_run("alpha" if i < 4 else "beta", params=params, store=store, name=name) as run:
+            for step in range(5):
+                run.log_metrics({"loss": 1 / (step + 1 + i)}, step=step)
+            run.log_metrics({"test_accuracy": 0.7 + i / 50})
+        ids.append(run.id)
+    return ids
+
+
+@pytest.fixture
+def app_url(runs):
+    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
+    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
+        yield url
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium."""
+    with chromium() as b:
+        yield b
+
+
+def _watch(page, dialogs: list[str]):
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return page
+
+
+def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_path):
+    dialogs: list[str] = []
+    page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
+    page.goto(app_url)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page.get_by_role("link", name="Runs").click()
+    page.get_by_text("of 6 matching").wait_for(timeout=60_000)
+    page.wait_for_timeout(500)  # the hostile run name is on screen now: it must stay text (no dialog)
+
+    box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
+    box.fill('experiment = "alpha"')
+    box.press("Enter")
+    page.get_by_text("of 4 matching").wait_for(timeout=30_000)
+    grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    for row in (0, 1, 2):  # newest first: r3, r2, r1
+        page.mouse.click(grid["x"] + MARKER_X, grid["y"] + HEADER + ROW * row + ROW / 2)
+        page.get_by_text(f"{row + 1} selected").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Compare selected (3)").click()
+    page.get_by_text("Show only differences").wait_for(timeout=30_000)
+    page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
+    shared = page.url
+    query = parse_qs(urlsplit(shared).query)
+    assert query["runs"] == [f"{runs[3]},{runs[2]},{runs[1]}"] and query["filter"] == ['experiment = "alpha"']
+    assert query["baseline"] == [str(runs[3])] and query["metric"] == ["metrics.test_accuracy"]
+    mine = _view(page)
+
+    colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    other = _watch(colleague.new_page(), dialogs)
+    other.goto(shared)
+    other.get_by_text("Show only differences").wait_for(timeout=60_000)
+    assert _view(other) == mine and other.url == shared
+
+    other.get_by_role("tab", name="Charts").click()
+    other.locator(".js-plotly-plot").nth(3).wait_for(timeout=30_000)
+    other.get_by_role("tab", name="Share").click()
+    title = other.get_by_label("Report title")
+    title.fill("Alpha: three runs <script>alert(2)</script>")
+    title.press("Enter")
+    notes = other.get_by_label("Notes (markdown)")
+    notes.fill("r3 wins on **test accuracy**.")
+    notes.press("Tab")
+    other.wait_for_timeout(1000)
+    with other.expect_download(timeout=60_000) as download:
+        other.get_by_role("button", name="Export HTML report").click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+
+    offline = browser.new_context(offline=True)
+    opened = _watch(offline.new_page(), dialogs)
+    opened.goto(report.as_uri())
+    opened.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=30_000)
+    assert opened.locator("h1").inner_text() == "Alpha: three runs <script>alert(2)</script>"
+    assert opened.locator(".notes strong").inner_text() == "test accuracy"
+    assert opened.locator(".chart").count() == 5 and opened.locator(".js-plotly-plot").count() == 5
+    assert f"\n{runs[3]}\tr3\talpha" in opened.locator("table").first.inner_text()  # the runs table
+    assert f"r3 #{runs[3]}" in opened.locator("table").nth(1).inner_text()  # the side-by-side table
+    assert dialogs == []
+
+
+def _view(page) -> dict[str, list[str]]:
+    """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn."""
+    seen: dict[str, list[str]] = {}
+    for tab in ("Side by side", "Champion / challenger", "Charts"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(700)
+        inputs = page.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
+        chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
+        tags = page.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
+        drawn = [
+            str(page.locator(f"{kind}:visible").count()) for kind in ('[data-testid="stDataFrame"]', ".js-plotly-plot")
+        ]
+        seen[tab] = [
+            *chosen,
+            *tags,
+            *drawn,
+            *page.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts(),
+        ]
+    return seen

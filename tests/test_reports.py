@@ -1,0 +1,246 @@
+"""Reports (`tracking._reports`): the offline HTML export and its escaping, saved reports on every backend,
+the markdown subset, and migration 0003."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+import pytest
+from sqlalchemy import inspect
+
+import tracking
+from tests.e2e import chromium
+from tracking._compare import CompareView, compare_runs
+from tracking._explore import list_keys
+from tracking._reports import (
+    comparison_csv,
+    comparison_json,
+    delete_report,
+    get_report,
+    list_reports,
+    markdown_html,
+    report_html,
+    save_report,
+    update_report,
+)
+from tracking._runs import start_run
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+PAYLOADS = (SCRIPT, IMG, "<img src=x onerror=alert(1)>", "javascript:alert(1)")
+
+
+class _Collector(HTMLParser):
+    """Every element's tag and attributes, and the text of each <script>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+@pytest.fixture
+def hostile(store):
+    """Three runs whose name, tag value, param and experiment carry script payloads."""
+    ids = []
+    for i, name in enumerate((SCRIPT, IMG, "plain")):
+        with start_run(SCRIPT, params={"kind": IMG, "lr": 0.1 * (i + 1)}, store=store, name=name) as run:
+            for step in range(3):
+                run.log_metrics({"test_accuracy": 0.7 + i / 10 - step / 100, "loss": 1 / (step + 1 + i)}, step=step)
+            run.set_tags({"owner": IMG, SCRIPT: "key too"})
+        ids.append(run.id)
+    return ids
+
+
+def _export(store, ids, **extra):
+    view = CompareView(runs=tuple(ids), filter=f'name != "{SCRIPT}"', only_differences=False, **extra)
+    notes = f"# Findings\n{SCRIPT} and {IMG}\n\n- **bold** [x](javascript:alert(1)) [ok](https://example.org/a_b)"
+    return report_html(store, view, title=f"Report {SCRIPT}{IMG}", notes=notes, live_url="javascript:alert(1)")
+
+
+def test_report_html_holds_no_executable_user_text(store, hostile):
+    page = _export(store, hostile)
+    parser = _Collector()
+    parser.feed(page)
+    for payload in PAYLOADS[:3]:
+        assert payload not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown as text, in the title and tables
+    assert all(not name.startswith("on") for _, attrs in parser.elements for name in attrs)
+    hrefs = [attrs.get("href") for tag, attrs in parser.elements if tag == "a"]
+    assert hrefs == ["https://example.org/a_b"]  # the javascript: link and live URL stay text
+    scripts = [attrs for tag, attrs in parser.elements if tag == "script"]
+    assert all("src" not in attrs for attrs in scripts)
+    # Plotly once (its config line and the library), then one per chart: history, parallel, bar, delta, scatter
+    assert len(parser.scripts) == 7 and parser.scripts[0].startswith("window.PlotlyConfig")
+    assert "plotly.js v" in parser.scripts[1][:200] and all("Plotly.newPlot" in s for s in parser.scripts[2:])
+    assert all(SCRIPT not in s and "<img" not in s for s in parser.scripts[2:])  # chart data: escaped JSON
+    assert all("</script" not in s for s in parser.scripts)
+
+
+def test_report_html_allows_only_its_own_scripts_and_no_network(store, hostile):
+    page = _export(store, hostile)
+    parser = _Collector()
+    parser.feed(page)
+    (policy,) = [
+        a["content"] for t, a in parser.elements if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    ]
+    hashes = set(re.findall(r"'sha256-([^']+)'", policy))
+    assert hashes == {base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() for s in parser.scripts}
+    assert "default-src 'none'" in policy and "connect-src 'none'" in policy and "unsafe-eval" not in policy
+    assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=\"?https?://", page)
+
+
+def test_report_html_has_the_tables_filter_notes_and_marks(store, hostile):
+    page = _export(store, hostile, baseline=hostile[2])
+    assert page.startswith("<!DOCTYPE html>") and page.count("plotly.js v") == 1
+    assert "filter used: <code>name != &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;</code>" in page
+    assert "<h3>Findings</h3>" in page and "<strong>bold</strong>" in page
+    assert "Champion / challenger" in page and "Baseline: plain #" in page
+    assert '<td class="best num">0.88 ★</td>' in page  # the best final test_accuracy (plain's), marked
+    assert 'class="num worse"' in page and '<tr class="diff">' in page and "<tr><th>experiment</th>" in page
+    for chart in ("history", "parallel", "scatter", "bar", "delta"):
+        assert f'data-chart="{chart}"' in page
+
+
+def test_report_html_only_differences_leaves_equal_rows_out(store, hostile):
+    page = report_html(store, CompareView(runs=tuple(hostile), only_differences=True), title="t")
+    assert '<tr class="diff"><th>params.lr</th>' in page and "<tr><th>experiment</th>" not in page
+    assert "Showing only the fields that differ" in page
+
+
+@pytest.mark.slow
+def test_report_file_opens_offline_and_draws_every_chart_without_running_user_text(store, hostile, tmp_path):
+    path = tmp_path / "report.html"
+    path.write_text(_export(store, hostile, baseline=hostile[0]), encoding="utf-8")
+    with chromium() as browser:
+        context = browser.new_context(offline=True)
+        page = context.new_page()
+        dialogs, errors = [], []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=30_000)
+        assert page.locator(".js-plotly-plot").count() == 5
+        assert page.locator("h1").inner_text() == f"Report {SCRIPT}{IMG}"
+        page.wait_for_timeout(500)
+        assert dialogs == [] and errors == []
+
+
+def test_reports_are_saved_listed_updated_and_deleted(store, hostile):
+    view = CompareView(runs=tuple(hostile), baseline=hostile[1], metric="metrics.test_accuracy", filter="x")
+    first = save_report(store, title="  Q3 model  ", notes="**why**", view=view, owner="ann")
+    second = save_report(store, title="Other", view=CompareView(runs=(hostile[0],)))
+    assert first.title == "Q3 model" and first.view == view and first.owner == "ann"
+    assert [r.id for r in list_reports(store)] == [second.id, first.id]
+    before = tracking.change_marker(store)
+    changed = update_report(store, first.id, notes="new notes", view=CompareView(runs=tuple(hostile[:2])))
+    assert tracking.change_marker(store) > before
+    assert changed.title == "Q3 model" and changed.notes == "new notes" and changed.view.runs == tuple(hostile[:2])
+    assert changed.updated_at >= changed.created_at and list_reports(store)[0].id == first.id
+    assert get_report(store, first.id) == changed
+    delete_report(store, second.id)
+    assert [r.id for r in list_reports(store)] == [first.id]
+    with pytest.raises(tracking.NotFoundError, match=f"no report {second.id}"):
+        get_report(store, second.id)
+    with pytest.raises(tracking.NotFoundError):
+        delete_report(store, second.id)
+
+
+def test_reports_refuse_bad_titles_notes_and_run_lists(store, hostile):
+    view = CompareView(runs=tuple(hostile))
+    with pytest.raises(tracking.ValidationError, match="needs a title"):
+        save_report(store, title="   ", view=view)
+    with pytest.raises(tracking.ValidationError, match="at most 200"):
+        save_report(store, title="x" * 201, view=view)
+    with pytest.raises(tracking.ValidationError, match="notes hold at most"):
+        save_report(store, title="t", notes="x" * 50_001, view=view)
+    with pytest.raises(tracking.ValidationError, match="1 to 50 runs"):
+        save_report(store, title="t", view=CompareView())
+    assert list_reports(store) == []
+
+
+def test_comparison_csv_and_json_downloads(store, hostile):
+    comparison = compare_runs(store, hostile)
+    rows = list(csv.DictReader(io.StringIO(comparison_csv(comparison, only_differences=True))))
+    assert rows[0].keys() == {"field", *comparison.labels, "best"}
+    accuracy = next(r for r in rows if r["field"] == "metrics.test_accuracy")
+    assert accuracy["best"] == comparison.labels[2]
+    data = json.loads(comparison_json(comparison))
+    assert [r["id"] for r in data["runs"]] == hostile and data["runs"][0]["name"] == SCRIPT
+    assert data["best"]["metrics.test_accuracy"] == [hostile[2]] and data["directions"]["metrics.loss"] == "minimize"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("**a** and *b* and `<c>`", "<p><strong>a</strong> and <em>b</em> and <code>&lt;c&gt;</code></p>"),
+        ("# T\n- one\n- two\n\n1. x", "<h3>T</h3>\n<ul><li>one</li><li>two</li></ul>\n<ol><li>x</li></ol>"),
+        (
+            "[a](https://x.org/a_b?c=1&d=2)",
+            '<p><a href="https://x.org/a_b?c=1&amp;d=2" rel="noopener noreferrer">a</a></p>',
+        ),
+        ("[a](javascript:alert(1))", "<p>[a](javascript:alert(1))</p>"),
+        ('<img src=x onerror="alert(1)">', "<p>&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</p>"),
+        ("```\n<b>code</b>\n```", "<pre><code>&lt;b&gt;code&lt;/b&gt;</code></pre>"),
+        (
+            '[x](https://a.org/"onmouseover="alert(1))',
+            '<p><a href="https://a.org/&quot;onmouseover=&quot;alert(1" rel="noopener noreferrer">x</a>)</p>',
+        ),
+    ],
+)
+def test_report_markdown_subset_is_escaped_first(text, expected):
+    assert markdown_html(text) == expected
+
+
+def test_report_migration_0003_upgrades_a_0002_store_and_reads_its_runs(backend_url, tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from tracking._db import MIGRATIONS, Store, migrate
+
+    old = Store(backend_url, tmp_path / "artifacts")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.connect(write=True) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    assert "reports" not in inspect(old.engine).get_table_names()
+    with start_run("legacy", params={"old_param": 1}, store=old, name="kept") as run:
+        run.log_metric("old_metric", 1.0)
+    migrate(old)
+    assert {"reports", "run_keys", "run_key_scans"} <= set(inspect(old.engine).get_table_names())
+    keys = list_keys(old)  # the catalogue's first refresh reads the runs from before the migration
+    assert keys.params == ("old_param",) and keys.metrics == ("old_metric",)
+    saved = save_report(old, title="after upgrade", view=CompareView(runs=(run.id,)))
+    assert get_report(old, saved.id).view.runs == (run.id,)
+    assert tracking.get_run(old, run.id).name == "kept"
+    old.dispose()
+
+
+def test_report_time_stamp_is_the_one_given(store, hostile):
+    when = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    page = report_html(store, CompareView(runs=tuple(hostile[:2])), title="t", generated_at=when)
+    assert "Generated 2026-11-01T09:30:00.000000Z" in page

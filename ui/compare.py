@@ -1,0 +1,152 @@
+"""Pieces of the compare page: the side-by-side and champion/challenger tables, and the share panel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import tracking
+from tracking._compare import CompareView, Comparison, champion_challenger, params_changed
+from tracking._reports import (
+    ReportRecord,
+    comparison_csv,
+    comparison_json,
+    report_html,
+    save_report,
+    update_report,
+)
+from ui.data import get_store
+from ui.explore import error_box, value_text
+
+DIFF_BACKGROUND = "background-color: #fff4d6"
+BEST_STYLE = "background-color: #c9efd8; font-weight: 700"
+BETTER_STYLE = "color: #1a7a3a; font-weight: 600"
+WORSE_STYLE = "color: #b3261e; font-weight: 600"
+
+
+def seed_choice(key: str, options: Sequence[Any], wanted: Any, multi: bool = False) -> None:
+    """Start a select widget on `wanted`, and put it back there when its value left the options."""
+    current = st.session_state.get(key)
+    if multi:
+        valid = isinstance(current, list) and all(v in options for v in current)
+        if not valid:
+            st.session_state[key] = [v for v in (wanted or []) if v in options]
+    elif current not in options:
+        st.session_state[key] = wanted if wanted in options else (options[0] if options else None)
+
+
+def side_by_side_table(comparison: Comparison, only_differences: bool) -> None:
+    """Fields down, runs across; rows that differ are tinted, each metric's best value is green and starred."""
+    rows = [row for row in comparison.rows if row.differs or not only_differences]
+    if not rows:
+        st.info("These runs do not differ in any field.")
+        return
+    way = {"maximize": " ↑", "minimize": " ↓"}
+    data = [[value_text(v) + (" ★" if i in row.best else "") for i, v in enumerate(row.values)] for row in rows]
+    index = [
+        ("duration (s)" if row.field == "duration" else row.field) + way.get(row.direction or "", "") for row in rows
+    ]
+    frame = pd.DataFrame(data, columns=comparison.labels, index=index)
+
+    def style(column: pd.Series) -> list[str]:
+        at = comparison.labels.index(column.name)
+        return [BEST_STYLE if at in row.best else DIFF_BACKGROUND if row.differs else "" for row in rows]
+
+    st.dataframe(
+        frame.style.apply(style, axis=0),
+        height=min(38 + 35 * len(rows), 800),
+        column_config={"_index": st.column_config.TextColumn("field", pinned=True)},
+    )
+    st.caption("Tinted rows differ between runs. ★ marks a metric's best value (↑ higher is better, ↓ lower).")
+
+
+def deltas_table(comparison: Comparison, baseline: int) -> None:
+    """Each challenger's metrics minus the baseline's, green when better and red when worse."""
+    deltas = champion_challenger(comparison, baseline)
+    labels = dict(zip(comparison.ids, comparison.labels, strict=True))
+    challengers = [labels[i] for i in comparison.ids if i != baseline]
+    metrics = comparison.fields("metrics")
+    if not metrics:
+        st.info("These runs have no metrics to compare.")
+        return
+    cells = {(labels[d.run_id], d.key): d for d in deltas}
+    base = {m: comparison.values(m)[comparison.ids.index(baseline)] for m in metrics}
+    text = [[value_text(base[m])] + [_delta_text(cells.get((c, m))) for c in challengers] for m in metrics]
+    frame = pd.DataFrame(text, index=metrics, columns=["baseline", *challengers])
+
+    def style(column: pd.Series) -> list[str]:
+        if column.name == "baseline":
+            return [""] * len(metrics)
+        verdicts = [cells.get((column.name, m)) for m in metrics]
+        return [
+            BETTER_STYLE if d and d.verdict == "better" else WORSE_STYLE if d and d.verdict == "worse" else ""
+            for d in verdicts
+        ]
+
+    st.dataframe(frame.style.apply(style, axis=0), height=min(38 + 35 * len(metrics), 600))
+    changed = params_changed(comparison, baseline)
+    st.markdown(
+        "**Params changed against the baseline**\n\n"
+        + "\n".join(f"- {labels[i]}: {', '.join(f'`{p}`' for p in keys) or 'none'}" for i, keys in changed.items())
+    )
+
+
+def _delta_text(delta: Any) -> str:
+    if delta is None or delta.delta is None:
+        return ""
+    relative = f" ({delta.relative:+.1%})" if delta.relative is not None else ""
+    return f"{delta.delta:+.4g}{relative}"
+
+
+def share_panel(comparison: Comparison, view: CompareView, report: ReportRecord | None, live_url: str | None) -> None:
+    """The address of this view, the HTML report (title and notes) to download, and saving as a report."""
+    st.markdown("**Link to this view** — anyone with access to the dashboard sees the same comparison:")
+    st.code(live_url or "(copy the address from the browser's address bar)", language=None)
+    st.session_state.setdefault("cmp_title", report.title if report else f"Comparison of {len(comparison.runs)} runs")
+    st.session_state.setdefault("cmp_notes", report.notes if report else "")
+    title = st.text_input("Report title", key="cmp_title", max_chars=200)
+    notes = st.text_area(
+        "Notes (markdown)", key="cmp_notes", height=140, placeholder="What should the reader take away?"
+    )
+    store = get_store()
+    export, save, data = st.columns([1, 1, 2], vertical_alignment="bottom")
+    export.download_button(
+        "Export HTML report",
+        lambda: report_html(store, view, title=title or "Comparison", notes=notes, live_url=live_url),
+        file_name="comparison-report.html",
+        mime="text/html",
+        on_click="ignore",
+        type="primary",
+        icon=":material/description:",
+        help="One file with the tables and charts that opens offline, without this server.",
+    )
+    label = "Update saved report" if report else "Save as report"
+    if save.button(label, icon=":material/bookmark_add:"):
+        try:
+            if report:
+                update_report(store, report.id, title=title, notes=notes, view=view)
+                st.toast(f"Report #{report.id} updated.")
+            else:
+                saved = save_report(store, title=title, notes=notes, view=view)
+                st.switch_page("pages/compare.py", query_params={**view.to_query(), "report": str(saved.id)})
+        except tracking.TrackingError as err:
+            error_box(err)
+    with data:
+        left, right = st.columns(2)
+        left.download_button(
+            "Table as CSV",
+            lambda: comparison_csv(comparison, view.only_differences),
+            file_name="comparison.csv",
+            mime="text/csv",
+            on_click="ignore",
+        )
+        right.download_button(
+            "Runs as JSON",
+            lambda: comparison_json(comparison),
+            "comparison.json",
+            "application/json",
+            on_click="ignore",
+        )

@@ -1,0 +1,194 @@
+"""Cached reads and shared widgets of the explorer pages (runs, run, compare, reports).
+
+Every cached read is keyed on the store URL and its change marker (`ui.data.marker`), so a page
+re-reads the store only after something was written, never on a timer. Page state lives in the URL:
+`seed` puts the URL's values into the widgets on a page's first run, `sync_url` writes the widgets'
+values back, so a copied address reopens the same view.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import pandas as pd
+import streamlit as st
+
+import tracking
+from tracking._annotations import list_notes
+from tracking._compare import Comparison, compare_runs, histories, history_keys
+from tracking._explore import RunKeys, RunsPage, list_keys, runs_page
+from tracking._reports import ReportRecord, list_reports
+from ui.data import get_store, marker
+
+FILTER_HELP = (
+    "The filter language: `metrics.<key>`, `params.<key>`, `tags.<key>`, `status`, `name`, `experiment`, "
+    "`sweep`, `dataset`, `code_version`, `host`, `id`, `trial_number`, `started_at`, `finished_at` with "
+    "`=`, `!=`, `<`, `<=`, `>`, `>=`, `in (...)`, `like`, `is null`, `and`, `or`, `not`. "
+    'Example: `metrics.test_f1_macro > 0.9 and status = "complete"`.'
+)
+
+
+# -- cached reads ------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _keys(url: str, change: int) -> RunKeys:
+    return list_keys(get_store())
+
+
+def run_keys() -> RunKeys:
+    """Param, metric and tag keys of the store."""
+    return _keys(get_store().url, marker())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _page(
+    url: str, change: int, filter: str, columns: tuple[str, ...], sort: str, descending: bool, offset: int, limit: int
+) -> RunsPage:
+    return runs_page(
+        get_store(), filter=filter, columns=columns, sort=sort, descending=descending, offset=offset, limit=limit
+    )
+
+
+def cached_page(
+    filter: str, columns: tuple[str, ...], sort: str, descending: bool, offset: int, limit: int
+) -> RunsPage:
+    """One page of the runs table. Raises FilterError."""
+    return _page(get_store().url, marker(), filter, columns, sort, descending, offset, limit)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _run(url: str, change: int, run_id: int) -> tuple[Any, list, list, dict]:
+    store = get_store()
+    run = tracking.find_run(store, run_id)
+    if run is None:
+        return None, [], [], {}
+    return (
+        run,
+        tracking.list_artifacts(store, run_id),
+        list_notes(store, run_id),
+        tracking.metric_history(store, run_id),
+    )
+
+
+def cached_run(run_id: int) -> tuple[Any, list, list, dict]:
+    """A run (or None), its artifacts, notes and metric histories."""
+    return _run(get_store().url, marker(), run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _comparison(url: str, change: int, ids: tuple[int, ...]) -> tuple[Comparison, list[str]]:
+    store = get_store()
+    comparison = compare_runs(store, ids)
+    return comparison, history_keys(store, comparison.ids)
+
+
+def cached_comparison(ids: tuple[int, ...]) -> tuple[Comparison, list[str]]:
+    """The comparison of the runs and the metric keys with histories. Raises ValidationError."""
+    return _comparison(get_store().url, marker(), ids)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _histories(url: str, change: int, ids: tuple[int, ...], key: str) -> dict[int, list]:
+    return histories(get_store(), ids, key)
+
+
+def cached_histories(ids: tuple[int, ...], key: str) -> dict[int, list]:
+    """Each run's points of one metric."""
+    return _histories(get_store().url, marker(), ids, key)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _reports(url: str, change: int) -> list[ReportRecord]:
+    return list_reports(get_store())
+
+
+def cached_reports() -> list[ReportRecord]:
+    """Saved reports, most recently changed first."""
+    return _reports(get_store().url, marker())
+
+
+# -- state in the URL --------------------------------------------------------------------------------
+
+
+def seed(values: Mapping[str, Any]) -> None:
+    """Give widgets their starting values (from the URL) on the page's first run; later runs keep theirs."""
+    for key, value in values.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def sync_url(query: Mapping[str, str]) -> None:
+    """Make the address bar show exactly these query params (only when they changed)."""
+    wanted = {key: value for key, value in query.items() if value}
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def page_url(query: Mapping[str, str]) -> str | None:
+    """The address of this page with these query params (None when the browser's address is unknown)."""
+    current = st.context.url
+    if not current:
+        return None
+    parts = urlsplit(current)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({k: v for k, v in query.items() if v}), ""))
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+def runs_frame(page: RunsPage) -> pd.DataFrame:
+    """A page of runs as a DataFrame: a link column to each run, one type per column."""
+    frame = pd.DataFrame(list(page.rows), columns=list(page.columns))
+    frame.insert(0, "run", [f"run?id={run_id}" for run_id in page.ids])
+    frame = frame.drop(columns=["id"])
+    for column in frame.columns:
+        if "." in column:
+            frame[column] = _one_type(frame[column])
+    return frame
+
+
+def _one_type(values: pd.Series) -> pd.Series:
+    """Numbers stay numbers; a column mixing kinds (0.5 and "sqrt") becomes text, missing stays missing."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pd.to_numeric(values, errors="coerce")
+    if present and all(isinstance(v, bool) for v in present):
+        return values.astype("boolean")
+    return values.map(lambda v: None if v is None else str(v)).astype("string")
+
+
+def runs_column_config(columns: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "run": st.column_config.LinkColumn("run", display_text=r"run\?id=(\d+)", help="Open the run", width="small"),
+        "duration": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "code_version": st.column_config.TextColumn("code version", width="small"),
+    }
+    for column in columns:
+        if column.startswith("metrics."):
+            config[column] = st.column_config.NumberColumn(column, format="%.4g")
+    return config
+
+
+def value_text(value: Any) -> str:
+    """A cell of a side-by-side table."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def md(text: object) -> str:
+    """User text shown literally inside Streamlit markdown (no emphasis, links, HTML or LaTeX from it)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+
+
+def error_box(err: Exception) -> None:
+    """A user's mistake, as the one sentence the library wrote for it."""
+    st.error(str(err), icon=":material/error:")

@@ -1,0 +1,74 @@
+"""Pieces of the run page: value tables, provenance, artifacts and metric-history charts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import tracking
+from tracking._artifacts import artifact_file
+from tracking._compare_charts import text
+from tracking._records import ArtifactRecord, RunRecord
+
+
+def value_frame(values: dict[str, Any], label: str) -> pd.DataFrame:
+    """Key/value rows as text, so a column mixing numbers and words displays as written."""
+    rows = [
+        (key, "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)) for key, v in sorted(values.items())
+    ]
+    return pd.DataFrame(rows, columns=[label, "value"])
+
+
+def provenance(run: RunRecord) -> pd.DataFrame:
+    """Where the run came from: data, code, seed, machine, times."""
+    env = run.environment or {}
+    duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+    rows = [
+        ("dataset", f"{run.dataset['name']} (version {run.dataset['id']})" if run.dataset else "—"),
+        ("dataset sha256", run.dataset["hash"] if run.dataset else "—"),
+        ("code version", run.code_version or "—"),
+        ("seed", "—" if run.seed is None else str(run.seed)),
+        ("host", run.host or "—"),
+        ("python", str(env.get("python", "—"))),
+        ("platform", str(env.get("platform", "—"))),
+        ("started", f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("finished", f"{run.finished_at:%Y-%m-%d %H:%M:%S} UTC" if run.finished_at else "still running"),
+        ("duration", "—" if duration is None else f"{duration:.1f} s"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "value"])
+
+
+def tags_frame(tags: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(sorted(tags.items()), columns=["key", "value"]).astype("string")
+
+
+def artifact_rows(store: tracking.Store, artifacts: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, str, bool]]:
+    """Each artifact with its size for people and whether its file is still there."""
+    return [(a, human_size(a.size), artifact_file(store, a.sha256).is_file()) for a in artifacts]
+
+
+def human_size(size: int) -> str:
+    """1536 -> "1.5 KB"."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def history_charts(history: dict[str, list[tuple[int, float | None]]], keys: list[str]) -> None:
+    """One line chart per chosen metric, two side by side."""
+    for start in range(0, len(keys), 2):
+        for column, key in zip(st.columns(2), keys[start : start + 2], strict=False):
+            steps, values = zip(*history[key], strict=True) if history[key] else ((), ())
+            fig = go.Figure(
+                go.Scatter(x=list(steps), y=list(values), mode="lines+markers" if len(steps) < 50 else "lines")
+            )
+            fig.update_layout(
+                title=text(key), height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}, xaxis_title="step"
+            )
+            column.plotly_chart(fig, key=f"history_{key}")
