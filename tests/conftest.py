@@ -81,6 +81,22 @@ def store(backend_url: str, tmp_path: Path) -> Iterator[Store]:
     s.dispose()
 
 
+@pytest.fixture
+def file_store(tmp_path: Path) -> Store:
+    """A store on a SQLite file in this test's TRACKING_HOME: child processes can share it, and it is
+    quick where the backend is beside the point (closed after the test like every store)."""
+    return open_store(f"sqlite:///{tmp_path / 'home' / 'tracking.db'}", home=tmp_path / "home")
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium, driven by Playwright (for the end-to-end tests)."""
+    from tests.e2e import chromium
+
+    with chromium() as b:
+        yield b
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`store`/`backend_url` run on every backend; tests marked `file_backends` skip the in-memory one."""
     if "backend_url" in metafunc.fixturenames:

@@ -71,16 +71,6 @@ def empty_store(tmp_path_factory):
     store.dispose()
 
 
-@pytest.fixture
-def file_store(tmp_path):
-    """A store on a SQLite file, for behaviour that lives in the artifact folder rather than the database."""
-    store = open_store(f"sqlite:///{tmp_path / 'home' / 'tracking.db'}", home=tmp_path / "home")
-    yield store
-    for key in [k for k in _stores if k[0] == store.url]:
-        _stores.pop(key)
-    store.dispose()
-
-
 def _stored_files(store) -> list[Path]:
     return sorted(p for p in store.artifact_root.rglob("*") if p.is_file())
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import tracking
-from tests.e2e import chromium, streamlit_server
+from tests.e2e import streamlit_server
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +42,6 @@ def app_url(runs):
     """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
     with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
         yield url
-
-
-@pytest.fixture
-def browser():
-    """Headless Debian Chromium."""
-    with chromium() as b:
-        yield b
 
 
 def _watch(page, dialogs: list[str]):

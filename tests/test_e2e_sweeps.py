@@ -9,7 +9,7 @@ import time
 import pytest
 
 import tracking
-from tests.e2e import chromium, streamlit_server
+from tests.e2e import streamlit_server
 from tracking._sweeps import SweepSpec
 
 pytestmark = pytest.mark.slow
@@ -20,13 +20,6 @@ def app_url(tmp_path):
     """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
     with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
         yield url
-
-
-@pytest.fixture
-def browser():
-    """Headless Debian Chromium."""
-    with chromium() as b:
-        yield b
 
 
 def _open(browser, url: str):

@@ -24,7 +24,6 @@ from sqlmodel import select
 
 import tracking
 import tracking._runs
-from tracking._db import _stores, open_store
 from tracking._liveness import fail_stale_runs
 from tracking._queries import get_run, list_runs, metric_history
 from tracking._runs import start_run
@@ -45,16 +44,6 @@ import tracking
 with tracking.start_run("doomed"):
     time.sleep(120)
 """
-
-
-@pytest.fixture
-def file_store(tmp_path):
-    """A store on a SQLite file: child processes can share it, and it is quick where the backend is beside the point."""
-    store = open_store(f"sqlite:///{tmp_path / 'home' / 'tracking.db'}", home=tmp_path / "home")
-    yield store
-    for key in [k for k in _stores if k[0] == store.url]:
-        _stores.pop(key)
-    store.dispose()
 
 
 @pytest.fixture
