@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui.data import get_store, overview
 from ui.frame import in_frame
-from ui.sweeps import DEMO, DEMO_WORKERS, launch, owner
+from ui.sweeps import DEMO, DEMO_WORKERS, launch, owner, sweeps_table
 
 in_frame()
 
@@ -36,34 +36,7 @@ cols[3].metric("Running", summary.runs_by_status.get("running", 0))
 cols[4].metric("Dataset versions", summary.datasets)
 
 st.subheader("Recent sweeps")
-sweeps = pd.DataFrame(
-    [
-        {
-            "sweep": f"/sweep?id={s.id}",
-            "name": s.name,
-            "experiment": s.experiment,
-            "status": s.status,
-            "progress": s.finished / s.n_trials if s.n_trials else 0.0,
-            "trials": f"{s.finished}/{s.n_trials}",
-            "objective": ", ".join(f"{m['key']} ({m['direction'][:3]})" for m in s.config["metrics"]),
-            "best": s.best_value,
-            "best run": s.best_run_id,
-            "started": s.started_at,
-        }
-        for s in summary.recent_sweeps
-    ]
-)
-if sweeps.empty:
-    st.write("No sweeps yet.")
-else:
-    st.dataframe(
-        sweeps,
-        hide_index=True,
-        column_config={
-            "sweep": st.column_config.LinkColumn("sweep", display_text=r"/sweep\?id=(\d+)"),
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        },
-    )
+sweeps_table(summary.recent_sweeps)
 
 st.subheader("Recent runs")
 runs = pd.DataFrame(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 import tracking
@@ -10,44 +9,26 @@ from tracking._families import families_for
 from tracking._sweeps import SweepSpec
 from ui.data import get_store
 from ui.frame import in_frame
-from ui.sweeps import data_section, launch, objective_section, owner, settings_section, space_section
+from ui.sweeps import data_section, launch, objective_section, owner, settings_section, space_section, sweeps_table
 
 in_frame()
 
 st.title("Sweeps")
 
 
-@st.fragment(run_every=3)
+def _live(sweeps: list) -> bool:
+    return any(s.status in ("pending", "running") for s in sweeps)
+
+
+sweeps = tracking.list_sweeps(get_store())
+
+
+@st.fragment(run_every=3 if _live(sweeps) else None)  # polls only while a sweep runs
 def sweep_list() -> None:
-    sweeps = tracking.list_sweeps(get_store())
-    if not sweeps:
-        st.info("No sweeps yet: launch one below.")
-        return
-    table = pd.DataFrame(
-        [
-            {
-                "sweep": f"/sweep?id={s.id}",
-                "name": s.name,
-                "status": s.status,
-                "progress": s.finished / s.n_trials if s.n_trials else 0.0,
-                "trials": f"{s.finished}/{s.n_trials}",
-                "best": s.best_value,
-                "objective": ", ".join(m["key"] for m in s.config["metrics"]),
-                "owner": s.owner,
-                "experiment": s.experiment,
-                "started": s.started_at,
-            }
-            for s in sweeps
-        ]
-    )
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={
-            "sweep": st.column_config.LinkColumn("sweep", display_text=r"/sweep\?id=(\d+)"),
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        },
-    )
+    current = tracking.list_sweeps(get_store())
+    if _live(current) != _live(sweeps):
+        st.rerun()  # a sweep started or ended: redraw the page, which turns polling on or off
+    sweeps_table(current)
 
 
 sweep_list()

@@ -207,3 +207,35 @@ def progress_panel(sweep_id: int) -> None:
     st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
+
+
+def sweeps_table(sweeps: list[Any]) -> None:
+    """Sweeps as a table: each links to its page, with a progress bar and the best value so far."""
+    if not sweeps:
+        st.info("No sweeps yet: launch one on the Sweeps page.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "sweep": f"/sweep?id={s.id}",
+                "name": s.name,
+                "status": s.status,
+                "progress": s.finished / s.n_trials if s.n_trials else 0.0,
+                "trials": f"{s.finished}/{s.n_trials}",
+                "best": s.best_value,
+                "objective": ", ".join(f"{m['key']} ({m['direction'][:3]})" for m in s.config["metrics"]),
+                "owner": s.owner,
+                "experiment": s.experiment,
+                "started": s.started_at,
+            }
+            for s in sweeps
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "sweep": st.column_config.LinkColumn("sweep", display_text=r"/sweep\?id=(\d+)"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        },
+    )
