@@ -40,7 +40,9 @@ FAST = {
 
 def _trials(store, sweep_id):
     record = get_sweep(store, sweep_id)
-    study = optuna.load_study(study_name=record.study_name, storage=_optuna_storage(store, record.optuna_storage))
+    study = optuna.load_study(
+        study_name=record.study_name, storage=_optuna_storage(store, record.optuna_storage, record.study_name)
+    )
     return study.get_trials(deepcopy=False)
 
 

@@ -57,6 +57,9 @@ class Store:
         # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
         in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
         self._serial = threading.RLock() if in_memory else contextlib.nullcontext()
+        # The transaction each thread has open: a nested `connect` joins it instead of waiting for the
+        # write lock that its own outer transaction holds (Optuna's journal is written that way).
+        self._active = threading.local()
         try:
             self.engine = _make_engine(self.url, parsed.database)
         except (exc.NoSuchModuleError, ImportError) as err:
@@ -77,11 +80,19 @@ class Store:
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[Connection]:
         """A Core connection inside one transaction, committed on success and rolled back on error."""
+        outer = getattr(self._active, "conn", None)
+        if outer is not None and (outer[1] or not write):
+            yield outer[0]  # nested in this thread's open transaction: join it (it commits or rolls back)
+            return
         with self._serial, _mapped_errors(self), self.engine.connect() as conn:
             if write:
                 conn.execution_options(**{_WRITE: True})
             with conn.begin():
-                yield conn
+                self._active.conn = (conn, write)
+                try:
+                    yield conn
+                finally:
+                    self._active.conn = outer
 
     @contextmanager
     def session_scope(self, write: bool = False) -> Iterator[Session]:

@@ -22,7 +22,9 @@ def load_study(store: Store, sweep: SweepRecord) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=sweep.study_name, storage=_optuna_storage(store, sweep.optuna_storage))
+    return optuna.load_study(
+        study_name=sweep.study_name, storage=_optuna_storage(store, sweep.optuna_storage, sweep.study_name)
+    )
 
 
 def _targets(sweep: SweepRecord) -> list[tuple[str, Callable[[Any], float] | None]]:

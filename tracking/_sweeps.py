@@ -28,6 +28,7 @@ from tracking._datasets import TaskData, load_task, register_dataset
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
 from tracking._families import FAMILIES
+from tracking._journal import journal_storage
 from tracking._liveness import live_workers
 from tracking._objective import (
     COST_METRICS,
@@ -237,15 +238,10 @@ def create_sweep(store: Store, spec: SweepSpec) -> SweepRecord:
 
     data, space, objectives, pruner = _validate(spec, store)
     study_name = f"tracking-{uuid.uuid4().hex}"
-    if store.is_sqlite:
-        journal = store.artifact_root.parent / "optuna" / f"{study_name}.journal"
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        storage_ref = f"journal:{journal}"
-    else:
-        storage_ref = "rdb"
+    storage_ref = "store-journal" if store.is_sqlite else "rdb"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(
-        storage=_optuna_storage(store, storage_ref),
+        storage=_optuna_storage(store, storage_ref, study_name),
         study_name=study_name,
         directions=[way for _, way in objectives],
     )
@@ -290,10 +286,14 @@ def create_sweep(store: Store, spec: SweepSpec) -> SweepRecord:
     return get_sweep(store, sweep_id)
 
 
-def _optuna_storage(store: Store, ref: str) -> Any:
+def _optuna_storage(store: Store, ref: str, study_name: str) -> Any:
+    """The sweep's Optuna storage: its journal in the SQLite store, or Optuna's RDB storage in the
+    PostgreSQL store's database (`journal:PATH`, a journal file, is read for older sweeps)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    if ref == "store-journal":
+        return journal_storage(store, study_name)
     if ref.startswith("journal:"):
         return optuna.storages.JournalStorage(JournalFileBackend(ref.split(":", 1)[1]))
     return optuna.storages.RDBStorage(store.url, engine_kwargs={"pool_pre_ping": True})

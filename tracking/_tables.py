@@ -209,3 +209,12 @@ class RunKeyScan(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     max_run_id: int = 0
     pending: list[int] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+
+
+class OptunaJournalEntry(SQLModel, table=True):
+    """One entry of an Optuna journal kept in the store (the studies of sweeps on a SQLite store)."""
+
+    __tablename__ = "optuna_journal"
+    journal: str = Field(primary_key=True)  # the study name
+    seq: int = Field(primary_key=True)  # 0, 1, 2, ... within the journal, without gaps
+    log: str = Field(sa_column=Column(Text, nullable=False))

@@ -44,7 +44,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
         raise ValidationError(f"Sweep {sweep_id} was cancelled; resume it with `python -m tracking resume {sweep_id}`.")
     config = sweep.config
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _optuna_storage(store, sweep.optuna_storage)
+    storage = _optuna_storage(store, sweep.optuna_storage, sweep.study_name)
     adopt = os.environ.get("TRACKING_WORKER_ID")  # set by launch_workers for the processes it starts
     beat = Heartbeat(
         store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id), adopt=int(adopt) if adopt else None
@@ -151,7 +151,9 @@ def _claim(
         taken = conn.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
         if taken >= sweep.n_trials:
             return None
-        trial = ask()  # should the insert fail, `_recover` fails this trial once its grace period is over
+        # On a SQLite store Optuna's journal is in this transaction too, so trial and run commit together;
+        # with the RDB storage (PostgreSQL) an insert that fails leaves a trial that `_recover` fails later.
+        trial = ask()
         values = run_row(
             experiment_id=sweep.experiment_id,
             worker_id=worker_id,
