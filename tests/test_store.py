@@ -94,3 +94,21 @@ def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
     assert get_run(old, run.id).name == "kept"
     assert "stop_now" in {c["name"] for c in inspect(old.engine).get_columns("sweeps")}
     old.dispose()
+
+
+def test_store_nested_transaction_joins_the_open_one(store):
+    from sqlalchemy import func, select
+
+    from tracking._tables import Experiment
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), store.connect(write=True) as outer:
+        outer.execute(Experiment.__table__.insert().values(name="outer", description=""))
+        with store.connect(write=True) as inner:  # would wait for the outer's write lock if it did not join
+            assert inner is outer
+            inner.execute(Experiment.__table__.insert().values(name="inner", description=""))
+        raise Abort
+    with store.connect() as conn:  # the outer rollback took the inner write with it
+        assert conn.execute(select(func.count()).select_from(Experiment)).scalar_one() == 0

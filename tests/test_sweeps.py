@@ -252,3 +252,23 @@ def test_sweep_cancel_now_interrupts_the_running_trial(store, tmp_path, monkeypa
     assert get_sweep(store, sweep.id).status == "cancelled"
     (trial,) = _trials(store, sweep.id)
     assert trial.state == optuna.trial.TrialState.FAIL
+
+
+def test_sweep_on_sqlite_keeps_optunas_journal_in_the_store(file_store, tmp_path):
+    from sqlalchemy import select
+
+    from tracking._tables import OptunaJournalEntry
+
+    spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=3)
+    sweep = create_sweep(file_store, spec)
+    run_worker(file_store, sweep.id)
+    assert sweep.optuna_storage == "store-journal"
+    with file_store.connect() as conn:
+        seqs = (
+            conn.execute(select(OptunaJournalEntry.seq).where(OptunaJournalEntry.journal == sweep.study_name))
+            .scalars()
+            .all()
+        )
+    assert sorted(seqs) == list(range(len(seqs))) and len(seqs) > 3  # numbered without gaps
+    assert [t.state.name for t in _trials(file_store, sweep.id)] == ["COMPLETE"] * 3
+    assert not list(tmp_path.rglob("*.journal"))  # no journal file beside the store
