@@ -131,10 +131,13 @@ def test_cli_cancel_and_resume_detached_sweep(tmp_path, monkeypatch):
               "--trials", "3", "--detach")  # fmt: skip
     assert out.returncode == 0, out.stderr
     sweep_id = int(out.stdout.split()[1])
-    assert cli("cancel", str(sweep_id)).returncode == 0
-    flag.unlink()
     store = tracking.open_store()
     deadline = time.monotonic() + 120
+    while tracking.get_sweep(store, sweep_id).counts.get("running", 0) != 1:  # the worker is inside a trial
+        assert time.monotonic() < deadline, "the worker never started a trial"
+        time.sleep(0.2)
+    assert cli("cancel", str(sweep_id)).returncode == 0
+    flag.unlink()
     while tracking.get_sweep(store, sweep_id).status != "cancelled":
         assert time.monotonic() < deadline, "the worker did not honour the cancel request"
         time.sleep(0.2)

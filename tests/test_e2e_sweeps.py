@@ -70,6 +70,10 @@ def test_e2e_close_reopen_cancel_resume(app_url, browser, tmp_path, monkeypatch)
     time.sleep(2)
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    deadline = time.monotonic() + 60
+    while tracking.get_sweep(store, sweep.id).counts.get("running", 0) != 1:  # the worker is inside its trial
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Cancel requested").wait_for(timeout=30_000)
     flag.unlink()  # the trial under way finishes; then the worker stops
