@@ -9,7 +9,7 @@ import streamlit as st
 
 import tracking
 from tracking._space import space_rows
-from ui.data import cached_sweep_figures, get_store
+from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
 
@@ -17,11 +17,8 @@ in_frame()
 
 store = get_store()
 raw_id = st.query_params.get("id", "")
-sweep = (
-    tracking.get_sweep(store, int(raw_id))
-    if raw_id.isdigit() and tracking.list_sweeps(store, sweep_id=int(raw_id))
-    else None
-)
+found = tracking.list_sweeps(store, sweep_id=int(raw_id)) if raw_id.isdigit() else []
+sweep = found[0] if found else None
 if sweep is None:
     st.title("Sweep")
     st.warning(f"There is no sweep {raw_id!r}." if raw_id else "No sweep chosen.")
@@ -75,7 +72,7 @@ with charts:
         else:
             st.plotly_chart(figure, key=f"chart-{title}")
 with trials:
-    runs = tracking.list_runs(store, sweep_id=sweep.id, newest_first=False)
+    runs = sweep_runs(sweep.id)
     keys = [m["key"] for m in config["metrics"]]
     table = pd.DataFrame(
         [

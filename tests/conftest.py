@@ -81,6 +81,22 @@ def store(backend_url: str, tmp_path: Path) -> Iterator[Store]:
     s.dispose()
 
 
+def store_at_revision(url: str, tmp_path: Path, revision: str) -> Store:
+    """A store whose schema stops at an older migration (to test upgrades); not registered or cached."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tracking._db import MIGRATIONS
+
+    old = Store(url, tmp_path / "artifacts")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.connect(write=True) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return old
+
+
 @pytest.fixture
 def file_store(tmp_path: Path) -> Store:
     """A store on a SQLite file in this test's TRACKING_HOME: child processes can share it, and it is

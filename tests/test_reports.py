@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
+from tests.conftest import store_at_revision
 from tests.e2e import chromium
 from tracking._compare import CompareView, compare_runs
 from tracking._explore import list_keys
@@ -216,17 +217,9 @@ def test_report_markdown_subset_is_escaped_first(text, expected):
 
 
 def test_report_migration_0003_upgrades_a_0002_store_and_reads_its_runs(backend_url, tmp_path):
-    from alembic import command
-    from alembic.config import Config
+    from tracking._db import migrate
 
-    from tracking._db import MIGRATIONS, Store, migrate
-
-    old = Store(backend_url, tmp_path / "artifacts")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with old.connect(write=True) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
+    old = store_at_revision(backend_url, tmp_path, "0002")
     assert "reports" not in inspect(old.engine).get_table_names()
     with start_run("legacy", params={"old_param": 1}, store=old, name="kept") as run:
         run.log_metric("old_metric", 1.0)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
+from tests.conftest import store_at_revision
 from tracking._db import VERSION_TABLE, change_marker, migrate
 from tracking._queries import get_run, list_experiments, list_runs, metric_history
 from tracking._runs import start_run
@@ -77,17 +78,7 @@ def test_store_unreachable_server_is_a_clear_error(tmp_path):
 
 
 def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from tracking._db import MIGRATIONS, Store
-
-    old = Store(backend_url, tmp_path / "artifacts")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with old.connect(write=True) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+    old = store_at_revision(backend_url, tmp_path, "0001")
     with start_run("legacy", store=old, name="kept") as run:
         run.log_metric("m", 1.0)
     migrate(old)  # to head

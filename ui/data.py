@@ -49,3 +49,17 @@ def _sweep_figures(url: str, sweep_id: int, change: int) -> dict:
 def cached_sweep_figures(sweep_id: int) -> dict:
     """The sweep detail charts (Plotly figures or reasons), redrawn only after the store changed."""
     return _sweep_figures(get_store().url, sweep_id, marker())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sweep_runs(url: str, sweep_id: int, change: int) -> list:
+    return tracking.list_runs(get_store(), sweep_id=sweep_id, newest_first=False)
+
+
+def sweep_runs(sweep_id: int) -> list:
+    """A sweep's runs in trial order, re-read only after the store changed (the live view polls this).
+
+    Sweep records themselves are not cached: whether a sweep is still running depends on its workers'
+    heartbeats, which age without any write to the store.
+    """
+    return _sweep_runs(get_store().url, sweep_id, marker())

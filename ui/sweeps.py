@@ -17,7 +17,7 @@ from tracking._families import FAMILIES
 from tracking._objective import COST_METRICS, DEFAULT_METRIC, metric_direction, task_metrics
 from tracking._space import TYPES, space_from_rows, space_rows
 from tracking._sweeps import PRUNERS, SAMPLERS, SweepSpec
-from ui.data import get_store, marker
+from ui.data import get_store, marker, sweep_runs
 
 DEMO = SweepSpec(
     model="hist_gradient_boosting", task="breast_cancer", n_trials=24, folds=3, name="demo",
@@ -199,11 +199,11 @@ def progress_panel(sweep_id: int) -> None:
     cols[4].metric("Elapsed", _duration(elapsed))
     cols[5].metric("Time left (est.)", _duration(eta))
     metrics = sweep.config["metrics"]
-    if sweep.best_run_id is not None:
-        best = tracking.get_run(store, sweep.best_run_id)
+    runs = sweep_runs(sweep_id)
+    best = next((r for r in runs if r.id == sweep.best_run_id), None)
+    if best is not None:
         st.success(f"Best {metrics[0]['key']} = **{sweep.best_value:.5g}** (trial {best.trial_number}, run {best.id}) "
                    f"with {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.params.items())}")  # fmt: skip
-    runs = tracking.list_runs(store, sweep_id=sweep_id)
     st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
