@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from tracking._access import Action, UserRecord, authorize
+from tracking._audit import record
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
 from tracking._tables import Note, Run, RunTag, utcnow
@@ -43,42 +45,55 @@ def list_notes(store: Store, run_id: int) -> list[NoteRecord]:
         return [NoteRecord(*row) for row in rows]
 
 
-def add_note(store: Store, run_id: int, body: str, author: str = "") -> NoteRecord:
-    """Attach a markdown note to a run.
+def add_note(store: Store, run_id: int, body: str, author: str = "", actor: UserRecord | None = None) -> NoteRecord:
+    """Attach a markdown note to a run (written by `actor`, or `author` on a store without accounts).
 
     Raises:
         NotFoundError: there is no such run.
         ValidationError: the note is empty or longer than `MAX_NOTE` characters.
+        PermissionDenied: the actor may not annotate runs.
     """
     body = _note_body(body)
     with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
+        author = who if actor is not None else (author or who)
         _require_run(conn, run_id)
         now = utcnow()
         note_id = conn.execute(
             insert(Note).returning(Note.id), {"run_id": run_id, "author": author, "body": body, "created_at": now}
         ).scalar_one()
+        record(conn, author, "run.note", "run", run_id, None, {"note": int(note_id), "body": body})
         bump_change_counter(conn)
     return NoteRecord(int(note_id), run_id, author, body, now)
 
 
-def update_note(store: Store, note_id: int, body: str) -> None:
-    """Replace a note's text. Raises NotFoundError, ValidationError."""
+def update_note(store: Store, note_id: int, body: str, actor: UserRecord | None = None) -> None:
+    """Replace a note's text. Raises NotFoundError, ValidationError, PermissionDenied."""
     body = _note_body(body)
     with store.connect(write=True) as conn:
-        if conn.execute(update(Note).where(Note.id == note_id).values(body=body)).rowcount == 0:
+        who = authorize(conn, actor, Action.run_annotate)
+        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
+        if old is None:
             raise NotFoundError(f"There is no note {note_id}.")
+        conn.execute(update(Note).where(Note.id == note_id).values(body=body))
+        record(conn, who, "run.note_edit", "run", old.run_id, {"note": note_id, "body": old.body},
+               {"note": note_id, "body": body})  # fmt: skip
         bump_change_counter(conn)
 
 
-def delete_note(store: Store, note_id: int) -> None:
-    """Delete a note. Raises NotFoundError."""
+def delete_note(store: Store, note_id: int, actor: UserRecord | None = None) -> None:
+    """Delete a note. Raises NotFoundError, PermissionDenied."""
     with store.connect(write=True) as conn:
-        if conn.execute(delete(Note).where(Note.id == note_id)).rowcount == 0:
+        who = authorize(conn, actor, Action.run_annotate)
+        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
+        if old is None:
             raise NotFoundError(f"There is no note {note_id}.")
+        conn.execute(delete(Note).where(Note.id == note_id))
+        record(conn, who, "run.note_delete", "run", old.run_id, {"note": note_id, "body": old.body}, None)
         bump_change_counter(conn)
 
 
-def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> dict[str, str]:
+def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: UserRecord | None = None) -> dict[str, str]:
     """Make a run's tags exactly `tags`: new keys are added, changed values updated, missing keys removed.
 
     Returns:
@@ -87,6 +102,7 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> dict[str
     Raises:
         NotFoundError: there is no such run.
         ValidationError: an empty or too long key, or a too long value (nothing is changed).
+        PermissionDenied: the actor may not annotate runs.
     """
     wanted: dict[str, str] = {}
     for raw_key, raw_value in tags.items():
@@ -100,6 +116,7 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> dict[str
             )
         wanted[key] = value
     with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
         _require_run(conn, run_id)
         rows = conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
         current = {key: value for key, value in rows}
@@ -112,6 +129,7 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> dict[str
             elif current[key] != value:
                 conn.execute(update(RunTag).where(RunTag.run_id == run_id, RunTag.key == key).values(value=value))
         if gone or wanted != current:
+            record(conn, who, "run.tags", "run", run_id, current, wanted)
             bump_change_counter(conn)
     return wanted
 

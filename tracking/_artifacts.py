@@ -139,15 +139,24 @@ def load_model(store: Store, run_id: int, name: str = "model") -> Any:
         NotFoundError: the run has no such model artifact.
         IntegrityError: the file changed since it was written.
     """
-    import skops.io
-
     artifact = find_artifact(store, run_id, name)
     if artifact is None or artifact.kind != "model":
         raise NotFoundError(f"Run {run_id} has no model artifact named {name!r}.")
-    data = read_verified(store, artifact.sha256)
+    return load_model_file(store, artifact.sha256, f"run {run_id}")
+
+
+def load_model_file(store: Store, sha256: str, label: str) -> Any:
+    """Load the model file with this sha256 after verifying it, with the trusted types only.
+
+    Raises:
+        IntegrityError: the file is missing, changed since it was written, or asks for untrusted types.
+    """
+    import skops.io
+
+    data = read_verified(store, sha256)
     untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
-        raise IntegrityError(f"The model file of run {run_id} asks for types that are not trusted: {untrusted}.")
+        raise IntegrityError(f"The model file of {label} asks for types that are not trusted: {untrusted}.")
     return skops.io.loads(data, trusted=TRUSTED_TYPES)
 
 

@@ -25,3 +25,7 @@ class IntegrityError(TrackingError):
 
 class StoreError(TrackingError):
     """The store could not be opened or written (bad URL, unreachable server, locked file)."""
+
+
+class PermissionDenied(TrackingError):
+    """The signed-in account (or nobody, on a store with accounts) may not do this."""

@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from tracking._access import Action, UserRecord, authorize
+from tracking._audit import record
 from tracking._compare import (
     MAX_COMPARE,
     CompareView,
@@ -67,35 +69,49 @@ class ReportRecord:
 # -- saved reports -----------------------------------------------------------------------------------
 
 
-def save_report(store: Store, *, title: str, view: CompareView, notes: str = "", owner: str = "") -> ReportRecord:
-    """Store a titled comparison with markdown notes.
+def save_report(
+    store: Store, *, title: str, view: CompareView, notes: str = "", owner: str = "", actor: UserRecord | None = None
+) -> ReportRecord:
+    """Store a titled comparison with markdown notes (shared by its link).
 
     Raises:
         ValidationError: an empty or too long title, too long notes, or no runs / too many runs.
+        PermissionDenied: the actor may not share reports.
     """
     title, notes = _checked(title, notes, view)
     with store.session_scope(write=True) as session:
-        row = Report(title=title, notes=notes, state=view.to_dict(), owner=owner)
+        who = authorize(session, actor, Action.report_share)
+        row = Report(title=title, notes=notes, state=view.to_dict(), owner=who if actor is not None else (owner or who))
         session.add(row)
         session.flush()
+        record(session, who, "report.share", "report", row.id, None, {"title": title, "view": row.state})
         bump_change_counter(session)
         return _record(row)
 
 
 def update_report(
-    store: Store, report_id: int, *, title: str | None = None, notes: str | None = None, view: CompareView | None = None
+    store: Store,
+    report_id: int,
+    *,
+    title: str | None = None,
+    notes: str | None = None,
+    view: CompareView | None = None,
+    actor: UserRecord | None = None,
 ) -> ReportRecord:
-    """Change a saved report's title, notes or view. Raises NotFoundError, ValidationError."""
+    """Change a saved report's title, notes or view. Raises NotFoundError, ValidationError, PermissionDenied."""
     with store.session_scope(write=True) as session:
+        who = authorize(session, actor, Action.report_share)
         row = session.get(Report, report_id)
         if row is None:
             raise NotFoundError(f"There is no report {report_id}.")
+        before = {"title": row.title, "view": row.state}
         new_view = view or CompareView.from_dict(row.state)
         row.title, row.notes = _checked(
             row.title if title is None else title, row.notes if notes is None else notes, new_view
         )
         row.state, row.updated_at = new_view.to_dict(), utcnow()
         session.add(row)
+        record(session, who, "report.update", "report", report_id, before, {"title": row.title, "view": row.state})
         bump_change_counter(session)
         session.flush()
         return _record(row)
@@ -117,11 +133,15 @@ def list_reports(store: Store) -> list[ReportRecord]:
         return [_record(row) for row in rows]
 
 
-def delete_report(store: Store, report_id: int) -> None:
-    """Delete a saved report (its runs stay). Raises NotFoundError."""
+def delete_report(store: Store, report_id: int, actor: UserRecord | None = None) -> None:
+    """Delete a saved report (its runs stay). Raises NotFoundError, PermissionDenied."""
     with store.connect(write=True) as conn:
-        if conn.execute(delete(Report).where(Report.id == report_id)).rowcount == 0:
+        who = authorize(conn, actor, Action.report_share)
+        title = conn.execute(select(Report.title).where(Report.id == report_id)).scalar()
+        if title is None:
             raise NotFoundError(f"There is no report {report_id}.")
+        conn.execute(delete(Report).where(Report.id == report_id))
+        record(conn, who, "report.delete", "report", report_id, {"title": title}, None)
         bump_change_counter(conn)
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from tracking._access import Action, UserRecord, authorize, require
+from tracking._audit import record
 from tracking._datasets import TaskData, load_task, register_dataset
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, ValidationError
@@ -228,14 +230,16 @@ def _validate(spec: SweepSpec, store: Store) -> tuple[TaskData | None, dict[str,
     return data, space, objectives, pruner
 
 
-def create_sweep(store: Store, spec: SweepSpec) -> SweepRecord:
+def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None) -> SweepRecord:
     """Validate a sweep, create its Optuna study and record it; workers are started separately.
 
     Raises:
         ValidationError: anything wrong with the spec, before anything is written.
+        PermissionDenied: the actor may not launch sweeps.
     """
     import optuna
 
+    require(store, actor, Action.sweep_launch)
     data, space, objectives, pruner = _validate(spec, store)
     study_name = f"tracking-{uuid.uuid4().hex}"
     storage_ref = "store-journal" if store.is_sqlite else "rdb"
@@ -266,6 +270,7 @@ def create_sweep(store: Store, spec: SweepSpec) -> SweepRecord:
     }  # fmt: skip
     experiment_id = get_or_create_experiment(store, spec.experiment)
     with store.session_scope(write=True) as session:
+        who = authorize(session, actor, Action.sweep_launch)
         row = Sweep(
             name=spec.name or "",
             experiment_id=experiment_id,
@@ -274,13 +279,15 @@ def create_sweep(store: Store, spec: SweepSpec) -> SweepRecord:
             study_name=study_name,
             optuna_storage=storage_ref,
             n_trials=spec.n_trials,
-            owner=spec.owner,
+            owner=who if actor is not None else (spec.owner or who),
         )
         session.add(row)
         session.flush()
         if not row.name:
             what = spec.model or spec.objective.rsplit(":", 1)[-1]
             row.name = f"{what}-{data.name}-{row.id}" if data else f"{what}-{row.id}"
+        record(session, who, "sweep.launch", "sweep", row.id, None,
+               {"name": row.name, "n_trials": row.n_trials, "config": config})  # fmt: skip
         bump_change_counter(session)
         sweep_id = int(row.id)
     return get_sweep(store, sweep_id)
@@ -367,24 +374,37 @@ def _best_values(conn: Any, sweeps: list[Sweep]) -> dict[int, tuple[Any, int | N
     return out
 
 
-def cancel_sweep(store: Store, sweep_id: int, now: bool = False) -> None:
+def cancel_sweep(store: Store, sweep_id: int, now: bool = False, actor: UserRecord | None = None) -> None:
     """Cancel a sweep: workers stop after their current trial, or with `now` interrupt it (that run
     ends `killed`). Finished trials are kept; the sweep ends `cancelled` once no trial runs.
+
+    Raises:
+        NotFoundError, ValidationError (already complete), PermissionDenied.
     """
+    require(store, actor, Action.sweep_cancel)
     if get_sweep(store, sweep_id).status == "complete":
         raise ValidationError(f"Sweep {sweep_id} is already complete; there is nothing to cancel.")
     with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.sweep_cancel)
         conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True, stop_now=now))
+        record(conn, who, "sweep.cancel", "sweep", sweep_id, None, {"stop_now": now})
         bump_change_counter(conn)
     _settle(store, sweep_id)
 
 
-def reopen_sweep(store: Store, sweep_id: int, add_trials: int = 0) -> SweepRecord:
-    """Clear a cancel request (and add trials) so that workers can continue the sweep."""
+def reopen_sweep(store: Store, sweep_id: int, add_trials: int = 0, actor: UserRecord | None = None) -> SweepRecord:
+    """Clear a cancel request (and add trials) so that workers can continue the sweep.
+
+    Raises:
+        NotFoundError, ValidationError (negative trials), PermissionDenied.
+    """
     if add_trials < 0:
         raise ValidationError("The number of trials to add cannot be negative.")
-    get_sweep(store, sweep_id)
+    before = get_sweep(store, sweep_id)
     with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.sweep_resume)
+        record(conn, who, "sweep.resume", "sweep", sweep_id, {"status": before.status, "n_trials": before.n_trials},
+               {"status": "running", "n_trials": before.n_trials + add_trials})  # fmt: skip
         conn.execute(
             update(Sweep)
             .where(Sweep.id == sweep_id)
@@ -400,8 +420,15 @@ def reopen_sweep(store: Store, sweep_id: int, add_trials: int = 0) -> SweepRecor
     return get_sweep(store, sweep_id)
 
 
-def launch_workers(store: Store, sweep_id: int, count: int, log_dir: Path | None = None) -> list[subprocess.Popen]:
-    """Start `count` worker processes in their own process sessions (they outlive the caller)."""
+def launch_workers(
+    store: Store, sweep_id: int, count: int, log_dir: Path | None = None, actor: UserRecord | None = None
+) -> list[subprocess.Popen]:
+    """Start `count` worker processes in their own process sessions (they outlive the caller).
+
+    Raises:
+        NotFoundError, ValidationError (count below 1), PermissionDenied (the actor may not launch sweeps).
+    """
+    require(store, actor, Action.sweep_launch)
     if count < 1:
         raise ValidationError("The number of workers must be at least 1.")
     get_sweep(store, sweep_id)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -218,3 +218,144 @@ class OptunaJournalEntry(SQLModel, table=True):
     journal: str = Field(primary_key=True)  # the study name
     seq: int = Field(primary_key=True)  # 0, 1, 2, ... within the journal, without gaps
     log: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# --- accounts, audit trail, registry (schema 0005) ---
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    data_scientist = "data_scientist"
+    engineer = "engineer"
+    product_owner = "product_owner"
+    admin = "admin"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: Role
+    password_hash: str  # argon2id, never the password
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    password_changed_at: datetime = Field(default_factory=utcnow)
+
+
+class SignInFailure(SQLModel, table=True):
+    """Failed sign-ins by account name (known or not): the throttle that slows down password guessing."""
+
+    __tablename__ = "sign_in_failures"
+    name: str = Field(primary_key=True)
+    failures: int = 0
+    locked_until: datetime | None = None
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser session; only the token's sha256 is stored."""
+
+    __tablename__ = "user_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str = Field(sa_column_kwargs={"unique": True})
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One state change, hash-chained to the one before it (`seq` has no gaps)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    recorded_at: str = Field(index=True)  # ISO 8601 UTC text: hashed exactly as stored
+    actor: str = Field(index=True)
+    action: str = Field(index=True)
+    object_type: str
+    object_id: str
+    before: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON
+    after: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str
+    hash: str
+
+
+class AuditChain(SQLModel, table=True):
+    """One row: the last sequence number and hash of the audit trail (its head), locked by each append."""
+
+    __tablename__ = "audit_chain"
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = 0
+    head: str
+
+
+class Stage(StrEnum):
+    none = "none"
+    staging = "staging"
+    production = "production"
+    archived = "archived"
+
+
+class RequestStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+    stale = "stale"
+
+
+class RegisteredModel(SQLModel, table=True):
+    __tablename__ = "registered_models"
+    __table_args__ = (UniqueConstraint("name", name="uq_registered_models_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    policy: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))  # None: default
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+        # at most one production version per registered model, whatever races above it
+        Index(
+            "uq_model_versions_one_production",
+            "model_id",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="registered_models.id", index=True)
+    version: int
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    artifact_sha256: str
+    stage: Stage = Stage.none
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    intended_use: str = Field(default="", sa_column=Column(Text, nullable=False))
+    limitations: str = Field(default="", sa_column=Column(Text, nullable=False))
+    evaluation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    stage_changed_at: datetime = Field(default_factory=utcnow)
+
+
+class PromotionRequest(SQLModel, table=True):
+    __tablename__ = "promotion_requests"
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_versions.id", index=True)
+    baseline_version_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    status: RequestStatus = Field(default=RequestStatus.pending, index=True)
+    requested_by: str
+    justification: str = Field(sa_column=Column(Text, nullable=False))
+    gates: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    evaluation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    override_justification: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
