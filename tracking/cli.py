@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tracking._cli_governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking._errors import TrackingError
 
 EXIT_USER_ERROR = 2
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--format", choices=("table", "json"), default="table")
 
     sub.add_parser("models", help="list model families with their default search spaces")
+    add_parsers(sub, store)
     return parser
 
 
@@ -149,9 +151,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         name=args.name,
         experiment=args.experiment,
     )
-    sweep = create_sweep(store, spec)
+    actor = cli_actor(store)
+    sweep = create_sweep(store, spec, actor=actor)
     print(f"sweep {sweep.id} ({sweep.name}): {sweep.n_trials} trials, {args.workers} worker(s)")
-    procs = launch_workers(store, sweep.id, args.workers)
+    procs = launch_workers(store, sweep.id, args.workers, actor=actor)
     if args.detach:
         print(f"watch: python -m tracking sweeps   cancel: python -m tracking cancel {sweep.id}")
         return 0
@@ -179,7 +182,7 @@ def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        cancel_sweep(store, sweep_id)
+        cancel_sweep(store, sweep_id, actor=cli_actor(store))
         print(f"\ncancel requested: workers stop after their current trial; resume with "
               f"`python -m tracking resume {sweep_id}`", file=sys.stderr)  # fmt: skip
         return 130
@@ -240,16 +243,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tracking._sweeps import launch_workers, reopen_sweep
 
     store = _store(args)
-    sweep = reopen_sweep(store, args.sweep, add_trials=args.add_trials)
+    actor = cli_actor(store)
+    sweep = reopen_sweep(store, args.sweep, add_trials=args.add_trials, actor=actor)
     print(f"sweep {sweep.id} resumed: {sweep.finished}/{sweep.n_trials} trials finished, {args.workers} worker(s)")
-    procs = launch_workers(store, sweep.id, args.workers)
+    procs = launch_workers(store, sweep.id, args.workers, actor=actor)
     return 0 if args.detach else _watch(store, sweep.id, procs)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from tracking._sweeps import cancel_sweep
 
-    cancel_sweep(_store(args), args.sweep)
+    store = _store(args)
+    cancel_sweep(store, args.sweep, actor=cli_actor(store))
     print(f"sweep {args.sweep}: cancel requested; workers stop after their current trial")
     return 0
 
@@ -378,6 +383,10 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(cell(row.get(c)).ljust(widths[c]) for c in columns))
 
 
+def _governance(handler: Any) -> Any:
+    return lambda args: handler(args, _store(args), _print_table)
+
+
 COMMANDS = {
     "sweep": cmd_sweep,
     "worker": cmd_worker,
@@ -388,4 +397,7 @@ COMMANDS = {
     "show": cmd_show,
     "datasets": cmd_datasets,
     "models": cmd_models,
+    "users": _governance(cmd_users),
+    "audit": _governance(cmd_audit),
+    "registry": _governance(cmd_registry),
 }
