@@ -194,11 +194,15 @@ def authorize(conn: Any, actor: UserRecord | None, action: Action) -> str:
         raise PermissionDenied(f"The account {actor.name!r} is disabled, so it cannot {DESCRIPTIONS[action]}.")
     role = Role(row.role)
     if role not in PERMISSIONS[action]:
-        allowed = ", ".join(ROLE_LABELS[r] for r in Role if r in PERMISSIONS[action])
+        allowed = " or ".join(ROLE_LABELS[r] for r in Role if r in PERMISSIONS[action])
         raise PermissionDenied(
-            f"{actor.name} is a {ROLE_LABELS[role]} and may not {DESCRIPTIONS[action]}; that needs the role {allowed}."
+            f"{actor.name} is {_a(ROLE_LABELS[role])} and may not {DESCRIPTIONS[action]}; that takes the role {allowed}."
         )
     return actor.name
+
+
+def _a(label: str) -> str:
+    return f"an {label}" if label[0] in "aeiou" else f"a {label}"
 
 
 def require(store: Store, actor: UserRecord | None, action: Action) -> str:

@@ -431,7 +431,7 @@ def decision_blockers(store: Store, request: RequestRecord, actor: UserRecord | 
         reasons.append("Sign in to decide on promotion requests.")
         return reasons
     if not actor.may(Action.promotion_decide):
-        reasons.append(f"A {actor.role_label} cannot approve or reject; product owners and admins can.")
+        reasons.append(f"Your role ({actor.role_label}) cannot approve or reject; product owners and admins can.")
     if actor.name == request.requested_by:
         reasons.append("You made this request; another person must review it.")
     if request.failed_gates and Role(actor.role) not in PERMISSIONS[Action.promotion_override]:

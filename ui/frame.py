@@ -4,26 +4,43 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tracking._access import UserRecord
+
 
 def navigation() -> st.navigation:
     """Configure the page and return the navigation over the dashboard's views."""
     st.set_page_config(page_title="Experiment tracking", page_icon=":material/science:", layout="wide")
     return st.navigation(
-        [
-            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-            st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:", url_path="sweeps"),
-            st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
-            st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-            st.Page("pages/reports.py", title="Reports", icon=":material/summarize:", url_path="reports"),
+        {
+            "Experiments": [
+                st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+                st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:", url_path="sweeps"),
+                st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
+                st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+                st.Page("pages/reports.py", title="Reports", icon=":material/summarize:", url_path="reports"),
+            ],
+            "Models": [
+                st.Page("pages/models.py", title="Models", icon=":material/inventory_2:", url_path="models"),
+                st.Page("pages/approvals.py", title="Approvals", icon=":material/approval:", url_path="approvals"),
+                st.Page("pages/policies.py", title="Policies", icon=":material/policy:", url_path="policies"),
+            ],
+            "Admin": [
+                st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
+                st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
+            ],
             # reached through links (?id=N), not from the menu
-            st.Page("pages/sweep.py", title="Sweep", url_path="sweep", visibility="hidden"),
-            st.Page("pages/run.py", title="Run", url_path="run", visibility="hidden"),
-        ]
+            "": [
+                st.Page("pages/sweep.py", title="Sweep", url_path="sweep", visibility="hidden"),
+                st.Page("pages/run.py", title="Run", url_path="run", visibility="hidden"),
+                st.Page("pages/version.py", title="Model version", url_path="version", visibility="hidden"),
+                st.Page("pages/request.py", title="Promotion request", url_path="request", visibility="hidden"),
+            ],
+        }
     )
 
 
-def in_frame() -> None:
-    """Run this page inside the frame when Streamlit ran it on its own.
+def in_frame() -> UserRecord:
+    """Run this page inside the frame when Streamlit ran it on its own, behind the sign-in; the signed-in user.
 
     Streamlit 1.67 decides at a server's very first script run (and at every AppTest run) whether the
     app is an old-style "pages/ folder" app; it is, until some run calls `st.navigation`. A deep link
@@ -37,3 +54,6 @@ def in_frame() -> None:
     if PagesManager.uses_pages_directory:
         navigation().run()  # st.navigation switches the old mode off for the rest of the server's life
         st.stop()
+    from ui.auth import require_user
+
+    return require_user()

@@ -1,0 +1,45 @@
+"""Helpers for registry and approval tests: accounts of every role, and real runs with real models."""
+
+from __future__ import annotations
+
+from tracking._access import UserRecord, create_user
+from tracking._db import Store
+from tracking._queries import list_runs
+from tracking._records import RunRecord
+from tracking._sweeps import SweepSpec, create_sweep
+from tracking._worker import run_worker
+
+PASSWORD = "s3cret-enough"
+ROLES = ("admin", "viewer", "data_scientist", "engineer", "product_owner")
+# A small, fast logistic regression space: a low C underfits, a high C fits well.
+SPACE = {"C": {"type": "float", "low": 0.001, "high": 10.0, "log": True}}
+
+
+def make_accounts(store: Store) -> dict[str, UserRecord]:
+    """One account per role (named after it, password `PASSWORD`); the admin is created first."""
+    users = {"admin": create_user(store, None, "admin", "admin", PASSWORD)}
+    for role in ROLES[1:]:
+        users[role] = create_user(store, users["admin"], role, role, PASSWORD)
+    users["data_scientist_2"] = create_user(store, users["admin"], "data_scientist_2", "data_scientist", PASSWORD)
+    return users
+
+
+def fixed_c(value: float) -> dict:
+    """A space with one value of C: a run whose model is known to fit well (high C) or underfit (tiny C)."""
+    return {"C": {"type": "categorical", "choices": [value]}}
+
+
+def trained_runs(
+    store: Store,
+    n_trials: int = 3,
+    task: str = "loan_approval",
+    actor: UserRecord | None = None,
+    space: dict | None = None,
+) -> list[RunRecord]:
+    """Complete runs of a real sweep (logistic regression on a bundled dataset), trained in this process."""
+    space = space or SPACE
+    spec = SweepSpec(model="logistic_regression", task=task, space=space, n_trials=n_trials, sampler="random",
+                     pruner="none", folds=3)  # fmt: skip
+    sweep = create_sweep(store, spec, actor=actor)
+    run_worker(store, sweep.id)
+    return [run for run in list_runs(store, sweep_id=sweep.id) if run.status == "complete"]

@@ -1,0 +1,26 @@
+"""Run the dashboard under Streamlit's AppTest as a signed-in account."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+import tracking
+from tests.conftest import ROOT
+from tests.governance import PASSWORD, make_accounts
+from tracking._access import has_accounts, sign_in
+
+
+def sign_in_as(at: AppTest, role: str = "data_scientist") -> AppTest:
+    """Sign `at` in as the account named after `role` (accounts of every role are made on first use)."""
+    store = tracking.open_store()
+    if not has_accounts(store):
+        make_accounts(store)
+    token, _user = sign_in(store, role, PASSWORD)
+    at.session_state["session_token"] = token
+    return at
+
+
+def signed_in_app(role: str = "data_scientist", timeout: float = 60) -> AppTest:
+    """The app (through app.py, as users reach it), signed in as `role`, after its first run."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    return sign_in_as(at, role).run()
