@@ -35,11 +35,21 @@ def trained_runs(
     task: str = "loan_approval",
     actor: UserRecord | None = None,
     space: dict | None = None,
+    sampler: str = "random",
 ) -> list[RunRecord]:
     """Complete runs of a real sweep (logistic regression on a bundled dataset), trained in this process."""
     space = space or SPACE
-    spec = SweepSpec(model="logistic_regression", task=task, space=space, n_trials=n_trials, sampler="random",
+    spec = SweepSpec(model="logistic_regression", task=task, space=space, n_trials=n_trials, sampler=sampler,
                      pruner="none", folds=3)  # fmt: skip
     sweep = create_sweep(store, spec, actor=actor)
     run_worker(store, sweep.id)
     return [run for run in list_runs(store, sweep_id=sweep.id) if run.status == "complete"]
+
+
+def good_and_bad(store: Store, actor: UserRecord | None = None, *values: float) -> list[RunRecord]:
+    """Runs of one grid sweep over C, in the order given (default: 10, which fits well, then 0.0005, which
+    underfits)."""
+    values = values or (10.0, 0.0005)
+    runs = trained_runs(store, len(values), actor=actor, space={"C": {"type": "categorical", "choices": list(values)}},
+                        sampler="grid")  # fmt: skip
+    return sorted(runs, key=lambda run: values.index(run.params["C"]))

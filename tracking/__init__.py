@@ -16,7 +16,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tracking._errors import IntegrityError, NotFoundError, StoreError, TrackingError, ValidationError
+from tracking._errors import (
+    IntegrityError,
+    NotFoundError,
+    PermissionDenied,
+    StoreError,
+    TrackingError,
+    ValidationError,
+)
 
 _EXPORTS = {
     "Store": "tracking._db",
@@ -75,11 +82,44 @@ _EXPORTS = {
     "list_notes": "tracking._annotations",
     "replace_tags": "tracking._annotations",
     "FilterError": "tracking._filters",
+    "UserRecord": "tracking._access",
+    "create_user": "tracking._access",
+    "list_users": "tracking._access",
+    "set_role": "tracking._access",
+    "set_disabled": "tracking._access",
+    "reset_password": "tracking._access",
+    "authenticate": "tracking._access",
+    "sign_in": "tracking._access",
+    "session_user": "tracking._access",
+    "sign_out": "tracking._access",
+    "list_events": "tracking._audit",
+    "verify_chain": "tracking._audit",
+    "register_version": "tracking._registry",
+    "list_models": "tracking._registry",
+    "get_model": "tracking._registry",
+    "list_versions": "tracking._registry",
+    "get_version": "tracking._registry",
+    "find_version": "tracking._registry",
+    "production_version": "tracking._registry",
+    "lineage": "tracking._registry",
+    "set_stage": "tracking._registry",
+    "set_policy": "tracking._registry",
+    "effective_policy": "tracking._registry",
+    "request_promotion": "tracking._promotions",
+    "approve_promotion": "tracking._promotions",
+    "reject_promotion": "tracking._promotions",
+    "withdraw_promotion": "tracking._promotions",
+    "list_requests": "tracking._promotions",
+    "get_request": "tracking._promotions",
+    "model_card": "tracking._model_card",
+    "card_markdown": "tracking._model_card",
+    "card_html": "tracking._model_card",
 }
 
 __all__ = [
     "IntegrityError",
     "NotFoundError",
+    "PermissionDenied",
     "StoreError",
     "TrackingError",
     "ValidationError",
