@@ -23,7 +23,9 @@ pytestmark = pytest.mark.file_backends  # sweeps need a store that worker proces
 def trail(store):
     """A store with accounts and a few audited changes (sweep launched and cancelled, a role changed)."""
     users = make_accounts(store)
-    sweep = tracking.create_sweep(store, tracking.SweepSpec(task="iris", model="knn", n_trials=2), actor=users["engineer"])
+    sweep = tracking.create_sweep(
+        store, tracking.SweepSpec(task="iris", model="knn", n_trials=2), actor=users["engineer"]
+    )
     tracking.cancel_sweep(store, sweep.id, actor=users["engineer"])
     set_role(store, users["admin"], "viewer", "product_owner")
     return store
