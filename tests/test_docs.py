@@ -21,13 +21,25 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
+def _options(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, str]]:
+    """(command path, option) for a parser and every subcommand below it (`registry approve --override`)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += [(f"{path} {name}", "")] + _options(child, f"{path} {name}")
+        found += [(path, o) for o in action.option_strings if o.startswith("--") and o != "--help"]
+    return found
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_docs_readme_names_every_command_and_its_options(command):
     assert f"`{command}" in README
-    for action in _subparsers()[command]._actions:
-        for option in action.option_strings:
-            if option.startswith("--") and option != "--help":
-                assert option in README, f"{command} {option} is not in the README"
+    for path, option in _options(_subparsers()[command], command):
+        if option:
+            assert option in README, f"{path} {option} is not in the README"
+        else:
+            assert f"`{path}" in README, f"the command `{path}` is not in the README"
 
 
 def test_docs_readme_names_every_setting():
