@@ -103,3 +103,17 @@ def test_store_nested_transaction_joins_the_open_one(store):
         raise Abort
     with store.connect() as conn:  # the outer rollback took the inner write with it
         assert conn.execute(select(func.count()).select_from(Experiment)).scalar_one() == 0
+
+
+def test_store_migrations_match_the_table_definitions(store):
+    """Alembic finds nothing to add or drop: the migrations build exactly the SQLModel tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from tracking._db import VERSION_TABLE
+    from tracking._tables import SQLModel
+
+    with store.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []
