@@ -51,6 +51,12 @@ class Action(StrEnum):
     promotion_override = "promotion.override"
     policy_edit = "policy.edit"
     user_manage = "user.manage"
+    model_serve = "model.serve"
+    feedback_import = "feedback.import"
+    review_open = "review.open"
+    review_close = "review.close"
+    model_retrain = "model.retrain"
+    run_reproduce = "run.reproduce"
 
 
 _BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
@@ -69,6 +75,12 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.promotion_override: frozenset({Role.admin}),
     Action.policy_edit: frozenset({Role.admin}),
     Action.user_manage: frozenset({Role.admin}),
+    Action.model_serve: _BUILDERS,
+    Action.feedback_import: _BUILDERS,
+    Action.review_open: _WRITERS,
+    Action.review_close: frozenset({Role.product_owner, Role.admin}),
+    Action.model_retrain: _BUILDERS,
+    Action.run_reproduce: _BUILDERS,
 }
 DESCRIPTIONS: dict[Action, str] = {
     Action.sweep_launch: "launch sweeps",
@@ -84,6 +96,12 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.promotion_override: "approve a request whose gates failed (override)",
     Action.policy_edit: "edit promotion policies",
     Action.user_manage: "manage accounts and roles",
+    Action.model_serve: "serve models",
+    Action.feedback_import: "import ground-truth labels",
+    Action.review_open: "open a review of a production version",
+    Action.review_close: "close reviews of production versions",
+    Action.model_retrain: "retrain models",
+    Action.run_reproduce: "reproduce runs",
 }
 
 MIN_PASSWORD = 8

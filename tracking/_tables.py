@@ -359,3 +359,74 @@ class PromotionRequest(SQLModel, table=True):
     decided_at: datetime | None = None
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     override_justification: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+# --- serving, monitoring, reproduction (schema 0006) ---
+
+
+class InferenceEvent(SQLModel, table=True):
+    """One sampled prediction request of the model server: inputs, outputs, latency, and labels once known."""
+
+    __tablename__ = "inference_log"
+    __table_args__ = (
+        UniqueConstraint("request_id", name="uq_inference_log_request_id"),
+        Index("ix_inference_log_model_received", "model_id", "received_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str
+    model_id: int = Field(foreign_key="registered_models.id")
+    version_id: int = Field(foreign_key="model_versions.id", index=True)
+    received_at: datetime = Field(default_factory=utcnow)
+    latency_ms: float
+    n_rows: int
+    inputs: list[dict[str, Any]] = Field(sa_column=Column(JSONType, nullable=False))  # one object per row
+    outputs: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))  # predictions, probabilities
+    labels: list[Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))  # ground truth
+    labelled_at: datetime | None = None
+
+
+class ServingMinute(SQLModel, table=True):
+    """Every request (sampled or not) counted per model version and minute: volume and latency over time."""
+
+    __tablename__ = "serving_minutes"
+    __table_args__ = (UniqueConstraint("version_id", "minute", name="uq_serving_minutes_version_minute"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="registered_models.id", index=True)
+    version_id: int = Field(foreign_key="model_versions.id")
+    minute: datetime  # the start of the minute, UTC
+    requests: int = 0
+    errors: int = 0  # requests refused (422) or failed
+    rows: int = 0
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+
+
+class Review(SQLModel, table=True):
+    """A review of a production version opened because monitoring found a breach (or by hand)."""
+
+    __tablename__ = "reviews"
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_versions.id", index=True)
+    opened_by: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    findings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    status: str = "open"  # "open" or "closed"
+    created_at: datetime = Field(default_factory=utcnow)
+    closed_by: str | None = None
+    closed_at: datetime | None = None
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Reproduction(SQLModel, table=True):
+    """An attempt to reproduce a run (or retrain a version): the new run and how its metrics compare."""
+
+    __tablename__ = "reproductions"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)  # the run reproduced
+    new_run_id: int | None = Field(default=None, foreign_key="runs.id")
+    kind: str  # "reproduce" or "retrain"
+    outcome: str  # reproduce: "matched" / "differs" / "failed"; retrain: "skipped" / "retrained" / "failed"
+    tolerance: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
