@@ -13,7 +13,7 @@ from ui.data import get_store
 from ui.explore import cached_comparison, cached_histories, error_box, md, page_url, seed, sync_url
 from ui.frame import in_frame
 
-in_frame()
+user = in_frame()
 
 url_view = CompareView.from_query(st.query_params)
 report_id = next(iter(parse_ids(str(st.query_params.get("report", "")))), None)
@@ -116,4 +116,4 @@ view = CompareView(
 query = {**view.to_query(), "report": str(report.id) if report else ""}
 sync_url(query)
 with share_tab:
-    share_panel(comparison, view, report, page_url(query))
+    share_panel(comparison, view, report, page_url(query), user)

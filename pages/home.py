@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import streamlit as st
 
+from tracking._access import Action
+from ui.admin import why_not
 from ui.data import get_store, overview
 from ui.frame import in_frame
-from ui.sweeps import DEMO, DEMO_WORKERS, launch, owner, sweeps_table
+from ui.sweeps import DEMO, DEMO_WORKERS, launch, sweeps_table
 
-in_frame()
+user = in_frame()
 
 st.title("Experiment tracking")
 st.caption(f"Store: `{get_store().display_url}`")
@@ -23,8 +23,9 @@ if summary.runs == 0 and summary.sweeps == 0:
         "data, two workers, about a minute — or launch your own sweep on the Sweeps page. From a terminal:"
         "\n\n```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
     )
-    if st.button("Run a demo sweep", type="primary"):
-        launch(replace(DEMO, owner=owner()), DEMO_WORKERS)
+    reason = why_not(user, Action.sweep_launch)
+    if st.button("Run a demo sweep", type="primary", disabled=bool(reason), help=reason):
+        launch(DEMO, DEMO_WORKERS, user)
     st.page_link("pages/sweeps.py", label="Launch a sweep of your own", icon=":material/tune:")
     st.stop()
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
+from tracking._access import Action
 from tracking._reports import delete_report
+from ui.admin import why_not
 from ui.data import get_store
 from ui.explore import cached_reports, error_box, md, seed, sync_url
 from ui.frame import in_frame
 
-in_frame()
+user = in_frame()
 
 st.title("Reports")
 st.caption(
     "A report is a saved comparison: its runs, charts, title and notes. Save one from the **Share** tab of Compare."
 )
+cannot = why_not(user, Action.report_share)
 reports = cached_reports()
 if not reports:
     st.info("No saved reports yet. Compare a few runs, then press **Save as report** on the Share tab.")
@@ -41,11 +44,11 @@ for report in shown:
                 st.markdown(report.notes)
         if buttons.button("Open", key=f"open_{report.id}", type="primary", icon=":material/open_in_new:"):
             st.switch_page("pages/compare.py", query_params={**report.view.to_query(), "report": str(report.id)})
-        with buttons.popover("Delete", icon=":material/delete:"):
+        with buttons.popover("Delete", icon=":material/delete:", disabled=bool(cannot), help=cannot):
             st.write("Delete this report? Its runs stay.")
-            if st.button("Delete for good", key=f"delete_{report.id}", type="primary"):
+            if st.button("Delete for good", key=f"delete_{report.id}", type="primary", disabled=bool(cannot)):
                 try:
-                    delete_report(get_store(), report.id)
+                    delete_report(get_store(), report.id, actor=user)
                     st.rerun()
                 except tracking.TrackingError as err:
                     error_box(err)

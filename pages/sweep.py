@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking._access import Action
 from tracking._space import space_rows
+from ui.admin import why_not
 from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
 
-in_frame()
+user = in_frame()
+
+
+def _control(*changes: Callable[[], object]) -> None:
+    """Make the changes in order as the signed-in user and redraw, or show why the store refused one."""
+    try:
+        for change in changes:
+            change()
+    except tracking.TrackingError as err:
+        st.error(str(err))
+        return
+    st.rerun()
+
 
 store = get_store()
 raw_id = st.query_params.get("id", "")
@@ -38,24 +53,34 @@ live = sweep.status in ("pending", "running")
 st.session_state[f"live-{sweep.id}"] = live
 st.fragment(lambda: progress_panel(sweep.id), run_every=2 if live else None)()
 
+
 controls = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
 if live and not sweep.cancel_requested:
-    if controls[0].button("Cancel", help="Workers stop after their current trial."):
-        tracking.cancel_sweep(store, sweep.id)
-        st.rerun()
-    if controls[1].button("Stop now", help="Interrupt the trials under way (they end as killed)."):
-        tracking.cancel_sweep(store, sweep.id, now=True)
-        st.rerun()
+    cannot = why_not(user, Action.sweep_cancel)
+    if controls[0].button("Cancel", disabled=bool(cannot), help=cannot or "Workers stop after their current trial."):
+        _control(lambda: tracking.cancel_sweep(store, sweep.id, actor=user))
+    if controls[1].button(
+        "Stop now", disabled=bool(cannot), help=cannot or "Interrupt the trials under way (they end as killed)."
+    ):
+        _control(lambda: tracking.cancel_sweep(store, sweep.id, now=True, actor=user))
+    if cannot:
+        controls[4].caption(cannot)
 elif sweep.status in ("interrupted", "cancelled", "complete"):
-    workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2)
-    more = controls[1].number_input("Add trials", min_value=0, value=0 if sweep.status != "complete" else 10)
+    cannot = why_not(user, Action.sweep_resume) or why_not(user, Action.sweep_launch)
+    workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, disabled=bool(cannot))
+    more = controls[1].number_input(
+        "Add trials", min_value=0, value=0 if sweep.status != "complete" else 10, disabled=bool(cannot)
+    )
     label = "Resume" if sweep.status != "complete" else "Add trials"
-    if controls[2].button(label, disabled=sweep.status == "complete" and more == 0):
-        tracking.reopen_sweep(store, sweep.id, add_trials=int(more))
-        tracking.launch_workers(store, sweep.id, int(workers))
-        st.rerun()
-    if controls[3].button("Run again", help="A new sweep with the same settings."):
-        launch(tracking.spec_from_record(sweep, name=None), int(workers))
+    if controls[2].button(label, disabled=bool(cannot) or (sweep.status == "complete" and more == 0), help=cannot):
+        _control(
+            lambda: tracking.reopen_sweep(store, sweep.id, add_trials=int(more), actor=user),
+            lambda: tracking.launch_workers(store, sweep.id, int(workers), actor=user),
+        )
+    if controls[3].button("Run again", disabled=bool(cannot), help=cannot or "A new sweep with the same settings."):
+        launch(tracking.spec_from_record(sweep, name=None), int(workers), user)
+    if cannot:
+        controls[4].caption(cannot)
 if sweep.cancel_requested and live:
     st.info("Cancel requested: the workers stop after their current trial.")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
+from tracking._access import Action
 from tracking._families import families_for
 from tracking._sweeps import SweepSpec
+from ui.admin import why_not
 from ui.data import get_store
 from ui.frame import in_frame
-from ui.sweeps import data_section, launch, objective_section, owner, settings_section, space_section, sweeps_table
+from ui.sweeps import data_section, launch, objective_section, settings_section, space_section, sweeps_table
 
-in_frame()
+user = in_frame()
 
 st.title("Sweeps")
 
@@ -42,13 +44,16 @@ if data is not None:
     metrics = objective_section(task_type)
     space, problems = space_section(family, task_type)
     settings = settings_section(multi=len(metrics) > 1)
-    if st.button("Launch", type="primary", disabled=bool(problems), key="launch"):
+    reason = why_not(user, Action.sweep_launch)
+    if st.button("Launch", type="primary", disabled=bool(problems or reason), key="launch", help=reason):
         spec = SweepSpec(
             model=family, task=data["task"], csv=data["csv"], target=data["target"], sensitive=data["sensitive"],
             space=space, metrics=metrics, sampler=settings["sampler"], pruner=settings["pruner"],
             n_trials=settings["n_trials"], timeout=settings["timeout"], seed=settings["seed"],
-            folds=settings["folds"], name=settings["name"], experiment=settings["experiment"], owner=owner(),
+            folds=settings["folds"], name=settings["name"], experiment=settings["experiment"],
         )  # fmt: skip
-        launch(spec, settings["workers"])
+        launch(spec, settings["workers"], user)
     if problems:
         st.caption("Fix the search space above to launch.")
+    elif reason:
+        st.caption(reason)

@@ -70,3 +70,12 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def sign_in(page: object, name: str, password: str) -> None:
+    """Sign in through the dashboard's form (every new browser session starts signed out)."""
+    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    page.get_by_label("Account name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 import tracking
-from tests.conftest import ROOT
+from tests.pages import signed_in_app
 
 
 def _app() -> AppTest:
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    return signed_in_app(timeout=60)
 
 
 def test_app_home_on_an_empty_store_explains_how_to_start():

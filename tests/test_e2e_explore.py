@@ -1,5 +1,6 @@
-"""End to end in a real browser: open Runs, filter, tick three runs, compare them, open the copied address
-as a colleague and see the same comparison, export the HTML report and open the file offline.
+"""End to end in a real browser: sign in, open Runs, filter, tick three runs, compare them, open the copied
+address as a colleague (a stakeholder with the viewer role) and see the same comparison, export the HTML report
+and open the file offline.
 
 Rows are selected by clicking the row checkboxes of Streamlit's canvas table (glide-data-grid) at their
 coordinates: the grid draws no DOM per cell, but its row markers sit at fixed offsets.
@@ -13,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import tracking
-from tests.e2e import streamlit_server
+from tests.e2e import sign_in, streamlit_server
+from tests.governance import PASSWORD, make_accounts
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +41,8 @@ def runs():
 
 @pytest.fixture
 def app_url(runs):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
+    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME, with accounts of every role."""
+    make_accounts(tracking.open_store())
     with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
         yield url
 
@@ -54,6 +57,7 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
     page.goto(app_url)
     page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
     page.get_by_text("of 6 matching").wait_for(timeout=60_000)
     page.wait_for_timeout(500)  # the hostile run name is on screen now: it must stay text (no dialog)
@@ -78,6 +82,7 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     other = _watch(colleague.new_page(), dialogs)
     other.goto(shared)
+    sign_in(other, "viewer", PASSWORD)  # the same address, back after signing in
     other.get_by_text("Show only differences").wait_for(timeout=60_000)
     assert _view(other) == mine and other.url == shared
 
@@ -109,21 +114,23 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
 
 
 def _view(page) -> dict[str, list[str]]:
-    """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn."""
+    """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn (the
+    main area only: the sidebar names who is signed in)."""
     seen: dict[str, list[str]] = {}
     for tab in ("Side by side", "Champion / challenger", "Charts"):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(700)
-        inputs = page.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
+        main = page.locator('[data-testid="stMain"]')
+        inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
         chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
-        tags = page.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
+        tags = main.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
         drawn = [
-            str(page.locator(f"{kind}:visible").count()) for kind in ('[data-testid="stDataFrame"]', ".js-plotly-plot")
+            str(main.locator(f"{kind}:visible").count()) for kind in ('[data-testid="stDataFrame"]', ".js-plotly-plot")
         ]
         seen[tab] = [
             *chosen,
             *tags,
             *drawn,
-            *page.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts(),
+            *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts(),
         ]
     return seen

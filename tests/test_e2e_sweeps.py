@@ -1,5 +1,6 @@
-"""End to end in a real browser: launch a sweep from the form, watch it, close and reopen the tab,
-cancel, resume, and open a detail page whose charts are drawn."""
+"""End to end in a real browser, signed in as a data scientist: launch a sweep from the form, watch it,
+close and reopen the tab (a new browser session signs in again), cancel, resume, and open a detail page
+whose charts are drawn."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import time
 import pytest
 
 import tracking
-from tests.e2e import streamlit_server
+from tests.e2e import sign_in, streamlit_server
+from tests.governance import PASSWORD, make_accounts
 from tracking._sweeps import SweepSpec
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def app_url(tmp_path):
+def users():
+    """Accounts of every role in this test's store, made before the server starts."""
+    return make_accounts(tracking.open_store())
+
+
+@pytest.fixture
+def app_url(users):
     """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
     with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
         yield url
@@ -26,6 +34,7 @@ def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    sign_in(page, "data_scientist", PASSWORD)
     return page
 
 
@@ -45,23 +54,24 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
     page.screenshot(path=str(tmp_path / "sweep-finished.png"), full_page=True)
     store = tracking.open_store()
     (sweep,) = tracking.list_sweeps(store)
-    assert sweep.name == "browser-sweep" and sweep.status == "complete"
+    assert sweep.name == "browser-sweep" and sweep.status == "complete" and sweep.owner == "data_scientist"
     page.reload()
+    sign_in(page, "data_scientist", PASSWORD)
     page.get_by_text("Optimisation history").first.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() >= 6  # live history + the detail charts
     assert page.get_by_text("Not drawn").count() == 0
 
 
-def test_e2e_close_reopen_cancel_resume(app_url, browser, tmp_path, monkeypatch):
+def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monkeypatch):
     flag = tmp_path / "slow"
     flag.touch()
     monkeypatch.setenv("SLOW_FLAG", str(flag))
     store = tracking.open_store()
     spec = SweepSpec(objective="tests.objectives:slow_while_flag", space={"x": {"type": "float", "low": -5, "high": 5}},
                      metrics=["value:min"], n_trials=5, name="long-sweep")  # fmt: skip
-    sweep = tracking.create_sweep(store, spec)
-    tracking.launch_workers(store, sweep.id, 1)
+    sweep = tracking.create_sweep(store, spec, actor=users["data_scientist"])
+    tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")  # a deep link as the server's first request
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
     nav = page.locator('[data-testid="stSidebarNav"]')

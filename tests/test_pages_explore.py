@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
-from tests.conftest import ROOT
+from tests.pages import signed_in_app
 from tracking._compare import CompareView
 from tracking._reports import list_reports, save_report
 
@@ -36,7 +36,7 @@ def runs():
 
 
 def _page(path: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()  # as users reach it: via the frame
+    at = signed_in_app(timeout=60)  # as users reach it: via the frame, signed in
     at.switch_page(path)
     at.query_params.update(query)
     return at.run()

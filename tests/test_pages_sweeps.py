@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.conftest import ROOT
+from tests.pages import signed_in_app
+from tracking._access import get_user
 from tracking._sweeps import SweepSpec
 
 EDITOR = "space_editor_logistic_regression_classification"
@@ -16,7 +18,7 @@ X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
 
 
 def _page(path: str, **params: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at = signed_in_app(timeout=90)
     for key, value in params.items():
         at.query_params[key] = value
     return at.switch_page(path).run()
@@ -56,8 +58,7 @@ BAD_EDITS = [
 
 @pytest.mark.parametrize(("edit", "message"), BAD_EDITS, ids=[m for _, m in BAD_EDITS])
 def test_pages_sweeps_bad_search_space_is_named_and_blocks_launch(edit, message):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
-    at.switch_page("pages/sweeps.py").run()
+    at = _page("pages/sweeps.py")
     at.session_state[EDITOR] = {"edited_rows": {}, "added_rows": [], "deleted_rows": [], **edit}
     at.run()
     assert not at.exception
@@ -109,6 +110,7 @@ def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
     store = tracking.open_store()
     (sweep,) = tracking.list_sweeps(store)
     assert sweep.name == "from-the-page" and sweep.n_trials == 3 and sweep.config["folds"] == 2
+    assert sweep.owner == "data_scientist"
     assert sweep.config["space"]["n_neighbors"] == {"type": "int", "low": 3, "high": 7, "log": False}
     _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "complete")
     runs = tracking.list_runs(store, sweep_id=sweep.id)
@@ -170,12 +172,13 @@ def test_pages_sweep_unknown_id_says_so():
 
 @pytest.mark.slow
 def test_pages_home_demo_button_launches_the_demo_sweep():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
-    at.button[0].click().run()
+    at = signed_in_app(timeout=90)
+    next(b for b in at.button if b.label == "Run a demo sweep").click().run()
     store = tracking.open_store()
     (sweep,) = tracking.list_sweeps(store)
     try:
         assert sweep.name == "demo" and sweep.n_trials == 24 and sweep.config["model"] == "hist_gradient_boosting"
+        assert sweep.owner == "data_scientist"
     finally:
-        tracking.cancel_sweep(store, sweep.id, now=True)
+        tracking.cancel_sweep(store, sweep.id, now=True, actor=get_user(store, "data_scientist"))
         _wait_for(lambda: tracking.get_sweep(store, sweep.id).status in ("cancelled", "interrupted", "complete"), 120)

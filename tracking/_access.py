@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, insert, select, update
 from tracking._audit import record
 from tracking._db import Store, bump_change_counter
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
-from tracking._tables import Role, SignInFailure, User, UserSession, utcnow
+from tracking._tables import AuditChain, Role, SignInFailure, User, UserSession, utcnow
 
 ROLE_LABELS = {
     Role.viewer: "viewer",
@@ -267,6 +267,8 @@ def create_user(store: Store, actor: UserRecord | None, name: str, role: str, pa
     _check_password(name, password)
     hashed = hash_password(password)
     with store.connect(write=True) as conn:
+        # The audit chain's row lock first: two "first admins" racing on PostgreSQL cannot both be first.
+        conn.execute(select(AuditChain.id).where(AuditChain.id == 1).with_for_update())
         first = conn.execute(select(User.id).limit(1)).first() is None
         if first:
             if chosen != Role.admin:
@@ -357,6 +359,7 @@ def reset_password(store: Store, actor: UserRecord | None, name: str, password: 
         conn.execute(delete(UserSession).where(UserSession.user_id == row.id))
         conn.execute(delete(SignInFailure).where(SignInFailure.name == name))
         record(conn, by, "user.reset_password", "user", name, None, {"password": "changed"})
+        bump_change_counter(conn)
 
 
 def _user_row(conn: Any, name: str) -> Any:
@@ -400,18 +403,25 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _count_failure(store: Store, name: str) -> None:
+    name = name[:200]
     with store.connect(write=True) as conn:
-        failures = conn.execute(select(SignInFailure.failures).where(SignInFailure.name == name)).scalar()
-        if failures is None:
-            conn.execute(insert(SignInFailure).values(name=name[:200], failures=1, locked_until=None))
-            return
-        failures += 1
-        lock = None
+        # One statement, so failures racing on PostgreSQL are all counted (no read-then-insert race).
+        conn.execute(_upsert(store, conn, name))
+        failures = conn.execute(select(SignInFailure.failures).where(SignInFailure.name == name)).scalar_one()
         if failures >= FREE_FAILURES:
             lock = utcnow() + timedelta(seconds=min(MAX_LOCK_SECONDS, 5 * 2 ** (failures - FREE_FAILURES)))
-        conn.execute(
-            update(SignInFailure).where(SignInFailure.name == name).values(failures=failures, locked_until=lock)
-        )
+            conn.execute(update(SignInFailure).where(SignInFailure.name == name).values(locked_until=lock))
+
+
+def _upsert(store: Store, conn: Any, name: str) -> Any:
+    if store.dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(SignInFailure).values(name=name, failures=1, locked_until=None)
+    return statement.on_conflict_do_update(
+        index_elements=[SignInFailure.name], set_={"failures": SignInFailure.failures + 1}
+    )
 
 
 def _token_hash(token: str) -> str:

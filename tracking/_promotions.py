@@ -309,7 +309,8 @@ def approve_promotion(
         who = authorize(session, actor, Action.promotion_decide)
         request, version = _pending(session, request_id)
         _lock_model(session, version.model_id)
-        session.refresh(request)
+        session.refresh(request)  # re-read under the lock: a racing approval may have decided it
+        session.refresh(version)
         _check_decidable(request, who)
         action = "promotion.approve"
         if any(not gate["passed"] for gate in request.gates):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import func, insert, select, update
 
 from tracking._access import Action, UserRecord, authorize, require
@@ -270,6 +271,17 @@ def register_version(
         raise ValidationError(f"Run {run_id} has no model artifact named {artifact!r} to register.")
     read_verified(store, found.sha256)
     evaluation = evaluate_alone(store, run_id, found.sha256)
+    try:
+        version_id = _insert_version(store, actor, name, run_id, found.sha256, description, evaluation)
+    except sqlalchemy_exc.IntegrityError:
+        # Another registration created the model (or took the number) first on PostgreSQL: go again.
+        version_id = _insert_version(store, actor, name, run_id, found.sha256, description, evaluation)
+    return get_version(store, version_id)
+
+
+def _insert_version(
+    store: Store, actor: UserRecord | None, name: str, run_id: int, sha256: str, description: str, evaluation: Any
+) -> int:
     with store.session_scope(write=True) as session:
         who = authorize(session, actor, Action.version_register)
         row = session.execute(
@@ -291,15 +303,15 @@ def register_version(
         now = utcnow()
         version_id = session.execute(
             insert(ModelVersion)
-            .values(model_id=model_id, version=number, run_id=run_id, artifact_sha256=found.sha256, stage=Stage.none,
+            .values(model_id=model_id, version=number, run_id=run_id, artifact_sha256=sha256, stage=Stage.none,
                     description=description, intended_use="", limitations="", evaluation=evaluation,
                     created_by=who, created_at=now, stage_changed_at=now)
             .returning(ModelVersion.id)
         ).scalar_one()  # fmt: skip
         record(session, who, "version.register", "model_version", version_id, None,
-               {"model": name, "version": number, "run": run_id, "sha256": found.sha256})  # fmt: skip
+               {"model": name, "version": number, "run": run_id, "sha256": sha256})  # fmt: skip
         bump_change_counter(session)
-    return get_version(store, version_id)
+    return int(version_id)
 
 
 def set_stage(store: Store, version_id: int, stage: str, actor: UserRecord | None = None) -> VersionRecord:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking._access import Action, UserRecord
 from tracking._compare import CompareView, Comparison, champion_challenger, params_changed
 from tracking._reports import (
     ReportRecord,
@@ -18,6 +19,7 @@ from tracking._reports import (
     save_report,
     update_report,
 )
+from ui.admin import why_not
 from ui.data import get_store
 from ui.explore import error_box, value_text
 
@@ -101,8 +103,10 @@ def _delta_text(delta: Any) -> str:
     return f"{delta.delta:+.4g}{relative}"
 
 
-def share_panel(comparison: Comparison, view: CompareView, report: ReportRecord | None, live_url: str | None) -> None:
-    """The address of this view, the HTML report (title and notes) to download, and saving as a report."""
+def share_panel(
+    comparison: Comparison, view: CompareView, report: ReportRecord | None, live_url: str | None, user: UserRecord
+) -> None:
+    """The address of this view, the HTML report (title and notes) to download, and saving as a report (as `user`)."""
     st.markdown("**Link to this view** — anyone with access to the dashboard sees the same comparison:")
     st.code(live_url or "(copy the address from the browser's address bar)", language=None)
     st.session_state.setdefault("cmp_title", report.title if report else f"Comparison of {len(comparison.runs)} runs")
@@ -124,13 +128,14 @@ def share_panel(comparison: Comparison, view: CompareView, report: ReportRecord 
         help="One file with the tables and charts that opens offline, without this server.",
     )
     label = "Update saved report" if report else "Save as report"
-    if save.button(label, icon=":material/bookmark_add:"):
+    cannot = why_not(user, Action.report_share)
+    if save.button(label, icon=":material/bookmark_add:", disabled=bool(cannot), help=cannot):
         try:
             if report:
-                update_report(store, report.id, title=title, notes=notes, view=view)
+                update_report(store, report.id, title=title, notes=notes, view=view, actor=user)
                 st.toast(f"Report #{report.id} updated.")
             else:
-                saved = save_report(store, title=title, notes=notes, view=view)
+                saved = save_report(store, title=title, notes=notes, view=view, actor=user)
                 st.switch_page("pages/compare.py", query_params={**view.to_query(), "report": str(saved.id)})
         except tracking.TrackingError as err:
             error_box(err)

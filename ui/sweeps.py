@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
+from tracking._access import UserRecord
 from tracking._datasets import BUILTIN_TASKS, preview_csv, save_upload
 from tracking._families import FAMILIES
 from tracking._objective import COST_METRICS, DEFAULT_METRIC, metric_direction, task_metrics
@@ -132,21 +132,16 @@ def settings_section(multi: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def launch(spec: SweepSpec, workers: int) -> None:
-    """Create the sweep, start its workers outside this page and open its detail page."""
+def launch(spec: SweepSpec, workers: int, actor: UserRecord) -> None:
+    """Create the sweep as `actor` (its owner), start its workers outside this page and open its detail page."""
     store = get_store()
     try:
-        sweep = tracking.create_sweep(store, spec)
+        sweep = tracking.create_sweep(store, spec, actor=actor)
+        tracking.launch_workers(store, sweep.id, workers, actor=actor)
     except tracking.TrackingError as err:
         st.error(str(err))
         return
-    tracking.launch_workers(store, sweep.id, workers)
     st.switch_page("pages/sweep.py", query_params={"id": str(sweep.id)})
-
-
-def owner() -> str:
-    """Who launches (accounts come with the registry; until then the dashboard's OS user)."""
-    return getpass.getuser()
 
 
 def elapsed_and_eta(sweep: Any) -> tuple[float | None, float | None]:
