@@ -1,19 +1,22 @@
-"""Run: params, final metrics, metric histories, provenance, artifacts, the traceback, tags and notes."""
+"""Run: params, final metrics, metric histories, provenance, artifacts, the traceback, tags and notes, and
+registering its model."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import tracking
+from tracking._access import Action
 from tracking._annotations import add_note, replace_tags
 from tracking._artifacts import read_verified
 from tracking._compare import parse_ids
 from ui.data import get_store
 from ui.explore import cached_run, error_box, md, seed, sync_url
 from ui.frame import in_frame
+from ui.registry import reasons, register_panel
 from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame, value_frame
 
-in_frame()
+user = in_frame()
 
 ids = parse_ids(str(st.query_params.get("id", "")))
 if not ids:
@@ -43,7 +46,9 @@ if run.error:
     with st.expander("Traceback", expanded=run.status == "failed"):
         st.code(run.error, language="python")
 
-overview, metrics_tab, files_tab, notes_tab = st.tabs(["Overview", "Metric histories", "Artifacts", "Tags and notes"])
+overview, metrics_tab, files_tab, notes_tab, registry_tab = st.tabs(
+    ["Overview", "Metric histories", "Artifacts", "Tags and notes", "Model registry"]
+)
 with overview:
     left, right = st.columns(2)
     left.subheader("Params")
@@ -86,15 +91,22 @@ with files_tab:
             download.warning("File missing")
 
 with notes_tab:
+    annotate_blocked = (
+        None
+        if user.may(Action.run_annotate)
+        else f"Your role ({user.role_label}) cannot tag runs or write notes; every other role can."
+    )
     st.subheader("Tags")
-    edited = st.data_editor(tags_frame(run.tags), num_rows="dynamic", hide_index=True, key=f"tags_{run_id}")
-    if st.button("Save tags", icon=":material/sell:"):
+    edited = st.data_editor(
+        tags_frame(run.tags), num_rows="dynamic", hide_index=True, key=f"tags_{run_id}", disabled=bool(annotate_blocked)
+    )
+    if st.button("Save tags", icon=":material/sell:", disabled=bool(annotate_blocked)):
         rows = [
             (str(k or "").strip(), "" if v is None else str(v))
             for k, v in zip(edited["key"], edited["value"], strict=True)
         ]
         try:
-            replace_tags(get_store(), run_id, {k: v for k, v in rows if k or v})
+            replace_tags(get_store(), run_id, {k: v for k, v in rows if k or v}, actor=user)
             st.toast("Tags saved.")
             st.rerun()
         except tracking.TrackingError as err:
@@ -105,13 +117,17 @@ with notes_tab:
             st.caption(f"{note.created_at:%Y-%m-%d %H:%M} UTC" + (f" · {note.author}" if note.author else ""))
             st.markdown(note.body)
     with st.form("add_note", clear_on_submit=True):
-        body = st.text_area("Add a note (markdown)", height=120)
-        if st.form_submit_button("Add note"):
+        body = st.text_area("Add a note (markdown)", height=120, disabled=bool(annotate_blocked))
+        if st.form_submit_button("Add note", disabled=bool(annotate_blocked)):
             try:
-                add_note(get_store(), run_id, body)
+                add_note(get_store(), run_id, body, actor=user)
                 st.rerun()
             except tracking.TrackingError as err:
                 error_box(err)
+    reasons([annotate_blocked] if annotate_blocked else [])
+
+with registry_tab:
+    register_panel(run, artifacts, user)
 
 if "run_keys" not in st.session_state:
     sync_url({"id": str(run_id)})
