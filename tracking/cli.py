@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tracking import _cli_lifecycle as lifecycle
+from tracking import _cli_serving as serving
 from tracking._cli_governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking._errors import TrackingError
 
@@ -105,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list model families with their default search spaces")
     add_parsers(sub, store)
+    serving.add_parsers(sub, store)
+    lifecycle.add_parsers(sub, store)
     return parser
 
 
@@ -400,4 +404,6 @@ COMMANDS = {
     "users": _governance(cmd_users),
     "audit": _governance(cmd_audit),
     "registry": _governance(cmd_registry),
+    **serving.COMMANDS,
+    **lifecycle.COMMANDS,
 }
