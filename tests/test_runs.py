@@ -24,6 +24,7 @@ from sqlmodel import select
 
 import tracking
 import tracking._runs
+from tracking._access import create_user, local_actor
 from tracking._liveness import fail_stale_runs
 from tracking._queries import get_run, list_runs, metric_history
 from tracking._runs import start_run
@@ -230,7 +231,7 @@ def test_add_note_is_stored(file_store):
         notes = session.exec(select(Note).where(Note.run_id == run.id).order_by(Note.id)).all()
         assert [(n.author, n.body) for n in notes] == [
             ("ana", "Looks **good** on the holdout."),
-            ("", "Second thoughts."),
+            (local_actor(), "Second thoughts."),  # scripts write as the operating-system user
         ]
 
 
@@ -318,3 +319,15 @@ def test_threads_logging_to_one_run_lose_no_points(store, monkeypatch):
     assert [step for step, _ in history["shared"]] == list(range(n_threads * n_points))
     assert Counter(value for _, value in history["shared"]) == {float(t): n_points for t in range(n_threads)}
     assert _point_rows(store, run.id) == 2 * n_threads * n_points
+
+
+def test_logging_from_a_script_needs_no_account_on_a_team_store(file_store):
+    create_user(file_store, None, "root", "admin", "long-enough-pw")
+    with start_run("runs", store=file_store, params={"C": 1.0}) as run:
+        run.log_metrics({"loss": 0.5})
+        run.set_tags({"team": "risk"})
+        run.add_note("from a script", author="ana")
+    logged = tracking.get_run(file_store, run.id)
+    assert (logged.status, logged.tags) == ("complete", {"team": "risk"})
+    with pytest.raises(tracking.PermissionDenied):  # the dashboard's edits still need an account
+        tracking.add_note(file_store, run.id, "drive-by")

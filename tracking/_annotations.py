@@ -56,14 +56,19 @@ def add_note(store: Store, run_id: int, body: str, author: str = "", actor: User
     body = _note_body(body)
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.run_annotate)
-        author = who if actor is not None else (author or who)
-        _require_run(conn, run_id)
-        now = utcnow()
-        note_id = conn.execute(
-            insert(Note).returning(Note.id), {"run_id": run_id, "author": author, "body": body, "created_at": now}
-        ).scalar_one()
-        record(conn, author, "run.note", "run", run_id, None, {"note": int(note_id), "body": body})
-        bump_change_counter(conn)
+        return insert_note(conn, run_id, body, who if actor is not None else (author or who))
+
+
+def insert_note(conn: Connection, run_id: int, body: str, author: str) -> NoteRecord:
+    """Write a note inside an open write transaction, audited (the caller checked who may)."""
+    body = _note_body(body)
+    _require_run(conn, run_id)
+    now = utcnow()
+    note_id = conn.execute(
+        insert(Note).returning(Note.id), {"run_id": run_id, "author": author, "body": body, "created_at": now}
+    ).scalar_one()
+    record(conn, author, "run.note", "run", run_id, None, {"note": int(note_id), "body": body})
+    bump_change_counter(conn)
     return NoteRecord(int(note_id), run_id, author, body, now)
 
 

@@ -143,10 +143,15 @@ class ActiveRun:
         self.set_tags({key: value})
 
     def add_note(self, body: str, author: str = "") -> None:
-        """Attach a markdown note to the run."""
-        from tracking._annotations import add_note
+        """Attach a markdown note to the run (by `author`, default the operating-system user).
 
-        add_note(self.store, self.id, body, author=author)
+        Like the rest of logging, this is the run's own record, not a reviewed change: no role is checked.
+        """
+        from tracking._access import local_actor
+        from tracking._annotations import insert_note
+
+        with self.store.connect(write=True) as conn:
+            insert_note(conn, self.id, body, author or local_actor())
 
     def log_artifact(self, source: str | Path | bytes, name: str | None = None, kind: str = "file") -> str:
         """Store a file (a path or bytes) under a name; returns its sha256."""

@@ -561,10 +561,18 @@ def create_app(
 
     @app.post("/feedback", dependencies=[Depends(authorized)])
     def feedback(body: FeedbackBody) -> JSONResponse:
-        try:
-            found = record_labels(store, body.request_id, body.labels)
-        except (NotFoundError, ValidationError) as err:
-            return JSONResponse({"detail": str(err)}, status_code=404 if isinstance(err, NotFoundError) else 422)
+        # A request answered a moment ago may still sit in the writer's queue: give it one flush period.
+        deadline = time.monotonic() + serving.flush_seconds + 1.0
+        while True:
+            try:
+                found = record_labels(store, body.request_id, body.labels)
+                break
+            except NotFoundError as err:
+                if time.monotonic() > deadline:
+                    return JSONResponse({"detail": str(err)}, status_code=404)
+                time.sleep(0.2)
+            except ValidationError as err:
+                return JSONResponse({"detail": str(err)}, status_code=422)
         return JSONResponse({"request_id": found.request_id, "labels": len(found.labels or [])})
 
     @app.get("/model", dependencies=[Depends(authorized)])
