@@ -8,6 +8,7 @@ then calls `assess` and `run_gates`. A policy is a plain dict (as stored in JSON
         "max_metrics": {"test_rmse": 60.0},  # recorded run metrics that must be <= value
         "regression": {"metric": "f1_macro", "tolerance": 0.01, "bootstrap": 1000, "confidence": 0.95},
         "fairness": {"metric": "accuracy", "max_gap": 0.1},
+        "monitoring": {"psi": 0.2, "min_rows": 50},  # drift and quality alerts: not a gate (`_monitoring.py`)
     }
 
 Adding a gate is adding one entry to `GATES` (how to validate its settings, how to check them). The
@@ -33,6 +34,7 @@ from tracking._families import CLASSIFICATION
 from tracking._objective import CLASSIFICATION_METRICS, REGRESSION_METRICS, split, task_metrics
 
 MAIN_METRIC = {"classification": "f1_macro", "regression": "rmse"}
+MONITORING = "monitoring"  # the policy key of the monitoring thresholds (see `tracking._monitoring`)
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
 BOOTSTRAP_LIMITS = (100, 100_000)
@@ -154,7 +156,7 @@ def default_policy(task_type: str, has_sensitive: bool) -> dict[str, Any]:
 
 
 def validate_policy(policy: Any, task_type: str | None = None) -> dict[str, Any]:
-    """A normalized copy of a policy (defaults filled in), in `GATES` order.
+    """A normalized copy of a policy (defaults filled in), in `GATES` order, then its `monitoring` settings.
 
     Args:
         policy: the policy as loaded from JSON or YAML; None (an empty file) is the empty policy.
@@ -170,9 +172,17 @@ def validate_policy(policy: Any, task_type: str | None = None) -> dict[str, Any]
             f"A promotion policy must be a mapping of gates to settings, not {type(policy).__name__}."
         )
     for key in policy:
-        if key not in GATES:
-            raise ValidationError(f"The policy has an unknown gate {key!r}; the gates are: {', '.join(GATES)}.")
-    return {key: gate.normalize(policy[key], task_type) for key, gate in GATES.items() if key in policy}
+        if key not in GATES and key != MONITORING:
+            raise ValidationError(
+                f"The policy has an unknown gate {key!r}; the gates are: {', '.join(GATES)} "
+                f"(and {MONITORING}, the thresholds of the served model's alerts)."
+            )
+    normalized = {key: gate.normalize(policy[key], task_type) for key, gate in GATES.items() if key in policy}
+    if MONITORING in policy:  # thresholds of the served model's alerts, never checked at promotion
+        from tracking._monitoring import normalize_monitoring
+
+        normalized[MONITORING] = normalize_monitoring(policy[MONITORING], task_type)
+    return normalized
 
 
 def bootstrap_settings(policy: Mapping[str, Any]) -> tuple[int, float]:
