@@ -114,6 +114,17 @@ _EXPORTS = {
     "model_card": "tracking._model_card",
     "card_markdown": "tracking._model_card",
     "card_html": "tracking._model_card",
+    "create_app": "tracking._serving",
+    "serve": "tracking._serving",
+    "record_labels": "tracking._inference",
+    "monitor": "tracking._monitoring",
+    "breach_summary": "tracking._monitoring",
+    "open_review": "tracking._reviews",
+    "close_review": "tracking._reviews",
+    "list_reviews": "tracking._reviews",
+    "retrain": "tracking._lifecycle",
+    "reproduce_run": "tracking._lifecycle",
+    "list_reproductions": "tracking._lifecycle",
 }
 
 __all__ = [

@@ -49,6 +49,10 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
     serve.add_argument("--sample", type=_rate, metavar="RATE",
                        help="fraction of requests kept whole in the inference log (default TRACKING_SERVE_SAMPLE, "
                        "else 1); every request is counted either way")  # fmt: skip
+    monitor = sub.add_parser("monitor", parents=[store], help="drift, quality and alerts of a served model")
+    monitor.add_argument("--model", required=True, metavar="NAME", help="the registered model")
+    monitor.add_argument("--hours", type=float, metavar="H", help="only requests of the last H hours (default: all)")
+    monitor.add_argument("--format", choices=("table", "json"), default="table")
     feedback = sub.add_parser("feedback", parents=[store], help="attach ground-truth labels to logged requests")
     feedback.add_argument("--file", required=True, metavar="CSV",
                           help="columns request_id,label (one line per row of the request, in order) or "
@@ -178,4 +182,37 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"serve": cmd_serve, "feedback": cmd_feedback}
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """`monitor`: the monitoring report of the production version; 1 when an alert is raised."""
+    from datetime import timedelta
+
+    from tracking._monitoring import monitor
+    from tracking._tables import utcnow
+
+    since = utcnow() - timedelta(hours=args.hours) if args.hours else None
+    report = monitor(_open_store(args), args.model, since=since)
+    if args.format == "json":
+        print(json.dumps({**report.findings(), "requests": report.n_requests, "notes": report.notes,
+                          "features": [{"name": d.name, "test": d.test, "psi": d.psi, "pvalue": d.pvalue,
+                                        "drifted": d.drifted} for d in report.features],
+                          "quality": [q.__dict__ for q in report.quality]}, indent=2, default=str))  # fmt: skip
+        return 1 if report.breaches else 0
+    print(f"{report.label}: {report.n_requests} logged request(s), {report.n_rows} row(s), "
+          f"{report.n_labelled} labelled")  # fmt: skip
+    for note in report.notes:
+        print(f"  note: {note}")
+    for drift in [*report.features, *([report.prediction] if report.prediction else [])]:
+        flag = "DRIFT" if drift.drifted else "ok"
+        print(f"  [{flag:5}] {drift.name}: PSI {drift.psi:.3f}, {drift.test} p={drift.pvalue:.3g}")
+    for q in report.quality:
+        held = f" (held-out {q.held_out:.3f})" if q.held_out is not None else ""
+        bound = f", {'min' if q.direction == 'maximize' else 'max'} {q.threshold:g}" if q.threshold is not None else ""
+        print(f"  [{'LOW' if q.breached else 'ok':5}] {q.metric} on labelled requests: {q.value:.3f}{held}{bound}")
+    for breach in report.breaches:
+        print(f"ALERT: {breach.sentence}")
+    if not report.breaches:
+        print("no alerts")
+    return 1 if report.breaches else 0
+
+
+COMMANDS = {"serve": cmd_serve, "feedback": cmd_feedback, "monitor": cmd_monitor}

@@ -310,7 +310,7 @@ class _Serving:
         self.store, self.model, self.sample_rate = store, model, sample_rate
         self.current = served  # swapped whole by the watcher; a request reads it once
         self.poll_seconds, self.flush_seconds = poll_seconds, flush_seconds
-        self.entries: queue.Queue[InferenceEntry | None] = queue.Queue(MAX_QUEUED)
+        self.entries: queue.Queue[InferenceEntry | threading.Event | None] = queue.Queue(MAX_QUEUED)
         self.dropped = 0  # requests left out of the log (queue full, or kept too long through failed writes)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -376,11 +376,20 @@ class _Serving:
             if self.dropped % 10_000 == 1:
                 logger.warning("the inference log writer is behind: %d request(s) left out of the log", self.dropped)
 
+    def flush_now(self, timeout: float) -> None:
+        """Have the writer write what it holds at once, and wait for that (at most `timeout` seconds)."""
+        written = threading.Event()
+        try:
+            self.entries.put(written, timeout=timeout)  # a marker: the writer sets it once it has written
+        except queue.Full:
+            return
+        written.wait(timeout)
+
     def _write(self) -> None:
         batch: list[InferenceEntry] = []
         stopping = False
         while not stopping:
-            deadline, fresh = time.monotonic() + self.flush_seconds, 0
+            deadline, fresh, waiting = time.monotonic() + self.flush_seconds, 0, []
             while fresh < FLUSH_ENTRIES and (left := deadline - time.monotonic()) > 0:
                 try:
                     entry = self.entries.get(timeout=left)
@@ -388,12 +397,17 @@ class _Serving:
                     break
                 if entry is None:
                     break
+                if isinstance(entry, threading.Event):  # someone waits for what came before it
+                    waiting.append(entry)
+                    break
                 batch.append(entry)
                 fresh += 1
             stopping = self._stop.is_set()
             if stopping:
                 batch += self._drain()
             batch = self._flush(batch)
+            for event in waiting:
+                event.set()
         if batch:
             logger.warning("%d inference log entries could not be written before shutdown", len(batch))
 
@@ -404,7 +418,9 @@ class _Serving:
                 entry = self.entries.get_nowait()
             except queue.Empty:
                 return drained
-            if entry is not None:
+            if isinstance(entry, threading.Event):
+                entry.set()
+            elif entry is not None:
                 drained.append(entry)
 
     def _flush(self, batch: list[InferenceEntry]) -> list[InferenceEntry]:
@@ -561,16 +577,15 @@ def create_app(
 
     @app.post("/feedback", dependencies=[Depends(authorized)])
     def feedback(body: FeedbackBody) -> JSONResponse:
-        # A request answered a moment ago may still sit in the writer's queue: give it one flush period.
-        deadline = time.monotonic() + serving.flush_seconds + 1.0
-        while True:
+        for attempt in range(2):
             try:
                 found = record_labels(store, body.request_id, body.labels)
                 break
             except NotFoundError as err:
-                if time.monotonic() > deadline:
+                if attempt:
                     return JSONResponse({"detail": str(err)}, status_code=404)
-                time.sleep(0.2)
+                # A request answered a moment ago may still wait in the writer's queue: have it written now.
+                serving.flush_now(timeout=5.0)
             except ValidationError as err:
                 return JSONResponse({"detail": str(err)}, status_code=422)
         return JSONResponse({"request_id": found.request_id, "labels": len(found.labels or [])})
