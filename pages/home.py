@@ -1,4 +1,4 @@
-"""Home: what is in the store, the latest sweeps and runs, the best result of each sweep."""
+"""Home: monitoring alerts of the models in production, what is in the store, the latest sweeps and runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tracking._access import Action
 from ui.admin import why_not
 from ui.data import get_store, overview
 from ui.frame import in_frame
+from ui.lifecycle import alerts_banner
 from ui.sweeps import DEMO, DEMO_WORKERS, launch, sweeps_table
 
 user = in_frame()
@@ -29,6 +30,7 @@ if summary.runs == 0 and summary.sweeps == 0:
     st.page_link("pages/sweeps.py", label="Launch a sweep of your own", icon=":material/tune:")
     st.stop()
 
+alerts_banner()
 cols = st.columns(5)
 cols[0].metric("Experiments", summary.experiments)
 cols[1].metric("Sweeps", summary.sweeps)

@@ -1,4 +1,5 @@
-"""Policies: the promotion gates of each registered model, in plain language and as YAML; admins edit them."""
+"""Policies: the promotion gates and monitoring thresholds of each registered model, in plain language and as
+YAML; admins edit them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from ui.frame import in_frame
 FORMAT_HELP = (
     "Every gate is optional: `min_metrics` / `max_metrics` map recorded run metrics (e.g. `test_f1_macro`) to "
     "a bound; `regression` has `metric`, `tolerance`, `bootstrap` (resamples) and `confidence`; `fairness` "
-    "has `metric` and `max_gap`. `{}` keeps only the integrity checks."
+    "has `metric` and `max_gap`. `{}` keeps only the integrity checks. `monitoring` is not a gate but the "
+    "thresholds of the alerts on the version in production: `psi` (drift when the population stability index "
+    "reaches it, e.g. 0.2), `ks_pvalue` and `chi2_pvalue` (and the test's p-value falls below it, e.g. 0.01), "
+    "`min_rows` (logged rows needed before anything is judged, e.g. 50) and `quality` (a metric on requests "
+    "whose labels came back, mapped to its bound, e.g. `{accuracy: 0.75}`); each is optional."
 )
 
 user = in_frame()

@@ -1,5 +1,5 @@
-"""Run: params, final metrics, metric histories, provenance, artifacts, the traceback, tags and notes, and
-registering its model."""
+"""Run: params, final metrics, metric histories, provenance, artifacts, the traceback, tags and notes,
+registering its model, and reproducing it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tracking._compare import parse_ids
 from ui.data import get_store
 from ui.explore import cached_run, error_box, md, seed, sync_url
 from ui.frame import in_frame
+from ui.lifecycle import origin_note, reproduce_panel
 from ui.registry import reasons, register_panel
 from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame, value_frame
 
@@ -45,9 +46,10 @@ if run.status == "failed":
 if run.error:
     with st.expander("Traceback", expanded=run.status == "failed"):
         st.code(run.error, language="python")
+origin_note(run)
 
-overview, metrics_tab, files_tab, notes_tab, registry_tab = st.tabs(
-    ["Overview", "Metric histories", "Artifacts", "Tags and notes", "Model registry"]
+overview, metrics_tab, files_tab, notes_tab, registry_tab, reproduce_tab = st.tabs(
+    ["Overview", "Metric histories", "Artifacts", "Tags and notes", "Model registry", "Reproduce"]
 )
 with overview:
     left, right = st.columns(2)
@@ -128,6 +130,9 @@ with notes_tab:
 
 with registry_tab:
     register_panel(run, artifacts, user)
+
+with reproduce_tab:
+    reproduce_panel(run, user)
 
 if "run_keys" not in st.session_state:
     sync_url({"id": str(run_id)})

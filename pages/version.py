@@ -1,4 +1,5 @@
-"""One model version (`?id=N`): lineage, stage, model card, promotion requests."""
+"""One model version (`?id=N`): lineage, stage, monitoring alerts and reviews, reproductions, model card,
+promotion requests."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from tracking._registry import set_stage, update_version_text
 from ui.data import get_store
 from ui.explore import error_box, md
 from ui.frame import in_frame
+from ui.lifecycle import version_status
 from ui.registry import (
     WORDS,
+    cached_card,
     cached_requests,
     cached_version,
     card_files,
@@ -83,6 +86,8 @@ for column, (stage, (label, icon)) in zip(buttons, moves.items(), strict=False):
 reasons([stage_blocked] if stage_blocked else [], buttons[2])
 if version.stage != "production":
     st.caption("Production is reached only through an approved promotion request (below).")
+
+version_status(cached_card(version.id))
 
 st.subheader("Model card")
 if user.may(Action.model_edit):

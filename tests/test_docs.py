@@ -27,7 +27,7 @@ def _options(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, str]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
-                found += [(f"{path} {name}", "")] + _options(child, f"{path} {name}")
+                found += [(f"{path} {name}", ""), *_options(child, f"{path} {name}")]
         found += [(path, o) for o in action.option_strings if o.startswith("--") and o != "--help"]
     return found
 

@@ -9,18 +9,22 @@ from dataclasses import dataclass
 import pytest
 
 from tests.governance import fixed_c, make_accounts, trained_runs
+from tests.test_monitoring import Template, copy_template, production_template, rows, serve, shifted
 from tracking._db import Store, open_store
 from tracking._errors import NotFoundError
+from tracking._lifecycle import reproduce_run
 from tracking._model_card import card_html, card_markdown, model_card
 from tracking._promotions import approve_promotion, request_promotion
-from tracking._registry import register_version, set_policy, update_version_text
+from tracking._registry import production_version, register_version, set_policy, update_version_text
+from tracking._reviews import open_review
 
 INTENDED_USE = "<script>alert(1)</script> **bold**"
 LIMITATIONS = "Not for applicants under 21 | nor for business loans.\n```\nan example left unclosed"
 JUSTIFICATION = "Beats the baseline | on every metric.\nSee the sweep."
 COMMENT = "ok | ship it\nwatch the male group"
 SECTIONS = ["Intended use", "Limitations", "Training data", "Lineage", "Metrics", "Gate results",
-            "Fairness per group", "Approval history"]  # fmt: skip
+            "Fairness per group", "Approval history", "Monitoring", "Reproduction"]  # fmt: skip
+REVIEW_REASON = "Inputs moved | a lot\n<b>see the monitoring page</b>"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Registry:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """One real trained run registered three times, read by every test of this module (none writes)."""
+    """One real trained run, reproduced once and registered three times, read by the tests below (none writes)."""
     home = tmp_path_factory.mktemp("cards")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TRACKING_HOME", str(home))
@@ -51,6 +55,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         failing = register_version(store, run.id, "strict", "", actor=scientist)
         set_policy(store, "strict", {"min_metrics": {"test_accuracy": 0.99}}, actor=users["admin"])
         request_promotion(store, failing.id, "try it", actor=scientist)
+        reproduce_run(store, run.id, actor=scientist)
     yield Registry(store, approved.id, fresh.id, failing.id)
     store.dispose()
 
@@ -166,3 +171,62 @@ def test_model_card_without_request_says_no_gate_results_yet(store: Store) -> No
     assert (card.gates, card.gates_request_id, card.approvals) == ([], None, [])
     assert "No gate results yet" in card_markdown(card)
     assert "No gate results yet" in card_html(card)
+
+
+def test_model_card_shows_the_latest_reproduction_of_its_run(registry: Registry) -> None:
+    card = model_card(registry.store, registry.approved)
+    attempt = card.reproduction
+    assert attempt is not None and attempt.outcome == "matched", attempt
+    text, page = card_markdown(card), card_html(card)
+    section = text.split("\n## Reproduction\n")[1].split("\n## ")[0]
+    assert f"as run {attempt.new_run_id} within 1e-06 by data_scientist on" in section
+    assert f"**matched**: All {len(attempt.details['metrics'])} recorded metrics of run" in section
+    assert "| test_accuracy |" in section and "| yes |" in section
+    assert f"<strong>matched</strong>: {attempt.summary}" in page
+
+
+def test_model_card_of_a_version_not_in_production_is_not_monitored(registry: Registry) -> None:
+    card = model_card(registry.store, registry.fresh)
+    assert not card.monitoring.monitored and card.monitoring.breaches == []
+    assert "loan v2 is not in production (none), so it is not monitored." in card_markdown(card)
+    assert "No open reviews." in card_markdown(card) and "No open reviews." in card_html(card)
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A store with `loan` v1 in production (built once per session, shared with the monitoring tests)."""
+    return production_template(tmp_path_factory)
+
+
+@pytest.fixture
+def served(template: Template, tmp_path) -> Store:
+    """This test's copy of the template store, in its TRACKING_HOME."""
+    return copy_template(template, tmp_path / "home")
+
+
+def test_model_card_lists_the_breaches_of_shifted_traffic_and_the_open_review(served, template) -> None:
+    version = production_version(served, "loan")
+    X, _ = rows(served, version, "test")
+    requests = serve(served, version, shifted(X))
+    open_review(served, version.id, REVIEW_REASON, actor=template.users["data_scientist"])
+    card = model_card(served, version.id)
+    assert card.monitoring.monitored and {"prediction", "credit_score", "purpose"} <= {
+        b.name for b in card.monitoring.breaches
+    }
+    text, page = card_markdown(card), card_html(card)
+    section = text.split("\n## Monitoring\n")[1].split("\n## ")[0]
+    assert f"Over the newest {len(requests)} sampled requests to loan v1 ({len(X):,} rows" in section
+    assert "| drift | credit_score |" in section and "The feature credit_score drifted from its training" in section
+    assert "| Inputs moved \\| a lot <b>see the monitoring page</b> |" in section  # one cell, pipe escaped
+    for table in _tables(section):
+        assert {_cell_count(row) for row in table} == {_cell_count(table[0])}, table
+    assert "The feature credit_score drifted from its training distribution" in page
+    assert "Inputs moved | a lot\n&lt;b&gt;see the monitoring page&lt;/b&gt;" in page and "<b>see" not in page
+
+
+def test_model_card_of_a_production_version_without_requests_says_nothing_was_measured(served) -> None:
+    card = model_card(served, production_version(served, "loan").id)
+    assert not card.monitoring.monitored and card.monitoring.breaches == []
+    text = card_markdown(card)
+    assert "No requests to loan v1 have been logged yet, so nothing was measured." in text
+    assert f"Run {card.version.run_id} has not been reproduced yet." in text

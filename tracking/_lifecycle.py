@@ -27,7 +27,7 @@ from tracking._access import Action, UserRecord, authorize, require
 from tracking._audit import record
 from tracking._datasets import TaskData, load_task, register_dataset
 from tracking._db import Store, bump_change_counter
-from tracking._errors import NotFoundError, ValidationError
+from tracking._errors import NotFoundError, TrackingError, ValidationError
 from tracking._families import FAMILIES
 from tracking._liveness import process_worker_id
 from tracking._objective import COST_METRICS, task_metrics, train_and_score
@@ -130,6 +130,17 @@ def _record(row: Reproduction) -> ReproductionRecord:
         row.id, row.run_id, row.new_run_id, row.kind, row.outcome, row.tolerance, dict(row.details),
         row.created_by, row.created_at,
     )  # fmt: skip
+
+
+def why_not_reproducible(store: Store, run_id: int) -> str | None:
+    """Why `reproduce_run` would refuse this run (one sentence), or None when it can be reproduced."""
+    from tracking._queries import get_run
+
+    try:
+        _recipe(store, get_run(store, run_id), "reproduce")
+    except TrackingError as err:
+        return str(err)
+    return None
 
 
 def _recipe(store: Store, run: RunRecord, verb: str) -> _Recipe:

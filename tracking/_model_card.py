@@ -1,4 +1,5 @@
-"""Model cards: one registered version's purpose, data, lineage, scores, gates, fairness and approvals.
+"""Model cards: one registered version's purpose, data, lineage, scores, gates, fairness, approvals, and its
+monitoring alerts, open reviews and latest reproduction at the time the card is made.
 
 `model_card` gathers everything once into a frozen `ModelCard`; `card_markdown` and `card_html` only
 format it. The markdown is for people and repositories: the texts people wrote (description, intended
@@ -11,34 +12,46 @@ written texts go through the same safe markdown renderer as report notes.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tracking._audit import AuditRecord, list_events
+from tracking._card_format import (
+    _WRAP,
+    _block,
+    _cell,
+    _code_cell,
+    _html_table,
+    _meta,
+    _number,
+    _section,
+    _table,
+    _td,
+    _td_verdict,
+    _when,
+    _written_html,
+)
 from tracking._db import Store
+from tracking._errors import TrackingError
 from tracking._gates import Assessment, GateResult, GroupRow
+from tracking._inference import recent_inferences
+from tracking._lifecycle import ReproductionRecord, list_reproductions
+from tracking._monitoring import Breach, monitor
 from tracking._objective import task_metrics
 from tracking._promotions import RequestRecord, list_requests
 from tracking._records import iso
 from tracking._registry import VersionRecord, get_version, lineage
 from tracking._reports import _document, _e, markdown_html
+from tracking._reviews import ReviewRecord, list_reviews
+from tracking._tables import Stage
 
-NOT_WRITTEN = "_Not written yet._"
 NO_GATES = "No gate results yet: nobody has requested a promotion of this version."
 NO_REQUESTS = "No promotion requests yet."
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)$")
-# CommonMark HTML blocks that a blank line does not end, only their end marker (None: the tag's closing tag).
-_HTML_BLOCKS = [
-    (re.compile(r" {0,3}<(script|pre|style|textarea)(?:\s|>|$)", re.IGNORECASE), None),
-    (re.compile(r" {0,3}<!--"), "-->"),
-    (re.compile(r" {0,3}<\?"), "?>"),
-    (re.compile(r" {0,3}<!\[CDATA\["), "]]>"),
-    (re.compile(r" {0,3}<![A-Za-z]"), ">"),
-]
-_WRAP = ' style="white-space:normal;min-width:14rem"'  # long sentences wrap instead of widening the table
+NO_REVIEWS = "No open reviews."
+BREACH_HEAD = ["alert", "on", "value", "threshold", "finding"]
+REVIEW_HEAD = ["review", "opened by", "opened at", "reason"]
+REPRODUCTION_HEAD = ["metric", "recorded", "reproduced", "difference", "within tolerance"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,17 @@ class ApprovalEntry:
 
 
 @dataclass(frozen=True)
+class MonitoringStatus:
+    """Monitoring of one version when its card is made."""
+
+    monitored: bool  # its newest logged requests were compared with its training rows
+    summary: str  # one sentence: what was read and what was found, or why nothing was measured
+    breaches: list[Breach]
+    notes: list[str]  # the report's notes (too few rows, an unreadable policy, ...)
+    open_reviews: list[ReviewRecord]  # newest first
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything a model card shows, read from the store once."""
 
@@ -75,6 +99,8 @@ class ModelCard:
     groups_source: str | None  # where the per-group table comes from, as words; None: nothing was assessed
     approvals: list[ApprovalEntry]  # every promotion request of the version, oldest first
     events: list[AuditRecord]  # audit events of the version and its requests, oldest first
+    monitoring: MonitoringStatus  # breaches of its newest requests (in production) and its open reviews
+    reproduction: ReproductionRecord | None  # the latest reproduction of its run; None: never reproduced
     generated_at: datetime
 
     @property
@@ -133,8 +159,43 @@ def model_card(store: Store, version_id: int) -> ModelCard:
         groups_source=source,
         approvals=[_approval(request) for request in reversed(requests)],
         events=sorted(events, key=lambda event: event.seq),
+        monitoring=_monitoring_status(store, version),
+        reproduction=_latest_reproduction(store, version.run_id),
         generated_at=datetime.now(UTC),
     )
+
+
+def _monitoring_status(store: Store, version: VersionRecord) -> MonitoringStatus:
+    """The version's monitoring breaches (in production, with logged requests) and its open reviews."""
+    reviews = list_reviews(store, version_id=version.id, status="open")
+
+    def unmonitored(summary: str) -> MonitoringStatus:
+        return MonitoringStatus(False, summary, [], [], reviews)
+
+    if version.stage != Stage.production.value:
+        return unmonitored(f"{version.label} is not in production ({version.stage}), so it is not monitored.")
+    if not recent_inferences(store, version.model_id, version_id=version.id, limit=1):
+        return unmonitored(f"No requests to {version.label} have been logged yet, so nothing was measured.")
+    try:
+        report = monitor(store, version.model, version_id=version.id)
+    except TrackingError as err:
+        return unmonitored(f"Monitoring could not run: {err}")
+    span = ""
+    if report.first_at and report.last_at:
+        span = f", {report.first_at:%Y-%m-%d %H:%M} to {report.last_at:%Y-%m-%d %H:%M} UTC"
+    count = len(report.breaches)
+    found = f"{count} alert{'s' if count != 1 else ''}" if count else "no alerts"
+    summary = (
+        f"Over the newest {report.n_requests:,} sampled requests to {version.label} ({report.n_rows:,} rows{span}): "
+        f"{found}."
+    )
+    return MonitoringStatus(True, summary, list(report.breaches), list(report.notes), reviews)
+
+
+def _latest_reproduction(store: Store, run_id: int) -> ReproductionRecord | None:
+    """The newest reproduction of a run (any outcome), or None when it was never reproduced."""
+    attempts = list_reproductions(store, run_id=run_id, kind="reproduce")
+    return attempts[0] if attempts else None
 
 
 def _approval(request: RequestRecord) -> ApprovalEntry:
@@ -147,28 +208,6 @@ def _approval(request: RequestRecord) -> ApprovalEntry:
 
 
 # --- shared wording ---
-
-
-def _number(value: Any) -> str:
-    """A score or threshold for people: four decimals, thousands separated; '—' when undefined."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
-    return str(value)
-
-
-def _when(moment: datetime | str | None) -> str:
-    """A time stamp to the second, in UTC."""
-    if moment is None:
-        return "—"
-    if isinstance(moment, str):  # audit events keep ISO text
-        return moment[:19].replace("T", " ") + " UTC"
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _gate_summary(card: ModelCard) -> str:
@@ -267,6 +306,35 @@ def _groups_note(card: ModelCard) -> str | None:
     return "The training data has no sensitive attribute, so there is no per-group table."
 
 
+def _breach_rows(card: ModelCard) -> list[tuple[str, str, str, str, str]]:
+    """(alert, on, value, threshold, finding) per monitoring breach."""
+    return [(b.kind.replace("_", " "), b.name, _number(b.value), _number(b.threshold), b.sentence)
+            for b in card.monitoring.breaches]  # fmt: skip
+
+
+def _review_rows(card: ModelCard) -> list[tuple[str, str, str, str]]:
+    return [(str(r.id), r.opened_by, _when(r.created_at), r.reason) for r in card.monitoring.open_reviews]
+
+
+def _reproduction_line(card: ModelCard) -> str:
+    attempt, run_id = card.reproduction, card.version.run_id
+    if attempt is None:
+        return f"Run {run_id} has not been reproduced yet."
+    made = f" as run {attempt.new_run_id}" if attempt.new_run_id is not None else ""
+    tolerance = f" within {attempt.tolerance:g}" if attempt.tolerance is not None else ""
+    return f"Run {run_id} was last reproduced{made}{tolerance} by {attempt.created_by} on {_when(attempt.created_at)}."
+
+
+def _reproduction_rows(card: ModelCard) -> list[tuple[str, str, str, str, str]]:
+    """(metric, recorded, reproduced, difference, within tolerance) of the latest reproduction."""
+    table = (card.reproduction.details.get("metrics") or []) if card.reproduction is not None else []
+    return [
+        (row["key"], _number(row["recorded"]), _number(row["reproduced"]),
+         "—" if row["difference"] is None else f"{row['difference']:+.2g}" if row["difference"] else "0", "yes" if row["within_tolerance"] else "NO")
+        for row in table
+    ]  # fmt: skip
+
+
 def _event_object(event: AuditRecord) -> str:
     return {"model_version": "version", "promotion_request": "request"}.get(event.object_type, event.object_type) + (
         f" {event.object_id}"
@@ -274,55 +342,6 @@ def _event_object(event: AuditRecord) -> str:
 
 
 # --- markdown ---
-
-
-def _cell(value: Any) -> str:
-    """Text that stays inside one markdown table cell: backslashes and pipes escaped, line breaks as spaces."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(text.splitlines()).strip() or " "
-
-
-def _code_cell(value: str) -> str:
-    return f"`{_cell(value)}`" if "`" not in value else _cell(value)
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A markdown table; the cells must already be escaped (`_cell`)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _block(text: str) -> str:
-    """Written markdown as its own block: a code fence or HTML block left open is closed, so it cannot swallow
-    the sections after it."""
-    text = (text or "").lstrip("\n").rstrip()  # not the first line's indentation: it is markdown too
-    if not text:
-        return NOT_WRITTEN
-    fence, html_end = None, None
-    for line in text.splitlines():
-        if fence is not None:
-            found = _FENCE.match(line)
-            if found and found[1][0] == fence[0] and len(found[1]) >= len(fence) and not found[2].strip():
-                fence = None
-        elif html_end is not None:
-            if html_end in line.lower():
-                html_end = None
-        elif (found := _FENCE.match(line)) and not (found[1][0] == "`" and "`" in found[2]):
-            fence = found[1]
-        else:
-            html_end = _open_html_block(line)
-    closer = fence or html_end
-    return f"{text}\n{closer}" if closer else text
-
-
-def _open_html_block(line: str) -> str | None:
-    """The end marker of an HTML block that starts on this line and does not end on it, else None."""
-    for pattern, end in _HTML_BLOCKS:
-        if found := pattern.match(line):
-            end = end or f"</{found[1].lower()}>"
-            return None if end in line[found.end() :].lower() else end
-    return None
 
 
 def _fields_markdown(rows: list[tuple[str, str, bool]]) -> str:
@@ -392,6 +411,8 @@ def card_markdown(card: ModelCard) -> str:
     else:
         parts.append(NO_REQUESTS)
 
+    parts += _status_markdown(card)
+
     parts.append("## Audit trail")
     rows = [(str(e.seq), _when(e.recorded_at), _cell(e.actor), _cell(e.action), _cell(_event_object(e)))
             for e in card.events]  # fmt: skip
@@ -401,22 +422,26 @@ def card_markdown(card: ModelCard) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _status_markdown(card: ModelCard) -> list[str]:
+    """The Monitoring and Reproduction sections."""
+    status = card.monitoring
+    parts = ["## Monitoring", _cell(status.summary)]
+    if status.breaches:
+        parts.append(_table(BREACH_HEAD, [tuple(map(_cell, row)) for row in _breach_rows(card)]))
+    parts += [_cell(note) for note in status.notes]
+    reviews = [tuple(map(_cell, row)) for row in _review_rows(card)]
+    parts += ["Open reviews:", _table(REVIEW_HEAD, reviews)] if reviews else [NO_REVIEWS]
+
+    parts += ["## Reproduction", _cell(_reproduction_line(card))]
+    if card.reproduction is not None:
+        parts.append(f"**{_cell(card.reproduction.outcome)}**: {_cell(card.reproduction.summary)}")
+        rows = [tuple(map(_cell, row)) for row in _reproduction_rows(card)]
+        if rows:
+            parts.append(_table(REPRODUCTION_HEAD, rows))
+    return parts
+
+
 # --- HTML ---
-
-
-def _html_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """An HTML table; the cells are already-built `<td>` elements."""
-    header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f"<table><tr>{header}</tr>{''.join('<tr>' + ''.join(row) + '</tr>' for row in rows)}</table>"
-
-
-def _td(value: Any, numeric: bool = False, wrap: bool = False) -> str:
-    attributes = (' class="num"' if numeric else "") + (_WRAP if wrap else "")
-    return f"<td{attributes}>{_e(value)}</td>"
-
-
-def _td_verdict(passed: bool) -> str:
-    return f'<td class="{"better" if passed else "worse"}">{"✓ passed" if passed else "✗ FAILED"}</td>'
 
 
 def _fields_html(rows: list[tuple[str, str, bool]]) -> str:
@@ -425,18 +450,6 @@ def _fields_html(rows: list[tuple[str, str, bool]]) -> str:
         for name, value, code in rows
     ]
     return "<table>" + "".join(f"<tr>{name}{value}</tr>" for name, value in cells) + "</table>"
-
-
-def _written_html(text: str) -> str:
-    return markdown_html(text) if (text or "").strip() else "<p><em>Not written yet.</em></p>"
-
-
-def _section(title: str, *content: str) -> str:
-    return f"<section><h2>{_e(title)}</h2>{''.join(content)}</section>"
-
-
-def _meta(text: str) -> str:
-    return f'<p class="meta">{_e(text)}</p>'
 
 
 def _approval_html(entry: ApprovalEntry) -> str:
@@ -457,6 +470,29 @@ def _approval_html(entry: ApprovalEntry) -> str:
         )
     table = "<table>" + "".join(f"<tr>{name}{value}</tr>" for name, value in rows) + "</table>"
     return f"<h3>Request {_e(entry.request_id)}: {_e(entry.status)}</h3>{table}"
+
+
+def _status_html(card: ModelCard) -> list[str]:
+    """The Monitoring and Reproduction sections."""
+    status = card.monitoring
+    monitoring = [f"<p>{_e(status.summary)}</p>"]
+    if status.breaches:
+        rows = [(_td(alert), _td(on), _td(value, numeric=True), _td(threshold, numeric=True), _td(finding, wrap=True))
+                for alert, on, value, threshold, finding in _breach_rows(card)]  # fmt: skip
+        monitoring.append(_html_table(BREACH_HEAD, rows))
+    monitoring += [_meta(note) for note in status.notes]
+    reviews = [
+        (_td(i, numeric=True), _td(by), _td(at), _td(reason, wrap=True)) for i, by, at, reason in _review_rows(card)
+    ]
+    monitoring.append(f"<h3>Open reviews</h3>{_html_table(REVIEW_HEAD, reviews)}" if reviews else _meta(NO_REVIEWS))
+
+    reproduction = [f"<p>{_e(_reproduction_line(card))}</p>"]
+    if card.reproduction is not None:
+        reproduction.append(f"<p><strong>{_e(card.reproduction.outcome)}</strong>: {_e(card.reproduction.summary)}</p>")
+        rows = [(_td(key), *(_td(v, numeric=True) for v in values)) for key, *values in _reproduction_rows(card)]
+        if rows:
+            reproduction.append(_html_table(REPRODUCTION_HEAD, rows))
+    return [_section("Monitoring", *monitoring), _section("Reproduction", *reproduction)]
 
 
 def card_html(card: ModelCard) -> str:
@@ -522,6 +558,8 @@ def card_html(card: ModelCard) -> str:
 
     approvals = "".join(_approval_html(a) for a in card.approvals) or f"<p>{_e(NO_REQUESTS)}</p>"
     body.append(_section("Approval history", approvals))
+
+    body += _status_html(card)
 
     rows = [
         (_td(e.seq, numeric=True), _td(_when(e.recorded_at)), _td(e.actor), _td(e.action), _td(_event_object(e)))

@@ -15,6 +15,9 @@ import streamlit as st
 import tracking
 from tracking._access import DESCRIPTIONS, ROLE_LABELS, Action, Role, UserRecord
 from tracking._audit import AuditRecord, canonical
+from tracking._gates import MONITORING
+from tracking._monitoring import normalize_monitoring
+from tracking._objective import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 ROLES = [role.value for role in Role]
 # Groups of audit actions to pick from (`promotion.` matches every action under it); exact ones are typed.
@@ -93,7 +96,8 @@ def parse_day(text: str) -> date | None:
 
 
 def policy_lines(policy: Mapping[str, Any]) -> list[str]:
-    """A validated promotion policy in plain language: one line per gate, integrity first (it always runs)."""
+    """A validated promotion policy in plain language: one line per gate, integrity first (it always runs), then
+    the monitoring thresholds."""
     lines = ["**Integrity** (always): the model file's sha256 verifies and its training dataset version is recorded."]
     for key, label, word in (
         ("min_metrics", "Minimum metrics", "at least"),
@@ -116,7 +120,26 @@ def policy_lines(policy: Mapping[str, Any]) -> list[str]:
             f"**Fairness**: `{f['metric']}` differs by at most {f['max_gap']:g} between the groups of the "
             "sensitive attribute."
         )
+    lines.append(monitoring_line(policy.get(MONITORING)))
     return lines
+
+
+def monitoring_line(settings: Mapping[str, Any] | None) -> str:
+    """The policy's `monitoring` thresholds (or the defaults) in plain words: alerts on the served model, no gate."""
+    m = normalize_monitoring(settings)
+    own = "" if settings else "; none are set, so the defaults apply"
+    directions = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
+    bounds = [
+        f"`{metric}` {'at most' if directions.get(metric) == 'minimize' else 'at least'} {bound:g}"
+        for metric, bound in m["quality"].items()
+    ]
+    quality = f"on requests whose true labels came back, {'; '.join(bounds)}" if bounds else "no bound set"
+    return (
+        f"**Monitoring** (alerts on the version in production, never a gate{own}): an input feature or the predictions "
+        f"drift when their population stability index reaches {m['psi']:g} and the test's p-value falls below "
+        f"{m['ks_pvalue']:g} (Kolmogorov-Smirnov, for numbers) or {m['chi2_pvalue']:g} (chi-square, for "
+        f"categories); nothing is judged on fewer than {m['min_rows']} logged rows. Quality: {quality}."
+    )
 
 
 def policy_yaml(policy: Mapping[str, Any]) -> str:

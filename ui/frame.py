@@ -23,7 +23,9 @@ def navigation() -> st.navigation:
                 st.Page("pages/models.py", title="Models", icon=":material/inventory_2:", url_path="models"),
                 st.Page("pages/approvals.py", title="Approvals", icon=":material/approval:", url_path="approvals"),
                 st.Page("pages/policies.py", title="Policies", icon=":material/policy:", url_path="policies"),
-                st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitor_heart:", url_path="monitoring"),
+                st.Page(
+                    "pages/monitoring.py", title="Monitoring", icon=":material/monitor_heart:", url_path="monitoring"
+                ),
             ],
             "Admin": [
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),

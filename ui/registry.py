@@ -18,6 +18,7 @@ import streamlit as st
 import tracking
 from tracking._access import Action, UserRecord
 from tracking._gates import MAIN_METRIC, Assessment
+from tracking._model_card import ModelCard, card_html, card_markdown, model_card
 from tracking._promotions import (
     RequestRecord,
     approve_promotion,
@@ -115,17 +116,21 @@ def cached_request(request_id: int) -> RequestRecord | None:
     return _request(get_store().url, marker(), request_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _card(url: str, change: int, version_id: int) -> tuple[str, str]:
-    from tracking._model_card import card_html, card_markdown, model_card
-
+@st.cache_data(show_spinner="Reading the model card…", max_entries=8, ttl=60)
+def _card(url: str, change: int, version_id: int) -> tuple[ModelCard, str, str]:
+    # also kept at most a minute: its monitoring section reads logged requests, which do not change the marker
     card = model_card(get_store(), version_id)
-    return card_markdown(card), card_html(card)
+    return card, card_markdown(card), card_html(card)
+
+
+def cached_card(version_id: int) -> ModelCard:
+    """The version's model card (its monitoring alerts at most a minute old)."""
+    return _card(get_store().url, marker(), version_id)[0]
 
 
 def card_files(version_id: int) -> tuple[str, str]:
     """The version's model card as (Markdown, HTML)."""
-    return _card(get_store().url, marker(), version_id)
+    return _card(get_store().url, marker(), version_id)[1:]
 
 
 def query_id(name: str = "id") -> int | None:
