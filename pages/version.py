@@ -8,7 +8,7 @@ import streamlit as st
 
 import tracking
 from tracking._access import Action
-from tracking._gates import Assessment
+from tracking._assess import Assessment
 from tracking._promotions import request_promotion
 from tracking._registry import set_stage, update_version_text
 from ui.data import get_store

@@ -11,15 +11,14 @@ import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import accuracy_score
 
+from tracking._assess import Assessment, assess
 from tracking._datasets import load_task
 from tracking._errors import ValidationError
 from tracking._families import FAMILIES, make_pipeline
 from tracking._gates import (
     GATES,
-    Assessment,
     GateInputs,
     GateResult,
-    assess,
     bootstrap_settings,
     default_policy,
     run_gates,

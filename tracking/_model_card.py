@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tracking._assess import Assessment, GroupRow
 from tracking._audit import AuditRecord, list_events
 from tracking._card_format import (
     _WRAP,
@@ -34,7 +35,7 @@ from tracking._card_format import (
 )
 from tracking._db import Store
 from tracking._errors import TrackingError
-from tracking._gates import Assessment, GateResult, GroupRow
+from tracking._gates import GateResult
 from tracking._inference import recent_inferences
 from tracking._lifecycle import ReproductionRecord, list_reproductions
 from tracking._monitoring import Breach, monitor

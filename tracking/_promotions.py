@@ -136,7 +136,8 @@ def evaluate(store: Store, candidate: VersionRecord) -> tuple[dict[str, Any], li
     Returns:
         (the policy used, the gate results, the evaluation: held-out comparison, per-group table, what changed).
     """
-    from tracking._gates import Assessment, GateInputs, assess, run_gates
+    from tracking._assess import Assessment, assess
+    from tracking._gates import GateInputs, run_gates
 
     policy = effective_policy(store, candidate.model)
     baseline = production_version(store, candidate.model)

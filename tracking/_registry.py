@@ -214,7 +214,7 @@ def load_version_model(store: Store, version: VersionRecord) -> Any:
 def evaluate_alone(store: Store, run_id: int, sha256: str) -> dict[str, Any]:
     """Held-out scores and the per-group table of a registered model (kept for its model card)."""
     from tracking._artifacts import load_model_file
-    from tracking._gates import assess
+    from tracking._assess import assess
 
     with store.session_scope() as session:
         run = session.get(Run, run_id)

@@ -1,7 +1,7 @@
 """Pieces of the registry pages (models, version, approvals, request) and the run page's Register panel.
 
 Cached reads are keyed on the store's change marker like `ui.data`; the tables and sentences turn the
-stored held-out comparison (`tracking._gates.Assessment`) into plain words for the person who approves.
+stored held-out comparison (`tracking._assess.Assessment`) into plain words for the person who approves.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import streamlit as st
 
 import tracking
 from tracking._access import Action, UserRecord
-from tracking._gates import MAIN_METRIC, Assessment
+from tracking._assess import Assessment
+from tracking._gates import MAIN_METRIC
 from tracking._model_card import ModelCard, card_html, card_markdown, model_card
 from tracking._promotions import (
     RequestRecord,
