@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.traffic import served, template  # noqa: F401  (shared fixtures: a store with a served model)
 from tracking._db import Store, _stores, normalize_url, open_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,3 +24,22 @@ def signed_in_app(role: str = "data_scientist", timeout: float = 60) -> AppTest:
     """The app (through app.py, as users reach it), signed in as `role`, after its first run."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
     return sign_in_as(at, role).run()
+
+
+def open_page(role: str, path: str, **query: object) -> AppTest:
+    """A page (through app.py) signed in as `role`, with these query parameters, run and checked."""
+    at = signed_in_app(role)
+    at.switch_page(path)
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    return no_exception(at.run())
+
+
+def no_exception(at: AppTest) -> AppTest:
+    """`at`, after checking its run raised nothing."""
+    assert not at.exception, at.exception[0].value if at.exception else ""
+    return at
+
+
+def button(at: AppTest, label: str):
+    """The button with this label."""
+    return next(b for b in at.button if b.label == label)

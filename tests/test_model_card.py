@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.governance import fixed_c, make_accounts, trained_runs
-from tests.test_monitoring import Template, copy_template, production_template, rows, serve, shifted
+from tests.traffic import rows, serve, shifted
 from tracking._db import Store, open_store
 from tracking._errors import NotFoundError
 from tracking._lifecycle import reproduce_run
@@ -190,18 +190,6 @@ def test_model_card_of_a_version_not_in_production_is_not_monitored(registry: Re
     assert not card.monitoring.monitored and card.monitoring.breaches == []
     assert "loan v2 is not in production (none), so it is not monitored." in card_markdown(card)
     assert "No open reviews." in card_markdown(card) and "No open reviews." in card_html(card)
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """A store with `loan` v1 in production (built once per session, shared with the monitoring tests)."""
-    return production_template(tmp_path_factory)
-
-
-@pytest.fixture
-def served(template: Template, tmp_path) -> Store:
-    """This test's copy of the template store, in its TRACKING_HOME."""
-    return copy_template(template, tmp_path / "home")
 
 
 def test_model_card_lists_the_breaches_of_shifted_traffic_and_the_open_review(served, template) -> None:

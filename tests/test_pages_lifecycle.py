@@ -3,15 +3,13 @@ the policies page's monitoring thresholds, under AppTest on real stores with rea
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
-from tests.pages import signed_in_app
-from tests.test_monitoring import Template, copy_template, production_template, rows, serve, set_monitoring, shifted
+from tests.pages import button, no_exception, open_page
+from tests.traffic import rows, serve, set_monitoring, shifted
 from tracking._access import UserRecord
 from tracking._db import Store
 from tracking._lifecycle import list_reproductions, reproduce_run
@@ -33,39 +31,11 @@ def run(users) -> RunRecord:
     return trained_runs(store, 1, task="iris", actor=users["data_scientist"], space=fixed_c(10.0))[0]
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """A store with `loan` v1 in production (built once per session, shared with the monitoring tests)."""
-    return production_template(tmp_path_factory)
-
-
-@pytest.fixture
-def served(template: Template, tmp_path: Path) -> Store:
-    """This test's copy of the template, in its TRACKING_HOME (where the app opens its store)."""
-    return copy_template(template, tmp_path / "home")
-
-
 def _serve(store: Store, moved: bool) -> None:
     """`loan` v1 answers its held-out rows: moved (shifted) or as they are."""
     version = production_version(store, "loan")
     X, _ = rows(store, version, "test")
     serve(store, version, shifted(X) if moved else X)
-
-
-def _open(role: str, path: str, **query: object) -> AppTest:
-    at = signed_in_app(role)
-    at.switch_page(path)
-    at.query_params.update({k: str(v) for k, v in query.items()})
-    return _ok(at.run())
-
-
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, at.exception[0].value if at.exception else ""
-    return at
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def _link(at: AppTest, label: str):
@@ -84,10 +54,10 @@ def _captions(at: AppTest) -> str:
 
 
 def test_pages_lifecycle_reproduce_records_a_matched_outcome_and_lists_it(run):
-    at = _open("data_scientist", "pages/run.py", id=run.id)
+    at = open_page("data_scientist", "pages/run.py", id=run.id)
     assert at.number_input(key=f"reproduce_tolerance_{run.id}").value == 1e-6
     assert "None yet." in _captions(at)
-    _ok(_button(at, "Reproduce").click().run())
+    no_exception(button(at, "Reproduce").click().run())
     (attempt,) = list_reproductions(tracking.open_store(), run_id=run.id)
     assert (attempt.outcome, attempt.created_by, attempt.tolerance) == ("matched", "data_scientist", 1e-6)
     assert at.success[0].value.startswith(f"**Matched.** All {len(attempt.details['metrics'])} recorded metrics")
@@ -99,23 +69,23 @@ def test_pages_lifecycle_reproduce_records_a_matched_outcome_and_lists_it(run):
 
 def test_pages_lifecycle_a_reproduced_run_links_back_to_its_original(run, users):
     attempt = reproduce_run(tracking.open_store(), run.id, actor=users["engineer"])
-    at = _open("viewer", "pages/run.py", id=attempt.new_run_id)
+    at = open_page("viewer", "pages/run.py", id=attempt.new_run_id)
     assert at.info[0].value.startswith(f"This run reproduces run #{run.id} from its record")
     assert "Made by **engineer**" in at.info[0].value and "**matched**" in at.info[0].value
     assert _link(at, f"Original run #{run.id}").proto.query_string == f"id={run.id}"
 
 
 def test_pages_lifecycle_a_viewer_sees_reproduce_disabled(run):
-    at = _open("viewer", "pages/run.py", id=run.id)
-    assert _button(at, "Reproduce").disabled and at.number_input(key=f"reproduce_tolerance_{run.id}").disabled
+    at = open_page("viewer", "pages/run.py", id=run.id)
+    assert button(at, "Reproduce").disabled and at.number_input(key=f"reproduce_tolerance_{run.id}").disabled
     assert "cannot reproduce runs; data scientists, engineers and admins can" in _captions(at)
 
 
 def test_pages_lifecycle_a_run_logged_by_a_script_cannot_be_reproduced(users):
     with tracking.start_run("scripts", {"C": 1.0}, store=tracking.open_store()) as logged:
         logged.log_metrics({"cv_accuracy": 0.9})
-    at = _open("data_scientist", "pages/run.py", id=logged.id)
-    assert _button(at, "Reproduce").disabled
+    at = open_page("data_scientist", "pages/run.py", id=logged.id)
+    assert button(at, "Reproduce").disabled
     assert "not trained by a sweep of a built\\-in model" in _captions(at)  # as markdown, escaped
 
 
@@ -124,7 +94,7 @@ def test_pages_lifecycle_a_run_logged_by_a_script_cannot_be_reproduced(users):
 
 def test_pages_lifecycle_home_lists_the_alerts_of_shifted_traffic(served):
     _serve(served, moved=True)
-    at = _open("viewer", "pages/home.py")
+    at = open_page("viewer", "pages/home.py")
     (banner,) = at.warning
     assert banner.value.startswith("**8 monitoring alerts on loan** in production")
     assert "\n- The predicted classes drifted" in banner.value
@@ -135,7 +105,7 @@ def test_pages_lifecycle_home_lists_the_alerts_of_shifted_traffic(served):
 
 def test_pages_lifecycle_home_is_quiet_when_traffic_looks_like_training(served):
     _serve(served, moved=False)
-    at = _open("viewer", "pages/home.py")
+    at = open_page("viewer", "pages/home.py")
     assert not at.warning and not _monitoring_links(at)
     assert at.metric  # the rest of Home is there
 
@@ -147,7 +117,7 @@ def test_pages_lifecycle_version_page_shows_alerts_and_the_open_review(served, t
     _serve(served, moved=True)
     version = production_version(served, "loan")
     open_review(served, version.id, "Inputs moved a lot", actor=template.users["data_scientist"])
-    at = _open("viewer", "pages/version.py", id=version.id)
+    at = open_page("viewer", "pages/version.py", id=version.id)
     assert "alerts for loan v1" in at.warning[0].value and "credit\\_score drifted" in at.warning[0].value
     assert any(m.value.startswith("**Open review 1**, opened by **data\\_scientist**") for m in at.markdown)
     assert _link(at, "Monitoring and reviews of loan").proto.query_string == "model=loan"
@@ -158,12 +128,12 @@ def test_pages_lifecycle_version_page_shows_alerts_and_the_open_review(served, t
 
 
 def test_pages_lifecycle_policies_explain_the_monitoring_thresholds(served, template):
-    at = _open("admin", "pages/policies.py", model="loan")
+    at = open_page("admin", "pages/policies.py", model="loan")
     lines = at.markdown[0].value
     assert "**Monitoring** (alerts on the version in production, never a gate; none are set, so the defaults" in lines
     assert "reaches 0.2" in lines and "fewer than 50" in lines and "Quality: no bound set." in lines
     assert "`monitoring` is not a gate" in at.text_area[0].help and "`min_rows`" in at.text_area[0].help
     set_monitoring(served, template.users, psi=0.3, quality={"accuracy": 0.75})
-    at = _open("viewer", "pages/policies.py", model="loan")
+    at = open_page("viewer", "pages/policies.py", model="loan")
     lines = at.markdown[0].value
     assert "so the defaults" not in lines and "reaches 0.3" in lines and "`accuracy` at least 0.75" in lines

@@ -3,28 +3,14 @@ logged the way the model server logs them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.pages import signed_in_app
-from tests.test_monitoring import Template, copy_template, production_template, rows, serve, shifted
+from tests.traffic import rows, serve, shifted
 from tracking._db import Store
 from tracking._registry import production_version
 from tracking._reviews import list_reviews
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """The store with `loan` v1 in production (built once per session)."""
-    return production_template(tmp_path_factory)
-
-
-@pytest.fixture
-def served(template: Template, tmp_path: Path) -> Store:
-    """This test's copy of the template, in its TRACKING_HOME (where the app opens its store)."""
-    return copy_template(template, tmp_path / "home")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
-from tests.pages import signed_in_app
+from tests.pages import button, no_exception, open_page
 from tracking._access import UserRecord
 from tracking._promotions import approve_promotion, get_request, list_requests, request_promotion
 from tracking._registry import VersionRecord, get_version, list_versions, register_version
@@ -39,22 +39,6 @@ def request_(version, users):
     return request_promotion(tracking.open_store(), version.id, "Best F1 so far", actor=users["data_scientist"])
 
 
-def _open(role: str, path: str, **query: object) -> AppTest:
-    at = signed_in_app(role)
-    at.switch_page(path)
-    at.query_params.update({k: str(v) for k, v in query.items()})
-    return _ok(at.run())
-
-
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, at.exception[0].value if at.exception else ""
-    return at
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
 def _area(at: AppTest, label: str):
     return next(a for a in at.text_area if a.label == label)
 
@@ -68,11 +52,11 @@ def _captions(at: AppTest) -> str:
 
 
 def test_pages_registry_register_from_the_run_page_creates_v1_and_links_it(run):
-    at = _open("data_scientist", "pages/run.py", id=run.id)
+    at = open_page("data_scientist", "pages/run.py", id=run.id)
     assert at.selectbox(key=f"register_model_{run.id}").value == NEW_MODEL
     at.text_input(key=f"register_name_{run.id}").input("loan")
     at.text_area(key=f"register_description_{run.id}").input("C=10 on loan approval")
-    _ok(_button(at, "Register model").click().run())
+    no_exception(button(at, "Register model").click().run())
     (version,) = list_versions(tracking.open_store(), model="loan")
     assert (version.version, version.run_id, version.description) == (1, run.id, "C=10 on loan approval")
     assert _link(at, "Open loan v1").proto.query_string == f"id={version.id}"
@@ -80,19 +64,19 @@ def test_pages_registry_register_from_the_run_page_creates_v1_and_links_it(run):
 
 
 def test_pages_registry_a_viewer_sees_register_and_annotations_disabled(run):
-    at = _open("viewer", "pages/run.py", id=run.id)
-    assert _button(at, "Register model").disabled and _button(at, "Save tags").disabled
+    at = open_page("viewer", "pages/run.py", id=run.id)
+    assert button(at, "Register model").disabled and button(at, "Save tags").disabled
     assert "cannot register models" in _captions(at) and "cannot tag runs" in _captions(at)
 
 
 def test_pages_registry_models_page_without_models_explains_how_to_register(users):
-    at = _open("viewer", "pages/models.py")
+    at = open_page("viewer", "pages/models.py")
     assert "python -m tracking registry register RUN --name MODEL" in at.info[0].value
 
 
 def test_pages_registry_models_page_lists_the_model_and_its_versions(version, run, users):
     second = register_version(tracking.open_store(), run.id, "loan", "again", actor=users["engineer"])
-    at = _open("viewer", "pages/models.py", model="loan")
+    at = open_page("viewer", "pages/models.py", model="loan")
     models = at.dataframe[0].value
     assert list(models["model"]) == ["loan"] and list(models["versions"]) == [2]
     versions = at.dataframe[1].value
@@ -103,7 +87,7 @@ def test_pages_registry_models_page_lists_the_model_and_its_versions(version, ru
 
 
 def test_pages_registry_version_page_links_its_lineage(version, run):
-    at = _open("viewer", "pages/version.py", id=version.id)
+    at = open_page("viewer", "pages/version.py", id=version.id)
     assert at.title[0].value == "loan v1"
     assert _link(at, f"Run {run.name} #{run.id}").proto.query_string == f"id={run.id}"
     sweep_link = next(link for link in at.page_link if link.value.startswith("Sweep "))
@@ -113,35 +97,35 @@ def test_pages_registry_version_page_links_its_lineage(version, run):
 
 
 def test_pages_registry_stage_buttons_move_a_version_for_a_data_scientist(version):
-    at = _open("data_scientist", "pages/version.py", id=version.id)
-    _ok(_button(at, "Move to staging").click().run())
+    at = open_page("data_scientist", "pages/version.py", id=version.id)
+    no_exception(button(at, "Move to staging").click().run())
     assert get_version(tracking.open_store(), version.id).stage == "staging"
-    assert _button(at, "Move to staging").disabled
-    _ok(_button(at, "Archive").click().run())
+    assert button(at, "Move to staging").disabled
+    no_exception(button(at, "Archive").click().run())
     assert get_version(tracking.open_store(), version.id).stage == "archived"
 
 
 def test_pages_registry_stage_buttons_are_disabled_for_a_viewer(version):
-    at = _open("viewer", "pages/version.py", id=version.id)
-    assert _button(at, "Move to staging").disabled and _button(at, "Archive").disabled
+    at = open_page("viewer", "pages/version.py", id=version.id)
+    assert button(at, "Move to staging").disabled and button(at, "Archive").disabled
     assert "cannot change stages" in _captions(at)
-    assert _button(at, "Request promotion to production").disabled
+    assert button(at, "Request promotion to production").disabled
 
 
 def test_pages_registry_model_card_is_editable_and_offered_as_downloads(version):
-    at = _open("product_owner", "pages/version.py", id=version.id)
+    at = open_page("product_owner", "pages/version.py", id=version.id)
     assert {b.label for b in at.get("download_button")} == {"Model card (HTML)", "Model card (Markdown)"}
     _area(at, "Intended use").input("Pre-screening loan applications; a person decides.")
-    _ok(_button(at, "Save model card").click().run())
+    no_exception(button(at, "Save model card").click().run())
     saved = get_version(tracking.open_store(), version.id)
     assert saved.intended_use == "Pre-screening loan applications; a person decides."
     assert any(d.value["metric"].tolist()[:1] == ["Accuracy"] for d in at.dataframe)  # the held-out scores
 
 
 def test_pages_registry_request_promotion_from_the_version_page_creates_a_request_with_gates(version):
-    at = _open("data_scientist", "pages/version.py", id=version.id)
+    at = open_page("data_scientist", "pages/version.py", id=version.id)
     _area(at, "Justification").input("Best F1 on the held-out rows")
-    _ok(_button(at, "Request promotion to production").click().run())
+    no_exception(button(at, "Request promotion to production").click().run())
     (request,) = list_requests(tracking.open_store(), version_id=version.id)
     assert request.status == "pending" and request.justification == "Best F1 on the held-out rows"
     assert request.gates and all(gate["passed"] for gate in request.gates)
@@ -149,10 +133,10 @@ def test_pages_registry_request_promotion_from_the_version_page_creates_a_reques
 
 
 def test_pages_registry_product_owner_approves_and_the_version_goes_to_production(request_, version):
-    at = _open("product_owner", "pages/request.py", id=request_.id)
+    at = open_page("product_owner", "pages/request.py", id=request_.id)
     assert "gates passed" in "\n".join(m.value for m in at.markdown)
     _area(at, "Comment (required)").input("Ship it")
-    _ok(_button(at, "Approve").click().run())
+    no_exception(button(at, "Approve").click().run())
     assert get_version(tracking.open_store(), version.id).stage == "production"
     assert get_request(tracking.open_store(), request_.id).comment == "Ship it"
     assert at.success[0].value.startswith("Approved by **product\\_owner**")
@@ -160,19 +144,19 @@ def test_pages_registry_product_owner_approves_and_the_version_goes_to_productio
 
 
 def test_pages_registry_the_requester_sees_approve_disabled(request_):
-    at = _open("data_scientist", "pages/request.py", id=request_.id)
-    assert _button(at, "Approve").disabled and _button(at, "Reject").disabled
+    at = open_page("data_scientist", "pages/request.py", id=request_.id)
+    assert button(at, "Approve").disabled and button(at, "Reject").disabled
     assert "another person must review it" in _captions(at)
-    _ok(_button(at, "Withdraw").click().run())
+    no_exception(button(at, "Withdraw").click().run())
     assert get_request(tracking.open_store(), request_.id).status == "withdrawn"
 
 
 def test_pages_registry_approvals_lists_pending_then_decided(request_, users):
-    at = _open("product_owner", "pages/approvals.py")
+    at = open_page("product_owner", "pages/approvals.py")
     assert _link(at, f"Review request {request_.id}").proto.query_string == f"id={request_.id}"
     approve_promotion(tracking.open_store(), request_.id, "fine", actor=users["product_owner"])
     at.selectbox(key="approvals_status").select("approved")
-    decided = _ok(at.run()).dataframe[0].value
+    decided = no_exception(at.run()).dataframe[0].value
     assert list(decided["request"]) == [f"request?id={request_.id}"] and at.query_params["status"] == "approved"
     assert "No request is waiting" in at.info[0].value
 
@@ -188,8 +172,8 @@ def worse_request(request_, users):
 
 
 def test_pages_registry_a_failing_gate_blocks_the_product_owner(worse_request):
-    at = _open("product_owner", "pages/request.py", id=worse_request.id)
-    assert _button(at, "Approve").disabled and not _button(at, "Reject").disabled
+    at = open_page("product_owner", "pages/request.py", id=worse_request.id)
+    assert button(at, "Approve").disabled and not button(at, "Reject").disabled
     assert "A gate failed; only an admin can approve it" in _captions(at)
     table = next(d.value for d in at.dataframe if "candidate is" in d.value)
     assert table.set_index("metric").loc["F1 (macro average)", "candidate is"] == "worse"
@@ -198,10 +182,10 @@ def test_pages_registry_a_failing_gate_blocks_the_product_owner(worse_request):
 
 
 def test_pages_registry_an_admin_overrides_a_failing_gate_with_a_justification(worse_request):
-    at = _open("admin", "pages/request.py", id=worse_request.id)
+    at = open_page("admin", "pages/request.py", id=worse_request.id)
     _area(at, "Comment (required)").input("Accepted for the pilot")
     _area(at, "Override justification").input("Latency matters more for two weeks")
-    _ok(_button(at, "Approve").click().run())
+    no_exception(button(at, "Approve").click().run())
     decided = get_request(tracking.open_store(), worse_request.id)
     assert decided.status == "approved" and decided.override_justification == "Latency matters more for two weeks"
     assert get_version(tracking.open_store(), worse_request.version_id).stage == "production"
