@@ -29,7 +29,8 @@ for request in pending:
         what.markdown(f"**{md(request.label)}**  \n{against}")
         who.markdown(f"requested by **{md(request.requested_by)}**  \n{when(request.created_at)}")
         failed = len(request.failed_gates)
-        gates.markdown(f"{'✅' if not failed else '❌'} gates passed {gates_passed(request)}")
+        mark = ":green[:material/check_circle:]" if not failed else f":red[:material/cancel: **{failed} failed**]"
+        gates.markdown(f"{mark} gates passed {gates_passed(request)}")
         link.page_link("pages/request.py", label=f"Review request {request.id}", query_params={"id": str(request.id)},
                        icon=":material/approval:")  # fmt: skip
 

@@ -178,7 +178,7 @@ def test_pages_registry_a_failing_gate_blocks_the_product_owner(worse_request):
     table = next(d.value for d in at.dataframe if "candidate is" in d.value)
     assert table.set_index("metric").loc["F1 (macro average)", "candidate is"] == "worse"
     text = "\n".join(m.value for m in at.markdown)
-    assert "❌" in text and "worse" in text and "parameter changed" in text
+    assert "FAILED" in text and "worse" in text and "parameter changed" in text
 
 
 def test_pages_registry_an_admin_overrides_a_failing_gate_with_a_justification(worse_request):

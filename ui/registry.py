@@ -374,10 +374,11 @@ def _dataset(ref: Mapping[str, Any] | None) -> str:
 
 
 def gate_checklist(gates: list[dict[str, Any]]) -> None:
-    """✅/❌, the requirement and one sentence per gate."""
+    """Passed / FAILED (in words and colour, not only a symbol), the requirement and one sentence per gate."""
     passed = sum(bool(g["passed"]) for g in gates)
     st.markdown(f"**{passed} of {len(gates)} gates passed.**")
-    st.markdown("\n".join(f"- {'✅' if g['passed'] else '❌'} **{md(g['label'])}** — {md(g['detail'])}" for g in gates))
+    shown = {True: ":green[:material/check_circle: **passed**]", False: ":red[:material/cancel: **FAILED**]"}
+    st.markdown("\n".join(f"- {shown[bool(g['passed'])]} · **{md(g['label'])}** — {md(g['detail'])}" for g in gates))
 
 
 # -- the decision ------------------------------------------------------------------------------------
