@@ -10,11 +10,12 @@ import streamlit as st
 import tracking
 from tracking._access import Action
 from tracking._audit import canonical
-from tracking._registry import effective_policy, list_models, set_policy
+from tracking._registry import effective_policy, set_policy
 from ui.admin import notice, parse_policy, policy_lines, policy_yaml, why_not
 from ui.data import get_store
 from ui.explore import md, seed, sync_url
 from ui.frame import in_frame
+from ui.registry import cached_models
 
 FORMAT_HELP = (
     "Every gate is optional: `min_metrics` / `max_metrics` map recorded run metrics (e.g. `test_f1_macro`) to "
@@ -33,7 +34,7 @@ st.caption(
     "A model version reaches production only through an approved promotion request; the request records "
     "whether the version passes each gate of its model's policy."
 )
-models = list_models(store)
+models = cached_models()  # keyed on the change marker: a saved policy shows at once
 if not models:
     st.info("No registered models yet. Register a model version from a run; its policy then appears here.")
     st.stop()

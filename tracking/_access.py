@@ -9,6 +9,7 @@ transaction that makes the change, so a role changed or an account disabled a mo
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import os
@@ -146,21 +147,15 @@ def _verify(stored: str | None, password: str) -> bool:
     hasher = _hasher()
     try:
         # An unknown account still pays for one hash, so timing does not tell which names exist.
-        return bool(hasher.verify(stored or _DUMMY.value(hasher), password)) and stored is not None
+        return bool(hasher.verify(stored or _dummy_hash(), password)) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
-class _Dummy:
-    _hash: str | None = None
-
-    def value(self, hasher: Any) -> str:
-        if self._hash is None:
-            self._hash = hasher.hash(secrets.token_hex(16))
-        return self._hash
-
-
-_DUMMY = _Dummy()
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password: what an unknown account name is checked against."""
+    return hash_password(secrets.token_hex(16))
 
 
 def session_minutes() -> float:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,13 +115,13 @@ def list_events(
     actor: str | None = None,
     action: str | None = None,
     object_type: str | None = None,
-    object_id: str | int | None = None,
+    object_id: str | int | Sequence[str | int] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
 ) -> list[AuditRecord]:
     """Audit events, newest first, filtered by any of actor, action (a prefix such as `promotion.`
-    matches every action under it), object and time range (UTC)."""
+    matches every action under it), object (one id, or a list of ids) and time range (UTC)."""
     query = select(AuditEvent).order_by(AuditEvent.seq.desc())
     if actor:
         query = query.where(AuditEvent.actor == actor)
@@ -130,7 +131,9 @@ def list_events(
         )
     if object_type:
         query = query.where(AuditEvent.object_type == object_type)
-    if object_id is not None and str(object_id) != "":
+    if isinstance(object_id, list | tuple):
+        query = query.where(AuditEvent.object_id.in_([str(one) for one in object_id]))
+    elif object_id is not None and str(object_id) != "":
         query = query.where(AuditEvent.object_id == str(object_id))
     if since is not None:
         query = query.where(AuditEvent.recorded_at >= _stamp(since))

@@ -145,8 +145,8 @@ def model_card(store: Store, version_id: int) -> ModelCard:
         groups_from, source = Assessment.from_json(assessed), f"the held-out assessment of request {latest.id}"
 
     events = list_events(store, object_type="model_version", object_id=version_id)
-    for request in requests:
-        events += list_events(store, object_type="promotion_request", object_id=request.id)
+    if requests:
+        events += list_events(store, object_type="promotion_request", object_id=[r.id for r in requests])
     return ModelCard(
         version=version,
         lineage=origin,

@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from tracking._access import Action, UserRecord, authorize, require
 from tracking._audit import record
 from tracking._db import Store, bump_change_counter
-from tracking._errors import NotFoundError, PermissionDenied, TrackingError, ValidationError
+from tracking._errors import NotFoundError, PermissionDenied, TrackingError, ValidationError, checked_text
 from tracking._registry import (
     VersionRecord,
     effective_policy,
@@ -31,8 +31,6 @@ from tracking._registry import (
     rebuild_dataset,
 )
 from tracking._tables import ModelVersion, PromotionRequest, RegisteredModel, RequestStatus, Run, Stage, utcnow
-
-MAX_TEXT = 20_000
 
 
 @dataclass(frozen=True)
@@ -62,15 +60,6 @@ class RequestRecord:
     @property
     def label(self) -> str:
         return f"{self.model} v{self.version}"
-
-
-def _required_text(value: str, what: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationError(f"Write a {what}: it is kept with the decision.")
-    if len(value) > MAX_TEXT:
-        raise ValidationError(f"The {what} holds at most {MAX_TEXT:,} characters.")
-    return value
 
 
 # --- reads ---
@@ -228,7 +217,7 @@ def request_promotion(
         PermissionDenied: the actor may not request promotions.
     """
     require(store, actor, Action.promotion_request)
-    justification = _required_text(justification, "justification")
+    justification = checked_text(justification, "justification", kept_with="the decision")
     candidate = get_version(store, version_id)
     if candidate.stage == Stage.production:
         raise ValidationError(f"{candidate.label} is already in production.")
@@ -304,7 +293,7 @@ def approve_promotion(
         PermissionDenied: the actor may not approve, is the requester, or a gate failed without an admin override.
         ValidationError: no comment, or the request is no longer pending (e.g. it went stale).
     """
-    comment = _required_text(comment, "comment")
+    comment = checked_text(comment, "comment", kept_with="the decision")
     stale = False
     with store.session_scope(write=True) as session:
         who = authorize(session, actor, Action.promotion_decide)
@@ -322,7 +311,9 @@ def approve_promotion(
                     "with a written justification."
                 )
             authorize(session, actor, Action.promotion_override)
-            override_justification = _required_text(override_justification, "override justification")
+            override_justification = checked_text(
+                override_justification, "override justification", kept_with="the decision"
+            )
             action = "promotion.override"
         current = _production_id(session, version.model_id)
         if current != request.baseline_version_id:
@@ -386,7 +377,7 @@ def _mark_stale(session: Any, who: str, request: PromotionRequest, why: str) -> 
 
 def reject_promotion(store: Store, request_id: int, comment: str, actor: UserRecord | None = None) -> RequestRecord:
     """Reject a pending request with a comment (a product owner or admin who did not make the request)."""
-    comment = _required_text(comment, "comment")
+    comment = checked_text(comment, "comment", kept_with="the decision")
     with store.session_scope(write=True) as session:
         who = authorize(session, actor, Action.promotion_decide)
         request, _version = _pending(session, request_id)

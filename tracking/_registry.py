@@ -18,11 +18,10 @@ from sqlalchemy import func, insert, select, update
 from tracking._access import Action, UserRecord, authorize, require
 from tracking._audit import record
 from tracking._db import Store, bump_change_counter
-from tracking._errors import NotFoundError, TrackingError, ValidationError
+from tracking._errors import NotFoundError, TrackingError, ValidationError, checked_text
 from tracking._tables import DatasetVersion, ModelVersion, RegisteredModel, Run, RunStatus, Stage, Sweep, utcnow
 
 MAX_NAME = 100
-MAX_TEXT = 20_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,11 @@ class VersionRecord:
 
 def list_models(store: Store) -> list[ModelRecord]:
     """Every registered model with its version count and production version, by name."""
+    with store.session_scope() as session:
+        return [_model(*row) for row in session.execute(_models_query())]
+
+
+def _models_query() -> Any:
     versions = (
         select(
             ModelVersion.model_id,
@@ -76,14 +80,12 @@ def list_models(store: Store) -> list[ModelRecord]:
     )
     production = select(ModelVersion.model_id, ModelVersion.version).where(ModelVersion.stage == Stage.production)
     production = production.subquery()
-    query = (
+    return (
         select(RegisteredModel, versions.c.n, versions.c.latest, production.c.version)
         .outerjoin(versions, versions.c.model_id == RegisteredModel.id)
         .outerjoin(production, production.c.model_id == RegisteredModel.id)
         .order_by(RegisteredModel.name)
     )
-    with store.session_scope() as session:
-        return [_model(row, n, latest, prod) for row, n, latest, prod in session.execute(query)]
 
 
 def _model(row: RegisteredModel, n: int | None, latest: int | None, prod: int | None) -> ModelRecord:
@@ -94,10 +96,11 @@ def _model(row: RegisteredModel, n: int | None, latest: int | None, prod: int | 
 
 def get_model(store: Store, name: str) -> ModelRecord:
     """One registered model by name. Raises NotFoundError."""
-    for model in list_models(store):
-        if model.name == name:
-            return model
-    raise NotFoundError(f"There is no registered model named {name!r}.")
+    with store.session_scope() as session:
+        found = session.execute(_models_query().where(RegisteredModel.name == name)).first()
+    if found is None:
+        raise NotFoundError(f"There is no registered model named {name!r}.")
+    return _model(*found)
 
 
 def _versions_query() -> Any:
@@ -229,13 +232,6 @@ def evaluate_alone(store: Store, run_id: int, sha256: str) -> dict[str, Any]:
 # --- writes ---
 
 
-def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
-    value = (value or "").strip()
-    if len(value) > limit:
-        raise ValidationError(f"The {what} holds at most {limit:,} characters.")
-    return value
-
-
 def register_version(
     store: Store,
     run_id: int,
@@ -258,7 +254,7 @@ def register_version(
     name = (model or "").strip()
     if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
         raise ValidationError(f"A registered model needs a name of 1 to {MAX_NAME} printable characters.")
-    description = _text(description, "description")
+    description = checked_text(description, "description")
     with store.session_scope() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -357,7 +353,7 @@ def update_version_text(
 ) -> VersionRecord:
     """Edit a version's description and its model card's intended use and limitations."""
     changes = {
-        key: _text(value, key.replace("_", " "))
+        key: checked_text(value, key.replace("_", " "))
         for key, value in (("description", description), ("intended_use", intended_use), ("limitations", limitations))
         if value is not None
     }
@@ -426,7 +422,7 @@ def update_model_description(
     store: Store, model: str, description: str, actor: UserRecord | None = None
 ) -> ModelRecord:
     """Edit a registered model's description."""
-    description = _text(description, "description")
+    description = checked_text(description, "description")
     with store.session_scope(write=True) as session:
         who = authorize(session, actor, Action.model_edit)
         row = session.execute(select(RegisteredModel).where(RegisteredModel.name == model)).scalar_one_or_none()

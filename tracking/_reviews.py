@@ -14,10 +14,9 @@ from sqlalchemy import insert, select, update
 from tracking._access import Action, UserRecord, authorize
 from tracking._audit import record
 from tracking._db import Store, bump_change_counter
-from tracking._errors import NotFoundError, ValidationError
+from tracking._errors import NotFoundError, ValidationError, checked_text
 from tracking._tables import ModelVersion, RegisteredModel, Review, utcnow
 
-MAX_TEXT = 20_000
 REVIEW_STATUSES = ("open", "closed")
 
 
@@ -105,7 +104,7 @@ def open_review(
         NotFoundError: no such version.
         PermissionDenied: the actor may not open reviews.
     """
-    reason = _text(reason, "reason for the review")
+    reason = checked_text(reason, "reason for the review", kept_with="the review")
     findings = _json(findings)
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.review_open)
@@ -140,7 +139,7 @@ def close_review(store: Store, review_id: int, comment: str, actor: UserRecord |
         NotFoundError: no such review.
         PermissionDenied: the actor is not a product owner or admin.
     """
-    comment = _text(comment, "closing comment")
+    comment = checked_text(comment, "closing comment", kept_with="the review")
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.review_close)
         status = conn.execute(select(Review.status).where(Review.id == review_id)).scalar()
@@ -156,15 +155,6 @@ def close_review(store: Store, review_id: int, comment: str, actor: UserRecord |
                {"status": "closed", "comment": comment})  # fmt: skip
         bump_change_counter(conn)
     return get_review(store, review_id)
-
-
-def _text(value: str, what: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationError(f"Write a {what}: it is kept with the review.")
-    if len(value) > MAX_TEXT:
-        raise ValidationError(f"The {what} holds at most {MAX_TEXT:,} characters.")
-    return value
 
 
 def _json(findings: Mapping[str, Any] | None) -> dict[str, Any]:
