@@ -150,7 +150,7 @@ def _check_ours(store: Any, work: Workload) -> None:
 
 def bench_ours_sqlite(work: Workload) -> Timed:
     """One pass on a fresh SQLite store in a temporary folder."""
-    from tracking._db import open_store
+    from tracking.store._db import open_store
 
     with tempfile.TemporaryDirectory(prefix="bench_logging_") as tmp:
         store = open_store(f"sqlite:///{tmp}/tracking.db", home=tmp)
@@ -166,7 +166,7 @@ def throwaway_postgres(server_url: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from tracking._db import normalize_url
+    from tracking.store._db import normalize_url
 
     server = normalize_url(server_url)
     name = f"bench_{uuid.uuid4().hex[:12]}"
@@ -185,7 +185,7 @@ def throwaway_postgres(server_url: str) -> Iterator[str]:
 
 def bench_ours_postgres(work: Workload, server_url: str) -> Timed:
     """One pass on a fresh PostgreSQL database (artifacts in a temporary folder)."""
-    from tracking._db import open_store
+    from tracking.store._db import open_store
 
     with tempfile.TemporaryDirectory(prefix="bench_logging_") as tmp, throwaway_postgres(server_url) as url:
         store = open_store(url, home=tmp)

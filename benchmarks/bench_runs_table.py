@@ -94,7 +94,7 @@ def _environment(host: str) -> dict[str, Any]:
 
 def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metrics: int) -> dict[str, float]:
     """Create the store and bulk-insert the runs and points; returns the time of each phase."""
-    from tracking._db import bump_change_counter, open_store
+    from tracking.store._db import bump_change_counter, open_store
 
     timings: dict[str, float] = {}
     rng = random.Random(7)
@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from sqlalchemy import func, select
 
-        from tracking._db import open_store
-        from tracking._tables import Run
+        from tracking.store._db import open_store
+        from tracking.store._tables import Run
 
         store = open_store(url, home=home)
         with store.connect() as conn:
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(store: Any, repeat: int) -> dict[str, float]:
     """Time the explorer's queries and pages on a filled store; prints and returns the figures."""
-    from tracking._explore import list_keys, runs_page
-    from tracking._runs import start_run
+    from tracking.explore._table import list_keys, runs_page
+    from tracking.runs._runs import start_run
 
     figures: dict[str, float] = {}
     start = time.perf_counter()
@@ -316,7 +316,7 @@ def _compare_page_app(store: Any, repeat: int) -> float:
     import streamlit as st
     from sqlalchemy import select
 
-    from tracking._tables import Run
+    from tracking.store._tables import Run
 
     with store.connect() as conn:
         ids = list(conn.execute(select(Run.id).order_by(Run.id).limit(50).offset(1000)).scalars())

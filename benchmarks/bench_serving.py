@@ -3,7 +3,7 @@
 In a temporary TRACKING_HOME it trains a logistic regression on the bundled loan_approval data (one
 trial), registers it as `loan` and approves it into production (or, with `--store` and `--model`, it
 serves a model you already have in production). The server runs in a child process exactly as
-`python -m tracking serve` runs it (`tracking._serving.serve`: uvicorn with its access log, every
+`python -m tracking serve` runs it (`tracking.serving._app.serve`: uvicorn with its access log, every
 request sampled into the inference log unless `--sample` says otherwise). A load generator of
 `--clients` threads, each on one keep-alive `http.client` connection, posts for `--seconds` per batch
 size; then the server is stopped (SIGINT, as Ctrl-C) and the benchmark checks that the inference log
@@ -56,13 +56,13 @@ class Result:
 
 def prepare(home: Path) -> tuple[str, str]:
     """A store under `home` with `loan` v1 (logistic regression, C=10) in production; its URL and model name."""
-    from tracking._access import create_user
-    from tracking._db import open_store
-    from tracking._promotions import approve_promotion, request_promotion
-    from tracking._queries import list_runs
-    from tracking._registry import register_version
-    from tracking._sweeps import SweepSpec, create_sweep
-    from tracking._worker import run_worker
+    from tracking.governance._access import create_user
+    from tracking.registry._models import register_version
+    from tracking.registry._promotions import approve_promotion, request_promotion
+    from tracking.runs._queries import list_runs
+    from tracking.store._db import open_store
+    from tracking.sweeps._sweeps import SweepSpec, create_sweep
+    from tracking.sweeps._worker import run_worker
 
     url = f"sqlite:///{home / 'tracking.db'}"
     store = open_store(url, home=home)
@@ -90,7 +90,7 @@ def free_port() -> int:
 
 def start_server(url: str, model: str, port: int, sample: float, env: dict[str, str]) -> subprocess.Popen:
     code = (
-        "from tracking._db import open_store; from tracking._serving import serve; "
+        "from tracking.store._db import open_store; from tracking.serving._app import serve; "
         f"serve(open_store({url!r}), {model!r}, port={port}, sample_rate={sample})"
     )
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -159,10 +159,10 @@ def main() -> None:
     if bool(args.store) != bool(args.model):
         parser.error("give --store and --model together")
 
-    from tracking._datasets import load_task
-    from tracking._db import open_store
-    from tracking._inference import serving_series
-    from tracking._registry import get_model
+    from tracking.production._inference import serving_series
+    from tracking.registry._models import get_model
+    from tracking.runs._datasets import load_task
+    from tracking.store._db import open_store
 
     scratch = tempfile.TemporaryDirectory(prefix="bench-serving-")
     home = Path(os.environ.get("TRACKING_HOME", "~/.tracking")).expanduser() if args.store else Path(scratch.name)

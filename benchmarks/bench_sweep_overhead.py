@@ -6,7 +6,7 @@ A trivial objective, `(x - 2) ** 2` with x uniform in [-10, 10], runs for `trial
 - bare Optuna, in-memory storage (`study.optimize`);
 - bare Optuna on Optuna's own journal file, `JournalStorage(JournalFileBackend(path))`, for reference;
 - bare Optuna on the storage our sweeps use with a SQLite store: Optuna's journal in the store's
-  `optuna_journal` table (`tracking._journal.journal_storage`);
+  `optuna_journal` table (`tracking.store._journal.journal_storage`);
 - our sweep (`create_sweep` + `run_worker` in this process) with a user objective module.
 
 Overhead per trial = (ours - bare Optuna on the same storage) / trials. Target: under 5 ms.
@@ -53,7 +53,7 @@ PROFILED = [
     ("optuna/study/study.py", "get_trials", "  study.get_trials(RUNNING)"),
     ("tracking/_worker.py", "_claim", "_claim: locked count + insert run"),
     ("tracking/_runs.py", "run_row", "  run_row (provenance)"),
-    ("tracking/_worker.py", "_code_path", "  _code_path"),
+    ("tracking/_worker.py", "code_path", "  code_path"),
     ("tracking/_runs.py", "insert_run", "  insert_run"),
     ("tracking/_worker.py", "_run_trial", "_run_trial"),
     ("optuna/study/study.py", "ask", "  study.ask"),
@@ -150,8 +150,8 @@ def bare_journal(trials: int) -> Timed:
 def bare_store_journal(trials: int) -> Timed:
     import optuna
 
-    from tracking._db import open_store
-    from tracking._journal import journal_storage
+    from tracking.store._db import open_store
+    from tracking.store._journal import journal_storage
 
     with bench_folder() as folder:
         store = open_store(f"sqlite:///{folder}/tracking.db", home=folder)
@@ -167,9 +167,9 @@ def bare_store_journal(trials: int) -> Timed:
 
 def tracked_sweep(trials: int, profile: cProfile.Profile | None = None) -> Timed:
     """Create a sweep on a fresh SQLite store and time `run_worker` running all of its trials here."""
-    from tracking._db import open_store
-    from tracking._sweeps import SweepSpec, create_sweep
-    from tracking._worker import run_worker
+    from tracking.store._db import open_store
+    from tracking.sweeps._sweeps import SweepSpec, create_sweep
+    from tracking.sweeps._worker import run_worker
 
     with bench_folder() as folder:
         (folder / f"{OBJECTIVE_MODULE}.py").write_text(OBJECTIVE_SOURCE)

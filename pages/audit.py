@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tracking._access import list_users
-from tracking._audit import events_csv, list_events, verify_chain
+from tracking.governance import events_csv, list_events, list_users, verify_chain
 from ui.admin import ACTION_GROUPS, day_bounds, events_frame, parse_day
 from ui.data import get_store
 from ui.explore import seed, sync_url

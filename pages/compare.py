@@ -5,9 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._compare import MAX_COMPARE, CompareView, champion_challenger, complete_view, parse_ids
-from tracking._compare_charts import bar_figure, delta_figure, history_figure, parallel_figure, scatter_figure
-from tracking._reports import get_report
+from tracking.explore import (
+    MAX_COMPARE,
+    CompareView,
+    bar_figure,
+    champion_challenger,
+    complete_view,
+    delta_figure,
+    get_report,
+    history_figure,
+    parallel_figure,
+    parse_ids,
+    scatter_figure,
+)
 from ui.compare import deltas_table, seed_choice, share_panel, side_by_side_table
 from ui.data import get_store
 from ui.explore import cached_comparison, cached_histories, error_box, md, page_url, seed, sync_url

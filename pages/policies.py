@@ -8,9 +8,8 @@ import hashlib
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._audit import canonical
-from tracking._registry import effective_policy, set_policy
+from tracking.governance import Action, canonical
+from tracking.registry import effective_policy, set_policy
 from ui.admin import notice, parse_policy, policy_lines, policy_yaml, why_not
 from ui.data import get_store
 from ui.explore import md, seed, sync_url

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._reports import delete_report
+from tracking.explore import delete_report
+from tracking.governance import Action
 from ui.admin import why_not
 from ui.data import get_store
 from ui.explore import cached_reports, error_box, md, seed, sync_url

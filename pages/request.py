@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tracking._assess import Assessment
+from tracking.ml import Assessment
 from ui.explore import md
 from ui.frame import in_frame
 from ui.registry import (

@@ -6,10 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._annotations import add_note, replace_tags
-from tracking._artifacts import read_verified
-from tracking._compare import parse_ids
+from tracking.explore import parse_ids
+from tracking.governance import Action
+from tracking.runs import add_note, read_verified, replace_tags
 from ui.data import get_store
 from ui.explore import cached_run, error_box, md, seed, sync_url
 from ui.frame import in_frame

@@ -7,8 +7,15 @@ import hashlib
 import streamlit as st
 
 import tracking
-from tracking._compare import MAX_COMPARE, CompareView
-from tracking._explore import SORTABLE, RunsView, default_columns, runs_table_csv, runs_table_json
+from tracking.explore import (
+    MAX_COMPARE,
+    SORTABLE,
+    CompareView,
+    RunsView,
+    default_columns,
+    runs_table_csv,
+    runs_table_json,
+)
 from ui.data import get_store
 from ui.explore import FILTER_HELP, cached_page, error_box, run_keys, runs_column_config, runs_frame, seed, sync_url
 from ui.frame import in_frame

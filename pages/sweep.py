@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._space import space_rows
+from tracking.governance import Action
+from tracking.ml import space_rows
 from ui.admin import why_not
 from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._families import families_for
-from tracking._sweeps import SweepSpec
+from tracking.governance import Action
+from tracking.ml import families_for
+from tracking.sweeps import SweepSpec
 from ui.admin import why_not
 from ui.data import get_store
 from ui.frame import in_frame

@@ -7,10 +7,9 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action
-from tracking._assess import Assessment
-from tracking._promotions import request_promotion
-from tracking._registry import set_stage, update_version_text
+from tracking.governance import Action
+from tracking.ml import Assessment
+from tracking.registry import request_promotion, set_stage, update_version_text
 from ui.data import get_store
 from ui.explore import error_box, md
 from ui.frame import in_frame

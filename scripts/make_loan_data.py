@@ -1,4 +1,4 @@
-"""Generate `data/loan_approval.csv`: a small, seeded, synthetic loan-approval table.
+"""Generate `tracking/data/loan_approval.csv`: a small, seeded, synthetic loan-approval table.
 
 It carries a sensitive attribute (`gender`) so that fairness checks have real groups to compare, and
 a mild, deliberate approval gap between groups so a fairness gate has something to find. Run it again
@@ -14,7 +14,7 @@ import pandas as pd
 
 ROWS = 2000
 SEED = 20261126
-OUT = Path(__file__).resolve().parent.parent / "data" / "loan_approval.csv"
+OUT = Path(__file__).resolve().parent.parent / "tracking" / "data" / "loan_approval.csv"
 
 
 def make(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.traffic import served, template  # noqa: F401  (shared fixtures: a store with a served model)
-from tracking._db import Store, _stores, normalize_url, open_store
+from tracking.store._db import Store, _stores, normalize_url, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TRACKING_TEST_POSTGRES_URL")
@@ -87,7 +87,7 @@ def store_at_revision(url: str, tmp_path: Path, revision: str) -> Store:
     from alembic import command
     from alembic.config import Config
 
-    from tracking._db import MIGRATIONS
+    from tracking.store._db import MIGRATIONS
 
     old = Store(url, tmp_path / "artifacts")
     config = Config()

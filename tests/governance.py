@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tracking._access import UserRecord, create_user
-from tracking._db import Store
-from tracking._queries import list_runs
-from tracking._records import RunRecord
-from tracking._sweeps import SweepSpec, create_sweep
-from tracking._worker import run_worker
+from tracking.governance._access import UserRecord, create_user
+from tracking.runs._queries import list_runs
+from tracking.store._db import Store
+from tracking.store._records import RunRecord
+from tracking.sweeps._sweeps import SweepSpec, create_sweep
+from tracking.sweeps._worker import run_worker
 
 PASSWORD = "s3cret-enough"
 ROLES = ("admin", "viewer", "data_scientist", "engineer", "product_owner")

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 import tracking
 from tests.governance import PASSWORD, make_accounts
-from tracking._access import (
+from tracking.governance._access import (
     authenticate,
     create_user,
     has_accounts,
@@ -22,8 +22,8 @@ from tracking._access import (
     sign_in,
     sign_out,
 )
-from tracking._audit import events_csv, list_events
-from tracking._tables import SignInFailure, User, UserSession, utcnow
+from tracking.governance._audit import events_csv, list_events
+from tracking.store._tables import SignInFailure, User, UserSession, utcnow
 
 
 def _hashes(store):

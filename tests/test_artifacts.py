@@ -12,7 +12,8 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import FunctionTransformer
 
 import tracking
-from tracking._artifacts import (
+from tracking.ml._families import FAMILIES, make_pipeline
+from tracking.runs._artifacts import (
     TRUSTED_TYPES,
     artifact_file,
     list_artifacts,
@@ -21,9 +22,8 @@ from tracking._artifacts import (
     read_verified,
     safe_name,
 )
-from tracking._db import _stores, open_store
-from tracking._families import FAMILIES, make_pipeline
-from tracking._runs import start_run
+from tracking.runs._runs import start_run
+from tracking.store._db import _stores, open_store
 
 MODEL_PARAMS = {"knn": {}, "random_forest": {"n_estimators": 10, "max_depth": 4}}
 _restored_states: list[dict] = []

@@ -12,9 +12,9 @@ from sqlalchemy import delete, select, update
 
 import tracking
 from tests.governance import PASSWORD, make_accounts
-from tracking._access import create_user, set_role
-from tracking._audit import events_csv, list_events, verify_chain
-from tracking._tables import AuditChain, AuditEvent
+from tracking.governance._access import create_user, set_role
+from tracking.governance._audit import events_csv, list_events, verify_chain
+from tracking.store._tables import AuditChain, AuditEvent
 
 pytestmark = pytest.mark.file_backends  # sweeps need a store that worker processes could share
 
@@ -88,7 +88,7 @@ def test_audit_reordered_events_are_detected(trail):
 
 def test_audit_refused_change_writes_no_event(trail):
     before = len(list_events(trail))
-    viewer = tracking._access.get_user(trail, "engineer")
+    viewer = tracking.governance._access.get_user(trail, "engineer")
     with pytest.raises(tracking.PermissionDenied):
         create_user(trail, viewer, "intruder", "admin", PASSWORD)
     assert len(list_events(trail)) == before

@@ -1,4 +1,4 @@
-"""Comparing runs (`tracking._compare`, `tracking._compare_charts`) with runs logged by `start_run` and a
+"""Comparing runs (`tracking.explore._compare`, `tracking.explore._compare_charts`) with runs logged by `start_run` and a
 real two-trial sweep."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import tracking
-from tracking._compare import (
+from tracking.explore._compare import (
     CompareView,
     champion_challenger,
     compare_runs,
@@ -17,8 +17,8 @@ from tracking._compare import (
     params_changed,
     side_by_side,
 )
-from tracking._compare_charts import bar_figure, history_figure, parallel_figure, scatter_figure, view_figures
-from tracking._runs import start_run
+from tracking.explore._compare_charts import bar_figure, history_figure, parallel_figure, scatter_figure, view_figures
+from tracking.runs._runs import start_run
 
 
 def _log(store, name, params, metrics, steps=0, tags=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tracking
-from tracking._datasets import BUILTIN_TASKS, describe, get_dataset, list_datasets, load_task, register_dataset
+from tracking.runs._datasets import BUILTIN_TASKS, describe, get_dataset, list_datasets, load_task, register_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_TYPES = {
@@ -59,7 +59,7 @@ def test_loan_data_script_reproduces_shipped_csv(tmp_path):
     spec.loader.exec_module(module)
     out = tmp_path / "loan_approval.csv"
     module.make().to_csv(out, index=False, lineterminator="\n")
-    assert out.read_bytes() == (ROOT / "data" / "loan_approval.csv").read_bytes()
+    assert out.read_bytes() == (ROOT / "tracking" / "data" / "loan_approval.csv").read_bytes()
 
 
 def test_load_task_hash_is_sha256_of_the_file(write_csv):

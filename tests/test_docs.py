@@ -8,10 +8,10 @@ import re
 import pytest
 
 from tests.conftest import ROOT
-from tracking._datasets import BUILTIN_TASKS
-from tracking._families import FAMILIES
-from tracking._sweeps import PRUNERS, SAMPLERS
 from tracking.cli import COMMANDS, build_parser
+from tracking.ml._families import FAMILIES
+from tracking.runs._datasets import BUILTIN_TASKS
+from tracking.sweeps._sweeps import PRUNERS, SAMPLERS
 
 README = (ROOT / "README.md").read_text()
 

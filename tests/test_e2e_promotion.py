@@ -11,8 +11,8 @@ import pytest
 import tracking
 from tests.e2e import sign_in, streamlit_server
 from tests.governance import PASSWORD, fixed_c, make_accounts, trained_runs
-from tracking._promotions import approve_promotion, request_promotion
-from tracking._registry import list_versions, register_version
+from tracking.registry._models import list_versions, register_version
+from tracking.registry._promotions import approve_promotion, request_promotion
 
 pytestmark = pytest.mark.slow
 WAIT = 60_000  # ms: a rerun that scores two models on a slow machine

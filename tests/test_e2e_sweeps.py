@@ -12,7 +12,7 @@ import pytest
 import tracking
 from tests.e2e import sign_in, streamlit_server
 from tests.governance import PASSWORD, make_accounts
-from tracking._sweeps import SweepSpec
+from tracking.sweeps._sweeps import SweepSpec
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The runs table (`tracking._explore`): pages, columns, sorting, counts, exports and the key catalogue,
+"""The runs table (`tracking.explore._table`): pages, columns, sorting, counts, exports and the key catalogue,
 on every backend under test, with runs logged through `tracking.start_run`."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import time
 import pytest
 
 import tracking
-from tracking._access import local_actor
-from tracking._annotations import add_note, delete_note, list_notes, replace_tags, update_note
-from tracking._explore import (
+from tracking.explore._table import (
     BASE_COLUMNS,
     RunKeys,
     RunsView,
@@ -23,7 +21,9 @@ from tracking._explore import (
     runs_table_csv,
     runs_table_json,
 )
-from tracking._runs import start_run
+from tracking.governance._access import local_actor
+from tracking.runs._annotations import add_note, delete_note, list_notes, replace_tags, update_note
+from tracking.runs._runs import start_run
 
 FEATURES = {"a": 0.3, "b": 0.9, "c": "sqrt", "d": "auto", "e": None}  # run name -> params.max_features
 

@@ -1,4 +1,4 @@
-"""The run filter language (`tracking._filters`), run against real stores on every backend under test."""
+"""The run filter language (`tracking.runs._filters`), run against real stores on every backend under test."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ColumnElement
 
-from tracking._db import Store, open_store
-from tracking._filters import MAX_DEPTH, MAX_LENGTH, FilterError, compile_filter
-from tracking._runs import get_or_create_experiment, start_run
-from tracking._tables import DatasetVersion, Experiment, Run, RunStatus, Sweep
+from tracking.runs._filters import MAX_DEPTH, MAX_LENGTH, FilterError, compile_filter
+from tracking.runs._runs import get_or_create_experiment, start_run
+from tracking.store._db import Store, open_store
+from tracking.store._tables import DatasetVersion, Experiment, Run, RunStatus, Sweep
 
 POSTGRES_URL = os.environ.get("TRACKING_TEST_POSTGRES_URL")
 INJECTION = "x'; DROP TABLE runs; --"

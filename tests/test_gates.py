@@ -11,11 +11,11 @@ import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import accuracy_score
 
-from tracking._assess import Assessment, assess
-from tracking._datasets import load_task
 from tracking._errors import ValidationError
-from tracking._families import FAMILIES, make_pipeline
-from tracking._gates import (
+from tracking.ml._assess import Assessment, assess
+from tracking.ml._families import FAMILIES, make_pipeline
+from tracking.ml._objective import CLASSIFICATION_METRICS, REGRESSION_METRICS, score, split
+from tracking.registry import (
     GATES,
     GateInputs,
     GateResult,
@@ -24,7 +24,7 @@ from tracking._gates import (
     run_gates,
     validate_policy,
 )
-from tracking._objective import CLASSIFICATION_METRICS, REGRESSION_METRICS, score, split
+from tracking.runs._datasets import load_task
 
 SEED = 0
 
@@ -287,41 +287,41 @@ def test_default_policy_gates_the_main_metric(task_type, has_sensitive, metric, 
 def test_regression_gate_fails_clearly_worse_candidate(worse):
     delta = worse.delta("f1_macro")
     assert delta.improvement < -0.01  # the premise: much worse than the allowed loss
-    [result] = GATES["regression"]({"metric": "f1_macro", "tolerance": 0.01}, _inputs(worse))
+    [result] = GATES["regression"].check({"metric": "f1_macro", "tolerance": 0.01}, _inputs(worse))
     assert not result.passed and result.value == delta.improvement and result.threshold == -0.01
     assert f"on the same {worse.n_test} held-out rows" in result.detail and "95% CI" in result.detail
 
 
 def test_regression_gate_passes_better_candidate(better):
-    [result] = GATES["regression"]({"metric": "f1_macro", "tolerance": 0.0}, _inputs(better))
+    [result] = GATES["regression"].check({"metric": "f1_macro", "tolerance": 0.0}, _inputs(better))
     assert result.passed and result.value == better.delta("f1_macro").improvement > 0
     assert result.threshold == 0.0 and result.detail.endswith("no worse than production.")
 
 
 def test_regression_gate_passes_lower_rmse_on_regression_task(diabetes):
-    [result] = GATES["regression"]({"metric": "rmse", "tolerance": 0.0}, _inputs(diabetes))
+    [result] = GATES["regression"].check({"metric": "rmse", "tolerance": 0.0}, _inputs(diabetes))
     assert result.passed and result.value == diabetes.delta("rmse").improvement > 0
 
 
 def test_regression_gate_passes_without_production_version(worse):
-    [result] = GATES["regression"]({"metric": "f1_macro", "tolerance": 0.0}, _inputs(worse, baseline_version=None))
+    [result] = GATES["regression"].check({"metric": "f1_macro", "tolerance": 0.0}, _inputs(worse, baseline_version=None))
     assert result.passed
     assert result.detail == "No version is in production, so there is nothing to regress against."
 
 
 def test_regression_gate_fails_without_assessment():
-    [result] = GATES["regression"]({"metric": "f1_macro", "tolerance": 0.0}, _inputs(None))
+    [result] = GATES["regression"].check({"metric": "f1_macro", "tolerance": 0.0}, _inputs(None))
     assert not result.passed and result.value is None
 
 
 def test_regression_gate_fails_on_metric_of_other_task(better):
-    [result] = GATES["regression"]({"metric": "rmse", "tolerance": 0.0}, _inputs(better))
+    [result] = GATES["regression"].check({"metric": "rmse", "tolerance": 0.0}, _inputs(better))
     assert not result.passed and "not a metric of this classification task" in result.detail
 
 
 def test_fairness_gate_value_is_the_spread_of_the_group_table(better):
     accuracies = [row.candidate["accuracy"] for row in better.groups]
-    [result] = GATES["fairness"]({"metric": "accuracy", "max_gap": 1.0}, _inputs(better))
+    [result] = GATES["fairness"].check({"metric": "accuracy", "max_gap": 1.0}, _inputs(better))
     assert result.value == max(accuracies) - min(accuracies) and result.passed
 
 
@@ -329,20 +329,20 @@ def test_fairness_gate_fails_when_gap_exceeds_max(better):
     accuracies = [row.candidate["accuracy"] for row in better.groups]
     gap = max(accuracies) - min(accuracies)
     assert gap > 0  # the premise: the groups differ at all
-    [result] = GATES["fairness"]({"metric": "accuracy", "max_gap": gap / 2}, _inputs(better))
+    [result] = GATES["fairness"].check({"metric": "accuracy", "max_gap": gap / 2}, _inputs(better))
     assert not result.passed and "over the allowed" in result.detail
 
 
 def test_fairness_gate_fails_without_sensitive_attribute(cancer):
     data, strong, small = cancer
     assessment = assess(strong, small, data, SEED, bootstrap=100)
-    [result] = GATES["fairness"]({"metric": "accuracy", "max_gap": 0.1}, _inputs(assessment))
+    [result] = GATES["fairness"].check({"metric": "accuracy", "max_gap": 0.1}, _inputs(assessment))
     assert not result.passed
     assert result.detail == "The dataset has no sensitive attribute, so no group gap was measured."
 
 
 def test_min_metrics_gate_fails_metric_the_run_did_not_record():
-    [result] = GATES["min_metrics"]({"test_f1_macro": 0.8}, _inputs(None, metrics={"test_accuracy": 0.9}))
+    [result] = GATES["min_metrics"].check({"test_f1_macro": 0.8}, _inputs(None, metrics={"test_accuracy": 0.9}))
     assert not result.passed and result.value is None and "recorded no value of test_f1_macro" in result.detail
 
 
@@ -352,7 +352,7 @@ def test_min_metrics_gate_compares_recorded_value(loan, good_loan_model):
     value = recorded["test_f1_macro"]
     inputs = _inputs(None, metrics=recorded)
     assert recorded["test_accuracy"] < 1.0  # the premise: a minimum of 1.0 cannot be met
-    results = GATES["min_metrics"]({"test_f1_macro": value - 0.01, "test_accuracy": 1.0}, inputs)
+    results = GATES["min_metrics"].check({"test_f1_macro": value - 0.01, "test_accuracy": 1.0}, inputs)
     assert [r.passed for r in results] == [True, False]
     assert results[0].label == f"test_f1_macro is at least {value - 0.01:g}" and results[0].value == value
 
@@ -360,7 +360,7 @@ def test_min_metrics_gate_compares_recorded_value(loan, good_loan_model):
 def test_max_metrics_gate_fails_value_above_maximum(loan, good_loan_model):
     parts = split(loan, SEED)
     log_loss = score(good_loan_model, parts.X_test, parts.y_test, "classification")["log_loss"]
-    [result] = GATES["max_metrics"]({"test_log_loss": log_loss / 2}, _inputs(None, metrics={"test_log_loss": log_loss}))
+    [result] = GATES["max_metrics"].check({"test_log_loss": log_loss / 2}, _inputs(None, metrics={"test_log_loss": log_loss}))
     assert not result.passed and "exceeds the allowed maximum" in result.detail
 
 

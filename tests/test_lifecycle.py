@@ -10,16 +10,16 @@ from sqlalchemy import update
 
 import tracking
 from tests.governance import PASSWORD, fixed_c, make_accounts, trained_runs
-from tracking._audit import list_events, verify_chain
-from tracking._cli_lifecycle import COMMANDS, add_parsers, parse_assignments
-from tracking._datasets import SHIPPED
-from tracking._lifecycle import list_reproductions, reproduce_run, retrain
-from tracking._promotions import approve_promotion, request_promotion
-from tracking._queries import list_runs
-from tracking._registry import list_versions, register_version
-from tracking._sweeps import SweepSpec, create_sweep
-from tracking._tables import Run
-from tracking._worker import run_worker
+from tracking.cli._lifecycle import COMMANDS, add_parsers, parse_assignments
+from tracking.governance._audit import list_events, verify_chain
+from tracking.production._lifecycle import list_reproductions, reproduce_run, retrain
+from tracking.registry._models import list_versions, register_version
+from tracking.registry._promotions import approve_promotion, request_promotion
+from tracking.runs._datasets import SHIPPED
+from tracking.runs._queries import list_runs
+from tracking.store._tables import Run
+from tracking.sweeps._sweeps import SweepSpec, create_sweep
+from tracking.sweeps._worker import run_worker
 
 ROWS = 600  # a subset of loan_approval: quick to train, and rows 600+ are there to append
 

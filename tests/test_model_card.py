@@ -10,13 +10,13 @@ import pytest
 
 from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.traffic import rows, serve, shifted
-from tracking._db import Store, open_store
 from tracking._errors import NotFoundError
-from tracking._lifecycle import reproduce_run
-from tracking._model_card import card_html, card_markdown, model_card
-from tracking._promotions import approve_promotion, request_promotion
-from tracking._registry import production_version, register_version, set_policy, update_version_text
-from tracking._reviews import open_review
+from tracking.production._lifecycle import reproduce_run
+from tracking.production._model_card import card_html, card_markdown, model_card
+from tracking.production._reviews import open_review
+from tracking.registry._models import production_version, register_version, set_policy, update_version_text
+from tracking.registry._promotions import approve_promotion, request_promotion
+from tracking.store._db import Store, open_store
 
 INTENDED_USE = "<script>alert(1)</script> **bold**"
 LIMITATIONS = "Not for applicants under 21 | nor for business loans.\n```\nan example left unclosed"

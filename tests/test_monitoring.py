@@ -16,28 +16,28 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_squared_err
 
 from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.traffic import NUMERIC, Template, rows, serve, set_monitoring, shifted
-from tracking._access import UserRecord
-from tracking._audit import list_events
-from tracking._datasets import load_task
-from tracking._db import Store
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
-from tracking._gates import GateInputs, default_policy, run_gates, validate_policy
-from tracking._inference import InferenceEntry, record_labels, write_batch
-from tracking._monitoring import DEFAULTS, breach_summary, monitor
-from tracking._objective import split
-from tracking._promotions import approve_promotion, request_promotion
-from tracking._queries import list_runs
-from tracking._registry import (
+from tracking.governance._access import UserRecord
+from tracking.governance._audit import list_events
+from tracking.ml._objective import split
+from tracking.production import breach_summary, monitor
+from tracking.production._inference import InferenceEntry, record_labels, write_batch
+from tracking.production._reviews import close_review, list_reviews, open_review
+from tracking.registry import MONITORING_DEFAULTS, GateInputs, default_policy, run_gates, validate_policy
+from tracking.registry._models import (
     VersionRecord,
     load_version_model,
     production_version,
     register_version,
     set_policy,
 )
-from tracking._reviews import close_review, list_reviews, open_review
-from tracking._sweeps import SweepSpec, create_sweep
-from tracking._tables import utcnow
-from tracking._worker import run_worker
+from tracking.registry._promotions import approve_promotion, request_promotion
+from tracking.runs._datasets import load_task
+from tracking.runs._queries import list_runs
+from tracking.store._db import Store
+from tracking.store._tables import utcnow
+from tracking.sweeps._sweeps import SweepSpec, create_sweep
+from tracking.sweeps._worker import run_worker
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_monitor_follows_the_policy_thresholds(served, version, users):
     assert monitor(served, "loan").breaches
     set_monitoring(served, users, psi=50.0)  # PSI this large never happens: no drift is flagged
     report = monitor(served, "loan")
-    assert report.thresholds["psi"] == 50.0 and report.thresholds["ks_pvalue"] == DEFAULTS["ks_pvalue"]
+    assert report.thresholds["psi"] == 50.0 and report.thresholds["ks_pvalue"] == MONITORING_DEFAULTS["ks_pvalue"]
     assert report.breaches == [] and all(d.psi_threshold == 50.0 for d in report.features)
     set_monitoring(served, users, min_rows=len(X) + 1)
     assert monitor(served, "loan").breaches == []
@@ -224,8 +224,8 @@ def test_monitor_a_regression_model_by_its_predicted_values_and_errors(file_stor
 
 def test_validate_policy_fills_the_monitoring_defaults():
     policy = validate_policy({"monitoring": {"psi": 0.3, "quality": {"accuracy": 0.8}}}, "classification")
-    assert policy == {"monitoring": {**DEFAULTS, "psi": 0.3, "quality": {"accuracy": 0.8}}}
-    assert validate_policy({"monitoring": None})["monitoring"] == DEFAULTS
+    assert policy == {"monitoring": {**MONITORING_DEFAULTS, "psi": 0.3, "quality": {"accuracy": 0.8}}}
+    assert validate_policy({"monitoring": None})["monitoring"] == MONITORING_DEFAULTS
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,11 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD, make_accounts, trained_runs
-from tracking._access import create_user, get_user, list_users, set_role
-from tracking._audit import list_events, verify_chain
-from tracking._registry import effective_policy, register_version
-from tracking._sweeps import SweepSpec
-from tracking._tables import AuditEvent
+from tracking.governance._access import create_user, get_user, list_users, set_role
+from tracking.governance._audit import list_events, verify_chain
+from tracking.registry._models import effective_policy, register_version
+from tracking.store._tables import AuditEvent
+from tracking.sweeps._sweeps import SweepSpec
 
 GOOD_POLICY = {"min_metrics": {"test_f1_macro": 0.5}, "regression": {"metric": "accuracy", "tolerance": 0.02}}
 

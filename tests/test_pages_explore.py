@@ -8,8 +8,8 @@ from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.pages import signed_in_app
-from tracking._compare import CompareView
-from tracking._reports import list_reports, save_report
+from tracking.explore._compare import CompareView
+from tracking.explore._reports import list_reports, save_report
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.pages import button, no_exception, open_page
 from tests.traffic import rows, serve, set_monitoring, shifted
-from tracking._access import UserRecord
-from tracking._db import Store
-from tracking._lifecycle import list_reproductions, reproduce_run
-from tracking._records import RunRecord
-from tracking._registry import production_version
-from tracking._reviews import open_review
+from tracking.governance._access import UserRecord
+from tracking.production._lifecycle import list_reproductions, reproduce_run
+from tracking.production._reviews import open_review
+from tracking.registry._models import production_version
+from tracking.store._db import Store
+from tracking.store._records import RunRecord
 
 
 @pytest.fixture

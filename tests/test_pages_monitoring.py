@@ -8,9 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pages import signed_in_app
 from tests.traffic import rows, serve, shifted
-from tracking._db import Store
-from tracking._registry import production_version
-from tracking._reviews import list_reviews
+from tracking.production._reviews import list_reviews
+from tracking.registry._models import production_version
+from tracking.store._db import Store
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.pages import button, no_exception, open_page
-from tracking._access import UserRecord
-from tracking._promotions import approve_promotion, get_request, list_requests, request_promotion
-from tracking._registry import VersionRecord, get_version, list_versions, register_version
+from tracking.governance._access import UserRecord
+from tracking.registry._models import VersionRecord, get_version, list_versions, register_version
+from tracking.registry._promotions import approve_promotion, get_request, list_requests, request_promotion
 from ui.registry import NEW_MODEL
 
 

@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.conftest import ROOT
 from tests.pages import signed_in_app
-from tracking._access import get_user
-from tracking._sweeps import SweepSpec
+from tracking.governance._access import get_user
+from tracking.sweeps._sweeps import SweepSpec
 
 EDITOR = "space_editor_logistic_regression_classification"
 X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
@@ -72,7 +72,7 @@ def test_pages_sweeps_csv_upload_previews_and_detects_the_task():
     at = _page("pages/sweeps.py")
     at.radio(key="data_source").set_value("Upload a CSV").run()
     at.file_uploader(key="csv_upload").set_value(
-        ("loans.csv", (ROOT / "data/loan_approval.csv").read_bytes(), "text/csv")
+        ("loans.csv", (ROOT / "tracking/data/loan_approval.csv").read_bytes(), "text/csv")
     )
     at.run()
     at.selectbox(key="csv_target").set_value("approved").run()

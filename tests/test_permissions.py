@@ -1,6 +1,6 @@
 """The permission matrix: every role against every state-changing action, from the library and the CLI.
 
-The expected table is written out here, independently of `tracking._access.PERMISSIONS`, so a change
+The expected table is written out here, independently of `tracking.governance._access.PERMISSIONS`, so a change
 to the code's table that is not also a deliberate change here fails.
 """
 
@@ -17,15 +17,15 @@ import pytest
 import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD, good_and_bad, make_accounts
-from tracking._access import PERMISSIONS, get_user
-from tracking._annotations import replace_tags
-from tracking._compare import CompareView
-from tracking._lifecycle import reproduce_run, retrain
-from tracking._promotions import approve_promotion, reject_promotion, request_promotion
-from tracking._registry import production_version, register_version, set_policy, set_stage, update_version_text
-from tracking._reports import save_report
-from tracking._reviews import close_review, list_reviews, open_review
 from tracking.cli import main
+from tracking.explore._compare import CompareView
+from tracking.explore._reports import save_report
+from tracking.governance._access import PERMISSIONS, get_user
+from tracking.production._lifecycle import reproduce_run, retrain
+from tracking.production._reviews import close_review, list_reviews, open_review
+from tracking.registry._models import production_version, register_version, set_policy, set_stage, update_version_text
+from tracking.registry._promotions import approve_promotion, reject_promotion, request_promotion
+from tracking.runs._annotations import replace_tags
 
 ROLES = ("viewer", "data_scientist", "engineer", "product_owner", "admin")
 B, W, P, A = (

@@ -11,17 +11,8 @@ from sqlalchemy import update
 
 import tracking
 from tests.governance import good_and_bad, make_accounts
-from tracking._artifacts import artifact_file
-from tracking._audit import list_events, verify_chain
-from tracking._promotions import (
-    approve_promotion,
-    get_request,
-    list_requests,
-    reject_promotion,
-    request_promotion,
-    withdraw_promotion,
-)
-from tracking._registry import (
+from tracking.governance._audit import list_events, verify_chain
+from tracking.registry._models import (
     effective_policy,
     get_model,
     lineage,
@@ -31,7 +22,16 @@ from tracking._registry import (
     set_policy,
     set_stage,
 )
-from tracking._tables import ModelVersion, Stage
+from tracking.registry._promotions import (
+    approve_promotion,
+    get_request,
+    list_requests,
+    reject_promotion,
+    request_promotion,
+    withdraw_promotion,
+)
+from tracking.runs._artifacts import artifact_file
+from tracking.store._tables import ModelVersion, Stage
 
 
 @pytest.fixture

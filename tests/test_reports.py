@@ -1,4 +1,4 @@
-"""Reports (`tracking._reports`): the offline HTML export and its escaping, saved reports on every backend,
+"""Reports (`tracking.explore._reports`): the offline HTML export and its escaping, saved reports on every backend,
 the markdown subset, and migration 0003."""
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from sqlalchemy import inspect
 import tracking
 from tests.conftest import store_at_revision
 from tests.e2e import chromium
-from tracking._compare import CompareView, compare_runs
-from tracking._explore import list_keys
-from tracking._reports import (
+from tracking.explore._compare import CompareView, compare_runs
+from tracking.explore._reports import (
     comparison_csv,
     comparison_json,
     delete_report,
@@ -31,7 +30,8 @@ from tracking._reports import (
     save_report,
     update_report,
 )
-from tracking._runs import start_run
+from tracking.explore._table import list_keys
+from tracking.runs._runs import start_run
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -217,7 +217,7 @@ def test_report_markdown_subset_is_escaped_first(text, expected):
 
 
 def test_report_migration_0003_upgrades_a_0002_store_and_reads_its_runs(backend_url, tmp_path):
-    from tracking._db import migrate
+    from tracking.store._db import migrate
 
     old = store_at_revision(backend_url, tmp_path, "0002")
     assert "reports" not in inspect(old.engine).get_table_names()

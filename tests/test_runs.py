@@ -23,12 +23,12 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 import tracking
-import tracking._runs
-from tracking._access import create_user, local_actor
-from tracking._liveness import fail_stale_runs
-from tracking._queries import get_run, list_runs, metric_history
-from tracking._runs import start_run
-from tracking._tables import MetricPoint, Note, RunTag, Worker, utcnow
+import tracking.runs._runs
+from tracking.governance._access import create_user, local_actor
+from tracking.runs._liveness import fail_stale_runs
+from tracking.runs._queries import get_run, list_runs, metric_history
+from tracking.runs._runs import start_run
+from tracking.store._tables import MetricPoint, Note, RunTag, Worker, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SCRIPT = """\
@@ -158,8 +158,8 @@ def test_log_metrics_refused_batch_logs_nothing(file_store):
 
 
 def test_log_metric_flushes_before_run_ends_when_buffer_fills(store, monkeypatch):
-    monkeypatch.setattr(tracking._runs, "FLUSH_POINTS", 5)
-    monkeypatch.setattr(tracking._runs, "FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(tracking.runs._runs, "FLUSH_POINTS", 5)
+    monkeypatch.setattr(tracking.runs._runs, "FLUSH_SECONDS", 3600.0)
     with start_run("runs", store=store) as run:
         for step in range(12):
             run.log_metric("loss", 1 / (step + 1))
@@ -301,7 +301,7 @@ def test_fail_stale_runs_never_ends_a_run_of_this_process(store):
 
 
 def test_threads_logging_to_one_run_lose_no_points(store, monkeypatch):
-    monkeypatch.setattr(tracking._runs, "FLUSH_POINTS", 64)  # many flushes, from every thread
+    monkeypatch.setattr(tracking.runs._runs, "FLUSH_POINTS", 64)  # many flushes, from every thread
     n_threads, n_points = 8, 250
     start = threading.Barrier(n_threads)
     with start_run("runs", store=store) as run:

@@ -26,16 +26,16 @@ import uvicorn
 
 import tracking
 from tests.governance import PASSWORD, good_and_bad, make_accounts
-from tracking._access import UserRecord, list_users
-from tracking._artifacts import artifact_file
-from tracking._cli_serving import COMMANDS, add_parsers
-from tracking._datasets import load_task
-from tracking._db import Store, _stores, open_store
-from tracking._inference import InferenceEntry, get_inference, recent_inferences, serving_series, write_batch
-from tracking._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
-from tracking._registry import VersionRecord, find_version, load_version_model, register_version
-from tracking._serving import MAX_ROWS, create_app
-from tracking._tables import utcnow
+from tracking.cli._serving import COMMANDS, add_parsers
+from tracking.governance._access import UserRecord, list_users
+from tracking.production._inference import InferenceEntry, get_inference, recent_inferences, serving_series, write_batch
+from tracking.registry._models import VersionRecord, find_version, load_version_model, register_version
+from tracking.registry._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
+from tracking.runs._artifacts import artifact_file
+from tracking.runs._datasets import load_task
+from tracking.serving._app import MAX_ROWS, create_app
+from tracking.store._db import Store, _stores, open_store
+from tracking.store._tables import utcnow
 
 ROWS = json.loads(load_task(task="loan_approval").X.head(5).to_json(orient="records"))
 ROW = ROWS[0]

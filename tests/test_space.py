@@ -10,8 +10,8 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 import tracking
-from tracking._families import FAMILIES
-from tracking._space import GRID_POINTS, load_space_file, parse_space, to_distributions, to_grid
+from tracking.ml._families import FAMILIES
+from tracking.ml._space import GRID_POINTS, load_space_file, parse_space, to_distributions, to_grid
 
 SPACE = {
     "C": {"type": "float", "low": 0.001, "high": 100, "log": True},

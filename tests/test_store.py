@@ -10,9 +10,9 @@ from sqlalchemy import inspect
 
 import tracking
 from tests.conftest import store_at_revision
-from tracking._db import VERSION_TABLE, change_marker, migrate
-from tracking._queries import get_run, list_experiments, list_runs, metric_history
-from tracking._runs import start_run
+from tracking.runs._queries import get_run, list_experiments, list_runs, metric_history
+from tracking.runs._runs import start_run
+from tracking.store._db import VERSION_TABLE, change_marker, migrate
 
 
 def test_import_tracking_does_not_import_streamlit_or_heavy_libraries():
@@ -90,7 +90,7 @@ def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
 def test_store_nested_transaction_joins_the_open_one(store):
     from sqlalchemy import func, select
 
-    from tracking._tables import Experiment
+    from tracking.store._tables import Experiment
 
     class Abort(Exception):
         pass
@@ -110,8 +110,8 @@ def test_store_migrations_match_the_table_definitions(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from tracking._db import VERSION_TABLE
-    from tracking._tables import SQLModel
+    from tracking.store._db import VERSION_TABLE
+    from tracking.store._tables import SQLModel
 
     with store.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

@@ -10,19 +10,19 @@ import optuna
 import pytest
 
 import tracking
-from tracking._artifacts import load_model
-from tracking._families import FAMILIES
-from tracking._queries import list_runs, metric_history
-from tracking._sweeps import (
+from tracking.ml._families import FAMILIES
+from tracking.runs._artifacts import load_model
+from tracking.runs._queries import list_runs, metric_history
+from tracking.sweeps._sweeps import (
     SweepSpec,
-    _optuna_storage,
     cancel_sweep,
     create_sweep,
     get_sweep,
     launch_workers,
+    optuna_storage,
     reopen_sweep,
 )
-from tracking._worker import run_worker
+from tracking.sweeps._worker import run_worker
 
 X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
 # Small, fast corners of each family's space: the test is that every family trains and logs.
@@ -41,7 +41,7 @@ FAST = {
 def _trials(store, sweep_id):
     record = get_sweep(store, sweep_id)
     study = optuna.load_study(
-        study_name=record.study_name, storage=_optuna_storage(store, record.optuna_storage, record.study_name)
+        study_name=record.study_name, storage=optuna_storage(store, record.optuna_storage, record.study_name)
     )
     return study.get_trials(deepcopy=False)
 
@@ -257,7 +257,7 @@ def test_sweep_cancel_now_interrupts_the_running_trial(store, tmp_path, monkeypa
 def test_sweep_on_sqlite_keeps_optunas_journal_in_the_store(file_store, tmp_path):
     from sqlalchemy import select
 
-    from tracking._tables import OptunaJournalEntry
+    from tracking.store._tables import OptunaJournalEntry
 
     spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=3)
     sweep = create_sweep(file_store, spec)

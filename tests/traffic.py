@@ -14,21 +14,21 @@ import numpy as np
 import pytest
 
 from tests.governance import good_and_bad, make_accounts
-from tracking._access import UserRecord
-from tracking._datasets import load_task
-from tracking._db import Store, _stores, open_store
-from tracking._inference import InferenceEntry, record_labels, write_batch
-from tracking._objective import split
-from tracking._promotions import approve_promotion, request_promotion
-from tracking._queries import get_run
-from tracking._registry import (
+from tracking.governance._access import UserRecord
+from tracking.ml._objective import split
+from tracking.production._inference import InferenceEntry, record_labels, write_batch
+from tracking.registry._models import (
     VersionRecord,
     effective_policy,
     load_version_model,
     register_version,
     set_policy,
 )
-from tracking._tables import utcnow
+from tracking.registry._promotions import approve_promotion, request_promotion
+from tracking.runs._datasets import load_task
+from tracking.runs._queries import get_run
+from tracking.store._db import Store, _stores, open_store
+from tracking.store._tables import utcnow
 
 NUMERIC = ["age", "income", "loan_amount", "credit_score", "years_employed", "existing_debt"]
 

@@ -1,6 +1,6 @@
 """Pieces of the admin pages (users, audit, policies), and the reason a page gives for a disabled button.
 
-Buttons are only disabled here to say why; the store refuses the change anyway (`tracking._access`).
+Buttons are only disabled here to say why; the store refuses the change anyway (`tracking.governance._access`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import DESCRIPTIONS, ROLE_LABELS, Action, Role, UserRecord
-from tracking._audit import AuditRecord, canonical
-from tracking._gates import MONITORING
-from tracking._monitoring import normalize_monitoring
-from tracking._objective import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from tracking.governance import DESCRIPTIONS, ROLE_LABELS, Action, AuditRecord, Role, UserRecord, canonical
+from tracking.ml import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from tracking.registry import MONITORING, normalize_monitoring
 
 ROLES = [role.value for role in Role]
 # Groups of audit actions to pick from (`promotion.` matches every action under it); exact ones are typed.

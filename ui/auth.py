@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._access import UserRecord, create_user, has_accounts, session_user, sign_in, sign_out
+from tracking.governance import UserRecord, create_user, has_accounts, session_user, sign_in, sign_out
 from ui.data import get_store
 
 _TOKEN = "session_token"

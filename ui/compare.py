@@ -9,16 +9,19 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action, UserRecord
-from tracking._compare import CompareView, Comparison, champion_challenger, params_changed
-from tracking._reports import (
+from tracking.explore import (
+    CompareView,
+    Comparison,
     ReportRecord,
+    champion_challenger,
     comparison_csv,
     comparison_json,
+    params_changed,
     report_html,
     save_report,
     update_report,
 )
+from tracking.governance import Action, UserRecord
 from ui.admin import why_not
 from ui.data import get_store
 from ui.explore import error_box, value_text

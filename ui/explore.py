@@ -18,10 +18,19 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._annotations import list_notes
-from tracking._compare import Comparison, compare_runs, histories, history_keys
-from tracking._explore import RunKeys, RunsPage, list_keys, runs_page
-from tracking._reports import ReportRecord, list_reports
+from tracking.explore import (
+    Comparison,
+    ReportRecord,
+    RunKeys,
+    RunsPage,
+    compare_runs,
+    histories,
+    history_keys,
+    list_keys,
+    list_reports,
+    runs_page,
+)
+from tracking.runs import list_notes
 from ui.data import get_store, marker
 
 FILTER_HELP = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tracking._access import UserRecord
+from tracking.governance import UserRecord
 
 
 def navigation() -> st.navigation:

@@ -12,11 +12,17 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action, UserRecord
-from tracking._lifecycle import DEFAULT_TOLERANCE, ReproductionRecord, list_reproductions, reproduce_run
-from tracking._model_card import ModelCard
-from tracking._monitoring import breach_summary
-from tracking._records import RunRecord
+from tracking.governance import Action, UserRecord
+from tracking.production import (
+    DEFAULT_TOLERANCE,
+    ModelCard,
+    ReproductionRecord,
+    breach_summary,
+    list_reproductions,
+    reproduce_run,
+    why_not_reproducible,
+)
+from tracking.store import RunRecord
 from ui.data import get_store, marker
 from ui.explore import error_box, md
 from ui.registry import reasons, when
@@ -45,7 +51,6 @@ def cached_attempts(run_id: int) -> list[ReproductionRecord]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _no_recipe(url: str, change: int, run_id: int) -> str | None:
-    from tracking._lifecycle import why_not_reproducible  # the check `reproduce_run` makes, asked up front
 
     return why_not_reproducible(get_store(), run_id)
 

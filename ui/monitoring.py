@@ -15,10 +15,9 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action, UserRecord
-from tracking._monitoring import Drift, MonitoringReport, monitor
-from tracking._reviews import ReviewRecord, close_review, list_reviews, open_review
-from tracking._tables import utcnow
+from tracking.governance import Action, UserRecord
+from tracking.production import Drift, MonitoringReport, ReviewRecord, close_review, list_reviews, monitor, open_review
+from tracking.store import utcnow
 from ui.admin import why_not
 from ui.data import get_store, marker
 from ui.explore import error_box, md

@@ -1,7 +1,7 @@
 """Pieces of the registry pages (models, version, approvals, request) and the run page's Register panel.
 
 Cached reads are keyed on the store's change marker like `ui.data`; the tables and sentences turn the
-stored held-out comparison (`tracking._assess.Assessment`) into plain words for the person who approves.
+stored held-out comparison (`tracking.ml._assess.Assessment`) into plain words for the person who approves.
 """
 
 from __future__ import annotations
@@ -16,29 +16,27 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking._access import Action, UserRecord
-from tracking._assess import Assessment
-from tracking._gates import MAIN_METRIC
-from tracking._model_card import ModelCard, card_html, card_markdown, model_card
-from tracking._promotions import (
+from tracking.governance import Action, UserRecord
+from tracking.ml import Assessment
+from tracking.production import ModelCard, card_html, card_markdown, model_card
+from tracking.registry import (
+    MAIN_METRIC,
+    ModelRecord,
     RequestRecord,
+    VersionRecord,
     approve_promotion,
     decision_blockers,
     get_request,
-    list_requests,
-    reject_promotion,
-    withdraw_promotion,
-)
-from tracking._records import ArtifactRecord, RunRecord
-from tracking._registry import (
-    ModelRecord,
-    VersionRecord,
     get_version,
     lineage,
     list_models,
+    list_requests,
     list_versions,
     register_version,
+    reject_promotion,
+    withdraw_promotion,
 )
+from tracking.store import ArtifactRecord, RunRecord
 from ui.data import get_store, marker
 from ui.explore import error_box, md
 

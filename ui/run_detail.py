@@ -9,9 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
-from tracking._artifacts import artifact_file
-from tracking._compare_charts import text
-from tracking._records import ArtifactRecord, RunRecord
+from tracking.explore import text
+from tracking.runs import artifact_file
+from tracking.store import ArtifactRecord, RunRecord
 
 
 def value_frame(values: dict[str, Any], label: str) -> pd.DataFrame:

@@ -11,12 +11,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
-from tracking._access import UserRecord
-from tracking._datasets import BUILTIN_TASKS, preview_csv, save_upload
-from tracking._families import FAMILIES
-from tracking._objective import COST_METRICS, DEFAULT_METRIC, metric_direction, task_metrics
-from tracking._space import TYPES, space_from_rows, space_rows
-from tracking._sweeps import PRUNERS, SAMPLERS, SweepSpec
+from tracking.governance import UserRecord
+from tracking.ml import (
+    COST_METRICS,
+    DEFAULT_METRIC,
+    FAMILIES,
+    TYPES,
+    metric_direction,
+    space_from_rows,
+    space_rows,
+    task_metrics,
+)
+from tracking.runs import BUILTIN_TASKS, preview_csv, save_upload
+from tracking.sweeps import PRUNERS, SAMPLERS, SweepSpec
 from ui.data import get_store, marker, sweep_runs
 
 DEMO = SweepSpec(

@@ -1,0 +1,118 @@
+"""Every setting of the library, declared once (name, default, help) and read only here.
+
+The README's configuration table is checked against `SETTINGS` by the test suite, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracking._errors import ValidationError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable the library reads."""
+
+    name: str
+    default: str | None  # None: unset unless given
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "TRACKING_HOME",
+        "~/.tracking",
+        "folder of the embedded store (`tracking.db`), the artifacts (`artifacts/`), uploaded CSVs (`uploads/`) and "
+        "worker logs (`logs/`); created on first use",
+    ),
+    Setting(
+        "TRACKING_STORE_URL",
+        None,
+        "a SQLAlchemy URL that replaces the SQLite file, e.g. `postgresql+psycopg://user@host/db` (`postgresql://` "
+        "works too and uses psycopg 3)",
+    ),
+    Setting(
+        "TRACKING_HEARTBEAT_SECONDS",
+        "10",
+        "how often workers refresh their heartbeat; a worker silent for three periods counts as dead",
+    ),
+    Setting(
+        "TRACKING_WORKER_ID",
+        None,
+        "set by the dashboard and by `sweep`/`resume` for the worker processes they start (the worker row "
+        "registered for each before it starts); not something to set by hand",
+    ),
+    Setting("TRACKING_USER", None, "the account the CLI acts as on a store with accounts"),
+    Setting(
+        "TRACKING_PASSWORD",
+        None,
+        "the password of `TRACKING_USER` (asked on the terminal when only the name is set)",
+    ),
+    Setting(
+        "TRACKING_SESSION_MINUTES",
+        "30",
+        "minutes without activity after which a dashboard session ends (12 hours at most in any case)",
+    ),
+    Setting(
+        "TRACKING_SERVE_TOKEN",
+        None,
+        "when set, callers of the model server must send `Authorization: Bearer <token>`",
+    ),
+    Setting(
+        "TRACKING_SERVE_SAMPLE",
+        "1",
+        "the fraction of requests the model server keeps whole in the inference log (`--sample` wins)",
+    ),
+    Setting(
+        "TRACKING_TEST_FAST_HASHES",
+        None,
+        "tests only: `1` hashes passwords with a cheap argon2 profile so the suite runs fast; never set it in use",
+    ),
+    Setting(
+        "TRACKING_TEST_POSTGRES_URL",
+        None,
+        "tests only: a PostgreSQL server URL; every store test also runs there, each in a database of its own "
+        "that is dropped afterwards",
+    ),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> str | None:
+    """The value of a declared setting: the environment's (blank counts as unset), else its default."""
+    declared = _BY_NAME[name]  # a KeyError here is a bug: every setting is declared above
+    value = os.environ.get(name, "").strip()
+    return value or declared.default
+
+
+def number_setting(name: str, minimum: float = 0.0) -> float:
+    """A declared setting that is a number above `minimum`.
+
+    Raises:
+        ValidationError: the variable holds something else.
+    """
+    text = setting(name) or ""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > minimum:
+        raise ValidationError(f"{name} must be a number above {minimum:g}, not {text!r}.")
+    return value
+
+
+def tracking_home() -> Path:
+    """The folder of the embedded store and the artifacts (`TRACKING_HOME`, default ~/.tracking)."""
+    return Path(setting("TRACKING_HOME") or "~/.tracking").expanduser().resolve()
+
+
+def store_url(home: Path | None = None) -> str:
+    """The store's SQLAlchemy URL: `TRACKING_STORE_URL`, else a SQLite file under the home folder."""
+    url = setting("TRACKING_STORE_URL")
+    if url:
+        return url
+    home = home or tracking_home()
+    return f"sqlite:///{home / 'tracking.db'}"

@@ -1,0 +1,471 @@
+"""The runs table: one page of runs across experiments and sweeps, filtered, sorted and counted in SQL.
+
+A page costs two small queries whatever the store holds: the first finds the page's run ids (the
+filter, the sort key and the count are the only things computed over every run), the second reads
+just those runs with only the chosen params, metrics and tags extracted from the JSON columns. So a
+browser never receives more than a page, and 100,000 runs never cross into Python.
+
+Columns are the built-in ones (`BASE_COLUMNS`) and `params.<key>`, `metrics.<key>`, `tags.<key>`.
+Sorting by a JSON key orders it as a spreadsheet does: numbers (booleans count as 0 and 1) before text
+when ascending, the reverse when descending, and runs without the key last either way; the same on
+SQLite and PostgreSQL. Ties break on the run id.
+
+The keys a user can choose from come from a small catalogue (`run_keys`), brought up to date by
+`list_keys`: it reads only runs newer than its last visit and runs that were running then, so a
+store of 100,000 runs is read once (after a migration or a bulk import) and then a few rows at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Float, String, cast, func, literal, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import Column as SchemaColumn
+from sqlalchemy.sql import ColumnElement, visitors
+from sqlalchemy.sql.functions import FunctionElement
+
+from tracking._errors import ValidationError
+from tracking.runs import compile_filter
+from tracking.store import DatasetVersion, Experiment, Run, RunKey, RunKeyScan, RunStatus, RunTag, Store, Sweep, iso
+
+BASE_COLUMNS = (
+    "id",
+    "name",
+    "experiment",
+    "sweep",
+    "status",
+    "duration",
+    "dataset",
+    "code_version",
+    "started_at",
+)
+SORTABLE = (*BASE_COLUMNS, "finished_at", "trial_number", "host")
+KEYED = ("params", "metrics", "tags")
+MAX_PAGE = 1000
+EXPORT_CHUNK = 1000
+_RESCAN_MARGIN = 200  # a PostgreSQL transaction can commit a lower run id after a higher one is seen
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The names a runs-table column or a filter can use."""
+
+    params: tuple[str, ...]
+    metrics: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    def columns(self) -> list[str]:
+        """Every keyed column, as `params.<key>`, `metrics.<key>`, `tags.<key>`."""
+        return [f"{kind}.{key}" for kind in KEYED for key in getattr(self, kind)]
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of the runs table: `rows` are plain dicts keyed by column name."""
+
+    rows: tuple[dict[str, Any], ...]
+    total: int
+    offset: int
+    limit: int
+    columns: tuple[str, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [row["id"] for row in self.rows]
+
+
+@dataclass(frozen=True)
+class RunsView:
+    """What the runs table shows; round-trips through URL query params so an address reopens the view."""
+
+    filter: str = ""
+    columns: tuple[str, ...] = ()  # keyed columns; empty means "the defaults for this store"
+    sort: str = "started_at"
+    descending: bool = True
+    page: int = 1
+    page_size: int = 100
+    selected: tuple[int, ...] = ()
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    def to_query(self) -> dict[str, str]:
+        """URL query params; defaults are left out so addresses stay short."""
+        default = RunsView()
+        out = {
+            "filter": self.filter,
+            "cols": ",".join(self.columns),
+            "sort": self.sort if self.sort != default.sort else "",
+            "asc": "" if self.descending else "1",
+            "page": str(self.page) if self.page != 1 else "",
+            "size": str(self.page_size) if self.page_size != default.page_size else "",
+            "sel": ",".join(map(str, self.selected)),
+        }
+        return {key: value for key, value in out.items() if value}
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, Any]) -> RunsView:
+        """Parse URL query params leniently: a value that does not parse is left at its default."""
+
+        def text(key: str) -> str:
+            value = query.get(key)
+            value = value[-1] if isinstance(value, list) and value else value
+            return str(value).strip() if value is not None else ""
+
+        def number(key: str, default: int, low: int, high: int) -> int:
+            raw = text(key)
+            return min(max(int(raw), low), high) if raw.isdigit() else default
+
+        columns = []
+        for column in text("cols").split(","):
+            try:
+                if column.strip() and split_column(column.strip())[1] is not None:
+                    columns.append(column.strip())
+            except ValidationError:
+                continue
+        sort = text("sort") or cls.sort
+        try:
+            split_column(sort)
+        except ValidationError:
+            sort = cls.sort
+        selected = [int(p) for p in text("sel").split(",") if p.strip().isdigit() and int(p) > 0]
+        return cls(
+            filter=text("filter"),
+            columns=tuple(dict.fromkeys(columns)),
+            sort=sort,
+            descending=text("asc") not in ("1", "true"),
+            page=number("page", 1, 1, 10**9),
+            page_size=number("size", cls.page_size, 1, MAX_PAGE),
+            selected=tuple(dict.fromkeys(selected)),
+        )
+
+
+def default_columns(keys: RunKeys, metrics: int = 6, params: int = 6) -> tuple[str, ...]:
+    """The keyed columns a table starts with: the first few metrics (test_ and cv_ first), then params."""
+
+    def rank(key: str) -> tuple[int, str]:
+        return (0 if key.startswith("test_") else 1 if key.startswith("cv_") else 2, key)
+
+    chosen = [f"metrics.{key}" for key in sorted(keys.metrics, key=rank)[:metrics]]
+    return (*chosen, *(f"params.{key}" for key in keys.params[:params]))
+
+
+def split_column(column: str) -> tuple[str, str | None]:
+    """`"params.lr"` -> `("params", "lr")`; a built-in column -> `(name, None)`.
+
+    Raises:
+        ValidationError: an unknown column, or a key that is empty or holds a double quote.
+    """
+    kind, dot, key = column.partition(".")
+    if dot and kind in KEYED:
+        if not key or '"' in key:
+            raise ValidationError(
+                f"{column!r} is not a usable column: the key must be non-empty, without double quotes."
+            )
+        return kind, key
+    if column in SORTABLE:
+        return column, None
+    raise ValidationError(
+        f"Unknown column {column!r}; use one of {', '.join(SORTABLE)} or params.<key>, metrics.<key>, tags.<key>."
+    )
+
+
+def runs_page(
+    store: Store,
+    *,
+    filter: str = "",
+    columns: Sequence[str] = (),
+    sort: str = "started_at",
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 100,
+) -> RunsPage:
+    """One page of runs matching a filter, sorted by any column, with the chosen keyed columns.
+
+    Args:
+        filter: the filter language of `tracking.runs._filters`; blank means every run.
+        columns: keyed columns to add to `BASE_COLUMNS`, e.g. `["params.lr", "metrics.test_f1"]`.
+        sort: a column of `SORTABLE` or any keyed column (it need not be shown).
+        descending: sort direction; missing values are last either way.
+        offset: rows to skip (a page beyond the end gives no rows and the true total).
+        limit: rows per page, at most `MAX_PAGE`.
+
+    Raises:
+        FilterError: the filter does not parse.
+        ValidationError: an unknown column or sort key, or a bad offset or limit.
+    """
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise ValidationError(f"A page holds 1 to {MAX_PAGE} rows from a non-negative offset.")
+    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    for column in keyed:
+        if split_column(column)[1] is None:
+            raise ValidationError(f"{column!r} is always shown; choose params.<key>, metrics.<key> or tags.<key>.")
+    where = compile_filter(filter or "")
+    order = _order_by(store, sort, descending)
+    filtered = bool((filter or "").strip())
+    ids_query = _filtered(select(Run.id), where, order).order_by(*order).limit(limit).offset(offset)
+    if filtered:  # the count comes with the page: the filter is computed once per run, not twice
+        ids_query = ids_query.add_columns(func.count().over())
+    with store.connect() as conn:
+        found = conn.execute(ids_query).all()
+        if filtered and found:
+            total = int(found[0][1])
+        else:
+            total = int(conn.execute(_filtered(select(func.count()), where)).scalar_one())
+        rows = _rows(conn, [row[0] for row in found], keyed)
+    return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed))
+
+
+def iter_runs_table(
+    store: Store, *, filter: str = "", columns: Sequence[str] = (), sort: str = "started_at", descending: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Every matching row of the runs table, in order, read a thousand runs at a time (for downloads)."""
+    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    for column in keyed:
+        split_column(column)
+    where, order = compile_filter(filter or ""), _order_by(store, sort, descending)
+    query = _filtered(select(Run.id), where, order).order_by(*order)
+    with store.connect() as conn:
+        ids = list(conn.execute(query).scalars())
+    for start in range(0, len(ids), EXPORT_CHUNK):
+        with store.connect() as conn:
+            chunk = _rows(conn, ids[start : start + EXPORT_CHUNK], keyed)
+        yield from chunk  # outside the transaction: the caller may use the store in between
+
+
+def runs_table_csv(store: Store, **view: Any) -> str:
+    """The whole filtered table (every matching run, the chosen columns) as CSV text."""
+    out = io.StringIO()
+    writer: csv.DictWriter | None = None
+    for row in iter_runs_table(store, **view):
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore")
+            writer.writeheader()
+        writer.writerow({key: _csv_value(value) for key, value in row.items()})
+    if writer is None:
+        keyed = [c for c in view.get("columns", ()) if c not in BASE_COLUMNS]
+        csv.writer(out).writerow([*BASE_COLUMNS, *keyed])
+    return out.getvalue()
+
+
+def runs_table_json(store: Store, **view: Any) -> str:
+    """The whole filtered table as a JSON array of objects (times in ISO 8601 UTC)."""
+    rows = [
+        {key: iso(v) if isinstance(v, datetime) else v for key, v in row.items()}
+        for row in iter_runs_table(store, **view)
+    ]
+    return json.dumps(rows, indent=1, ensure_ascii=False)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    return value
+
+
+def _from(query: Any) -> Any:
+    """The runs query's FROM clause, the one `compile_filter` expects."""
+    return (
+        query.select_from(Run)
+        .join(Experiment, Run.experiment_id == Experiment.id)
+        .outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
+    )
+
+
+def _filtered(query: Any, where: ColumnElement[bool], order: Sequence[ColumnElement[Any]] = ()) -> Any:
+    """`query` over runs with the filter, joining experiments and datasets only when they are used.
+
+    The experiments join never drops a run (a run's experiment is a required foreign key), but it
+    costs an index lookup per run over 100,000 runs, and a filter on params and metrics needs none.
+    """
+    used = {
+        element.table.name
+        for part in (where, *order)
+        for element in visitors.iterate(part)
+        if isinstance(element, SchemaColumn)
+    }
+    query = query.select_from(Run)
+    if "experiments" in used:
+        query = query.join(Experiment, Run.experiment_id == Experiment.id)
+    if "dataset_versions" in used:
+        query = query.outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
+    return query.where(where)
+
+
+def _rows(conn: Connection, ids: list[int], keyed: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    extracted = [_value_column(column) for column in keyed]
+    query = _from(
+        select(
+            Run.id, Run.name, Experiment.name, Run.sweep_id, Sweep.name, Run.status, Run.started_at,
+            Run.finished_at, DatasetVersion.name, DatasetVersion.sha256, Run.code_version, *extracted,
+        )
+    ).outerjoin(Sweep, Run.sweep_id == Sweep.id).where(Run.id.in_(ids))  # fmt: skip
+    now = datetime.now(UTC)
+    by_id = {}
+    for row in conn.execute(query):
+        run_id, name, experiment, sweep_id, sweep, status, started, finished, ds_name, ds_sha, code, *values = row
+        by_id[run_id] = {
+            "id": run_id,
+            "name": name,
+            "experiment": experiment,
+            "sweep": sweep if sweep_id is not None else None,
+            "status": status.value if hasattr(status, "value") else str(status),
+            "duration": ((finished or now) - started).total_seconds() if started else None,
+            "dataset": f"{ds_name}@{ds_sha[:8]}" if ds_sha else None,
+            "code_version": code,
+            "started_at": started,
+            **dict(zip(keyed, values, strict=True)),
+        }
+    return [by_id[run_id] for run_id in ids if run_id in by_id]
+
+
+def _value_column(column: str) -> ColumnElement[Any]:
+    kind, key = split_column(column)
+    if kind == "tags":
+        return select(RunTag.value).where(RunTag.run_id == Run.id, RunTag.key == key).scalar_subquery()
+    return getattr(Run, kind)[key]  # typed JSON values: numbers stay numbers, text stays text
+
+
+def _order_by(store: Store, sort: str, descending: bool) -> list[ColumnElement[Any]]:
+    kind, key = split_column(sort)
+    if kind == "tags":
+        keys = [select(RunTag.value).where(RunTag.run_id == Run.id, RunTag.key == key).scalar_subquery()]
+    elif key is not None and store.is_sqlite:
+        # SQLite's own order of json_extract values is the one wanted (numbers, booleans as 0/1, then
+        # text): one JSON lookup per run, the whole cost of sorting 100,000 runs
+        keys = [func.json_extract(getattr(Run, kind), literal(f'$."{key}"', String()))]
+    elif key is not None:
+        bound = literal(key, String())
+        number, text = _SortNumber(getattr(Run, kind), bound), _SortText(getattr(Run, kind), bound)
+        keys = [text, number] if descending else [number, text]
+    elif kind == "duration":
+        keys = [_Duration(Run.started_at, Run.finished_at)]
+    else:
+        keys = [_PLAIN[kind]]
+    ordered = [(k.desc() if descending else k.asc()).nulls_last() for k in keys]
+    return [*ordered, Run.id.desc() if descending else Run.id.asc()]
+
+
+_PLAIN: dict[str, Any] = {
+    "id": Run.id,
+    "name": Run.name,
+    "experiment": Experiment.name,
+    "sweep": Run.sweep_id,
+    "status": cast(Run.status, String),
+    "dataset": DatasetVersion.name,
+    "code_version": Run.code_version,
+    "started_at": Run.started_at,
+    "finished_at": Run.finished_at,
+    "trial_number": Run.trial_number,
+    "host": Run.host,
+}
+
+
+class _SortNumber(FunctionElement):
+    """PostgreSQL: the number (or boolean as 0/1) at a key of a JSON column, else NULL."""
+
+    inherit_cache, type = True, Float()
+
+
+class _SortText(FunctionElement):
+    """PostgreSQL: the text at a key of a JSON column, else NULL."""
+
+    inherit_cache, type = True, String()
+
+
+class _Duration(FunctionElement):
+    """Seconds from start to finish; NULL while running."""
+
+    inherit_cache, type = True, Float()
+
+
+@compiles(_SortNumber)  # also what str(query) shows
+@compiles(_SortNumber, "postgresql")
+def _postgres_number(element: _SortNumber, compiler: Any, **kw: Any) -> str:
+    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
+    kind, text = f"jsonb_typeof({column} -> {key})", f"({column} ->> {key})"
+    return (
+        f"CASE {kind} WHEN 'number' THEN CAST({text} AS DOUBLE PRECISION) "
+        f"WHEN 'boolean' THEN CASE WHEN {text} = 'true' THEN 1.0 ELSE 0.0 END END"
+    )
+
+
+@compiles(_SortText)
+@compiles(_SortText, "postgresql")
+def _postgres_text(element: _SortText, compiler: Any, **kw: Any) -> str:
+    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CASE WHEN jsonb_typeof({column} -> {key}) = 'string' THEN ({column} ->> {key}) END"
+
+
+@compiles(_Duration)
+@compiles(_Duration, "sqlite")
+def _sqlite_duration(element: _Duration, compiler: Any, **kw: Any) -> str:
+    started, finished = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday({finished}) - julianday({started})) * 86400.0)"
+
+
+@compiles(_Duration, "postgresql")
+def _postgres_duration(element: _Duration, compiler: Any, **kw: Any) -> str:
+    started, finished = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({finished} - {started}))"
+
+
+# -- the key catalogue ------------------------------------------------------------------------------
+
+
+def list_keys(store: Store) -> RunKeys:
+    """Every params and metrics key of any run, and every tag key, sorted (refreshes the catalogue)."""
+    refresh_keys(store)
+    with store.connect() as conn:
+        found: dict[str, list[str]] = {"params": [], "metrics": []}
+        for kind, key in conn.execute(select(RunKey.kind, RunKey.key).order_by(RunKey.key)):
+            if '"' not in key:
+                found.setdefault(kind, []).append(key)
+        tags = [
+            key for key in conn.execute(select(RunTag.key).distinct().order_by(RunTag.key)).scalars() if '"' not in key
+        ]
+    return RunKeys(tuple(found["params"]), tuple(found["metrics"]), tuple(tags))
+
+
+def refresh_keys(store: Store) -> None:
+    """Add the keys of runs added, running or finished since the last refresh to `run_keys`."""
+    with store.connect() as conn:
+        seen, pending = conn.execute(select(RunKeyScan.max_run_id, RunKeyScan.pending).where(RunKeyScan.id == 1)).one()
+        top = int(conn.execute(select(func.coalesce(func.max(Run.id), 0))).scalar_one())
+        running = [int(i) for i in conn.execute(select(Run.id).where(Run.status == RunStatus.running)).scalars()]
+        if top == seen and not pending and not running:
+            return
+        delta = (Run.id > seen - _RESCAN_MARGIN) | Run.id.in_([*pending, *running])
+        found = {(kind, key) for kind in ("params", "metrics") for key in _distinct_keys(store, conn, kind, delta)}
+        known = {tuple(row) for row in conn.execute(select(RunKey.kind, RunKey.key))} if found else set()
+    new = [{"kind": kind, "key": key} for kind, key in sorted(found - known)]
+    with store.connect(write=True) as conn:
+        if new:
+            dialect_insert = sqlite_insert if store.is_sqlite else pg_insert
+            conn.execute(dialect_insert(RunKey).on_conflict_do_nothing(), new)
+        conn.execute(update(RunKeyScan).where(RunKeyScan.id == 1).values(max_run_id=top, pending=running))
+
+
+def _distinct_keys(store: Store, conn: Connection, kind: str, where: ColumnElement[bool]) -> list[str]:
+    column = getattr(Run, kind)
+    if store.is_sqlite:
+        each = func.json_each(column).table_valued("key", name="each")
+        query = select(each.c.key).select_from(Run).join(each, true()).where(where).distinct()
+    else:
+        query = select(func.jsonb_object_keys(column)).where(where).distinct()
+    return [str(key) for key in conn.execute(query).scalars()]

@@ -1,0 +1,468 @@
+"""Accounts, roles, sign-in sessions and the permission check behind every state-changing call.
+
+Passwords are hashed with argon2id (argon2-cffi) and never stored, logged or returned. A store
+without any account is a personal store: state changes are allowed and recorded under the operating
+system's user name. Once the first account exists (it must be an admin), every state-changing call
+needs a signed-in account whose current role allows it; the role is read from the store inside the
+transaction that makes the change, so a role changed or an account disabled a moment ago counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from sqlalchemy import delete, func, insert, select, update
+
+from tracking._errors import NotFoundError, PermissionDenied, ValidationError
+from tracking._settings import number_setting, setting
+from tracking.governance._audit import record
+from tracking.store import AuditChain, Role, SignInFailure, Store, User, UserSession, bump_change_counter, utcnow
+
+ROLE_LABELS = {
+    Role.viewer: "viewer",
+    Role.data_scientist: "data scientist",
+    Role.engineer: "engineer",
+    Role.product_owner: "product owner",
+    Role.admin: "admin",
+}
+
+
+class Action(StrEnum):
+    """Every state-changing action; `PERMISSIONS` says which roles may take it."""
+
+    sweep_launch = "sweep.launch"
+    sweep_cancel = "sweep.cancel"
+    sweep_resume = "sweep.resume"
+    run_annotate = "run.annotate"
+    report_share = "report.share"
+    version_register = "version.register"
+    model_edit = "model.edit"
+    version_stage = "version.stage"
+    promotion_request = "promotion.request"
+    promotion_decide = "promotion.decide"
+    promotion_override = "promotion.override"
+    policy_edit = "policy.edit"
+    user_manage = "user.manage"
+    model_serve = "model.serve"
+    feedback_import = "feedback.import"
+    review_open = "review.open"
+    review_close = "review.close"
+    model_retrain = "model.retrain"
+    run_reproduce = "run.reproduce"
+
+
+_BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
+_WRITERS = _BUILDERS | {Role.product_owner}
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.sweep_launch: _BUILDERS,
+    Action.sweep_cancel: _BUILDERS,
+    Action.sweep_resume: _BUILDERS,
+    Action.run_annotate: _WRITERS,
+    Action.report_share: _WRITERS,
+    Action.version_register: _BUILDERS,
+    Action.model_edit: _WRITERS,
+    Action.version_stage: _BUILDERS,
+    Action.promotion_request: _BUILDERS,
+    Action.promotion_decide: frozenset({Role.product_owner, Role.admin}),
+    Action.promotion_override: frozenset({Role.admin}),
+    Action.policy_edit: frozenset({Role.admin}),
+    Action.user_manage: frozenset({Role.admin}),
+    Action.model_serve: _BUILDERS,
+    Action.feedback_import: _BUILDERS,
+    Action.review_open: _WRITERS,
+    Action.review_close: frozenset({Role.product_owner, Role.admin}),
+    Action.model_retrain: _BUILDERS,
+    Action.run_reproduce: _BUILDERS,
+}
+DESCRIPTIONS: dict[Action, str] = {
+    Action.sweep_launch: "launch sweeps",
+    Action.sweep_cancel: "cancel sweeps",
+    Action.sweep_resume: "resume sweeps",
+    Action.run_annotate: "tag runs and write notes",
+    Action.report_share: "save and share reports",
+    Action.version_register: "register model versions",
+    Action.model_edit: "edit model descriptions and model cards",
+    Action.version_stage: "move versions to staging or archive them",
+    Action.promotion_request: "request promotions to production",
+    Action.promotion_decide: "approve or reject promotion requests",
+    Action.promotion_override: "approve a request whose gates failed (override)",
+    Action.policy_edit: "edit promotion policies",
+    Action.user_manage: "manage accounts and roles",
+    Action.model_serve: "serve models",
+    Action.feedback_import: "import ground-truth labels",
+    Action.review_open: "open a review of a production version",
+    Action.review_close: "close reviews of production versions",
+    Action.model_retrain: "retrain models",
+    Action.run_reproduce: "reproduce runs",
+}
+
+MIN_PASSWORD = 8
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+FREE_FAILURES = 3  # failed sign-ins before the account name is locked out for a while
+MAX_LOCK_SECONDS = 900
+SESSION_ABSOLUTE = timedelta(hours=12)
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS[Role(self.role)]
+
+    def may(self, action: Action) -> bool:
+        """Whether this account's role allows the action (the store re-checks on every change)."""
+        return not self.disabled and Role(self.role) in PERMISSIONS[action]
+
+
+def _hasher() -> PasswordHasher:
+    if setting("TRACKING_TEST_FAST_HASHES") == "1":  # the test suite's profile: see SETTINGS
+        return PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    return PasswordHasher()  # argon2id with the library's current recommended cost
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher().hash(password)
+
+
+def _verify(stored: str | None, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher = _hasher()
+    try:
+        # An unknown account still pays for one hash, so timing does not tell which names exist.
+        return bool(hasher.verify(stored or _dummy_hash(), password)) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password: what an unknown account name is checked against."""
+    return hash_password(secrets.token_hex(16))
+
+
+def session_minutes() -> float:
+    """Minutes of inactivity after which a dashboard session ends (`TRACKING_SESSION_MINUTES`, default 30)."""
+    return number_setting("TRACKING_SESSION_MINUTES")
+
+
+def _record(row: Any) -> UserRecord:
+    return UserRecord(row.id, row.name, str(row.role), bool(row.disabled), row.created_at)
+
+
+def has_accounts(store: Store) -> bool:
+    """Whether any account exists (until then the store is personal and the first account must be an admin)."""
+    with store.connect() as conn:
+        return conn.execute(select(User.id).limit(1)).first() is not None
+
+
+def local_actor() -> str:
+    """The name recorded for changes on a store without accounts: the operating system's user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+def authorize(conn: Any, actor: UserRecord | None, action: Action) -> str:
+    """Check, inside the caller's transaction, that `actor` may take `action`; the name to record.
+
+    Raises:
+        PermissionDenied: nobody is signed in on a store with accounts, the account is disabled, or its
+            role does not allow the action.
+    """
+    if actor is None:
+        if conn.execute(select(User.id).limit(1)).first() is not None:
+            raise PermissionDenied(
+                f"Sign in to {DESCRIPTIONS[action]}: this store has accounts (from the shell, set TRACKING_USER "
+                "and TRACKING_PASSWORD)."
+            )
+        return local_actor()
+    row = conn.execute(select(User.role, User.disabled).where(User.id == actor.id)).first()
+    if row is None or row.disabled:
+        raise PermissionDenied(f"The account {actor.name!r} is disabled, so it cannot {DESCRIPTIONS[action]}.")
+    role = Role(row.role)
+    if role not in PERMISSIONS[action]:
+        allowed = " or ".join(ROLE_LABELS[r] for r in Role if r in PERMISSIONS[action])
+        raise PermissionDenied(
+            f"{actor.name} is {_a(ROLE_LABELS[role])} and may not {DESCRIPTIONS[action]}; that takes the role {allowed}."
+        )
+    return actor.name
+
+
+def _a(label: str) -> str:
+    return f"an {label}" if label[0] in "aeiou" else f"a {label}"
+
+
+def require(store: Store, actor: UserRecord | None, action: Action) -> str:
+    """`authorize` in a transaction of its own: a quick check before slow work (the change re-checks)."""
+    with store.connect() as conn:
+        return authorize(conn, actor, action)
+
+
+# --- accounts ---
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValidationError(
+            f"The account name {name!r} is not allowed: use 1 to 64 letters, digits, '_', '.', '@' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def _check_password(name: str, password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if password.strip().lower() == name.lower():
+        raise ValidationError("The password must not be the account name.")
+    return password
+
+
+def _role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValidationError(f"Unknown role {role!r}; the roles are: {', '.join(r.value for r in Role)}.") from None
+
+
+def create_user(store: Store, actor: UserRecord | None, name: str, role: str, password: str) -> UserRecord:
+    """Create an account. On a store without accounts anyone may create the first one, which must be an admin.
+
+    Raises:
+        ValidationError: bad name, role or password, or the name is taken.
+        PermissionDenied: the actor is not an admin.
+    """
+    name, chosen = _check_name(name), _role(role)
+    _check_password(name, password)
+    hashed = hash_password(password)
+    with store.connect(write=True) as conn:
+        # The audit chain's row lock first: two "first admins" racing on PostgreSQL cannot both be first.
+        conn.execute(select(AuditChain.id).where(AuditChain.id == 1).with_for_update())
+        first = conn.execute(select(User.id).limit(1)).first() is None
+        if first:
+            if chosen != Role.admin:
+                raise ValidationError("The first account must be an admin (it manages the others).")
+            by = name
+        else:
+            by = authorize(conn, actor, Action.user_manage)
+        if conn.execute(select(User.id).where(User.name == name)).first() is not None:
+            raise ValidationError(f"An account named {name!r} already exists.")
+        now = utcnow()
+        conn.execute(
+            insert(User).values(name=name, role=chosen, password_hash=hashed, disabled=False, created_at=now,
+                                password_changed_at=now)
+        )  # fmt: skip
+        record(conn, by, "user.create", "user", name, None, {"name": name, "role": chosen.value})
+        bump_change_counter(conn)
+    return get_user(store, name)
+
+
+def get_user(store: Store, name: str) -> UserRecord:
+    """One account by name. Raises NotFoundError."""
+    with store.connect() as conn:
+        row = conn.execute(select(User).where(User.name == name)).first()
+    if row is None:
+        raise NotFoundError(f"There is no account named {name!r}.")
+    return _record(row)
+
+
+def list_users(store: Store) -> list[UserRecord]:
+    """Every account, by name."""
+    with store.connect() as conn:
+        return [_record(row) for row in conn.execute(select(User).order_by(User.name))]
+
+
+def _admins_left(conn: Any, without: str) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(User.role == Role.admin, User.disabled.is_(False), User.name != without)
+        ).scalar_one()
+    )
+
+
+def set_role(store: Store, actor: UserRecord | None, name: str, role: str) -> UserRecord:
+    """Change an account's role; the last enabled admin keeps theirs."""
+    chosen = _role(role)
+    with store.connect(write=True) as conn:
+        by = authorize(conn, actor, Action.user_manage)
+        row = _user_row(conn, name)
+        if row.role == Role.admin and chosen != Role.admin and _admins_left(conn, name) == 0:
+            raise ValidationError(f"{name} is the last admin; make another account admin first.")
+        conn.execute(update(User).where(User.id == row.id).values(role=chosen))
+        record(conn, by, "user.set_role", "user", name, {"role": str(row.role)}, {"role": chosen.value})
+        bump_change_counter(conn)
+    return get_user(store, name)
+
+
+def set_disabled(store: Store, actor: UserRecord | None, name: str, disabled: bool = True) -> UserRecord:
+    """Disable (or enable again) an account; disabling ends its sessions. The last admin stays enabled."""
+    with store.connect(write=True) as conn:
+        by = authorize(conn, actor, Action.user_manage)
+        row = _user_row(conn, name)
+        if disabled and row.role == Role.admin and _admins_left(conn, name) == 0:
+            raise ValidationError(f"{name} is the last admin; make another account admin first.")
+        conn.execute(update(User).where(User.id == row.id).values(disabled=disabled))
+        if disabled:
+            conn.execute(delete(UserSession).where(UserSession.user_id == row.id))
+        record(conn, by, "user.disable" if disabled else "user.enable", "user", name,
+               {"disabled": bool(row.disabled)}, {"disabled": disabled})  # fmt: skip
+        bump_change_counter(conn)
+    return get_user(store, name)
+
+
+def reset_password(store: Store, actor: UserRecord | None, name: str, password: str) -> None:
+    """Set a new password (an admin for anyone, or an account for itself); the account's sessions end."""
+    _check_password(name, password)
+    hashed = hash_password(password)
+    with store.connect(write=True) as conn:
+        own = actor is not None and actor.name == name
+        if own:
+            row = conn.execute(select(User.disabled).where(User.id == actor.id)).first()
+            if row is None or row.disabled:
+                raise PermissionDenied(f"The account {name!r} is disabled.")
+            by = name
+        else:
+            by = authorize(conn, actor, Action.user_manage)
+        row = _user_row(conn, name)
+        conn.execute(update(User).where(User.id == row.id).values(password_hash=hashed, password_changed_at=utcnow()))
+        conn.execute(delete(UserSession).where(UserSession.user_id == row.id))
+        conn.execute(delete(SignInFailure).where(SignInFailure.name == name))
+        record(conn, by, "user.reset_password", "user", name, None, {"password": "changed"})
+        bump_change_counter(conn)
+
+
+def _user_row(conn: Any, name: str) -> Any:
+    row = conn.execute(select(User).where(User.name == name)).first()
+    if row is None:
+        raise NotFoundError(f"There is no account named {name!r}.")
+    return row
+
+
+# --- signing in ---
+
+
+def authenticate(store: Store, name: str, password: str) -> UserRecord:
+    """Check a name and password (slowed down after repeated failures); the account.
+
+    Raises:
+        PermissionDenied: wrong name or password, a disabled account, or too many recent failures.
+    """
+    now = utcnow()
+    with store.connect() as conn:
+        failure = conn.execute(select(SignInFailure).where(SignInFailure.name == name)).first()
+        row = conn.execute(select(User).where(User.name == name)).first()
+    if failure is not None and failure.locked_until is not None and _aware(failure.locked_until) > now:
+        wait = int((_aware(failure.locked_until) - now).total_seconds()) + 1
+        raise PermissionDenied(f"Too many failed sign-ins for {name!r}; try again in {wait} s.")
+    ok = _verify(row.password_hash if row is not None else None, password)
+    if not ok or row is None or row.disabled:
+        _count_failure(store, name)
+        raise PermissionDenied("Wrong account name or password.")
+    if failure is not None:
+        with store.connect(write=True) as conn:
+            conn.execute(delete(SignInFailure).where(SignInFailure.name == name))
+    if _hasher().check_needs_rehash(row.password_hash):
+        with store.connect(write=True) as conn:
+            conn.execute(update(User).where(User.id == row.id).values(password_hash=hash_password(password)))
+    return _record(row)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _count_failure(store: Store, name: str) -> None:
+    name = name[:200]
+    with store.connect(write=True) as conn:
+        # One statement, so failures racing on PostgreSQL are all counted (no read-then-insert race).
+        conn.execute(_upsert(store, conn, name))
+        failures = conn.execute(select(SignInFailure.failures).where(SignInFailure.name == name)).scalar_one()
+        if failures >= FREE_FAILURES:
+            lock = utcnow() + timedelta(seconds=min(MAX_LOCK_SECONDS, 5 * 2 ** (failures - FREE_FAILURES)))
+            conn.execute(update(SignInFailure).where(SignInFailure.name == name).values(locked_until=lock))
+
+
+def _upsert(store: Store, conn: Any, name: str) -> Any:
+    if store.dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(SignInFailure).values(name=name, failures=1, locked_until=None)
+    return statement.on_conflict_do_update(
+        index_elements=[SignInFailure.name], set_={"failures": SignInFailure.failures + 1}
+    )
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def sign_in(store: Store, name: str, password: str) -> tuple[str, UserRecord]:
+    """Authenticate and open a session; the session token (keep it secret) and the account."""
+    user = authenticate(store, name, password)
+    token = secrets.token_urlsafe(32)
+    with store.connect(write=True) as conn:
+        conn.execute(insert(UserSession).values(token_sha256=_token_hash(token), user_id=user.id,
+                                                created_at=utcnow(), last_seen=utcnow()))  # fmt: skip
+    return token, user
+
+
+def session_user(store: Store, token: str | None) -> UserRecord | None:
+    """The account of a live session, or None once it ended, timed out or its account was disabled."""
+    if not token:
+        return None
+    now = utcnow()
+    with store.connect() as conn:
+        row = conn.execute(
+            select(
+                UserSession.id.label("session_id"),
+                UserSession.created_at.label("session_created"),
+                UserSession.last_seen,
+                User.id,
+                User.name,
+                User.role,
+                User.disabled,
+                User.created_at,
+            )
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_sha256 == _token_hash(token))
+        ).first()
+    if row is None:
+        return None
+    idle = now - _aware(row.last_seen)
+    if (
+        row.disabled
+        or idle > timedelta(minutes=session_minutes())
+        or now - _aware(row.session_created) > SESSION_ABSOLUTE
+    ):
+        sign_out(store, token)
+        return None
+    if idle > _TOUCH_EVERY:  # a write per minute of activity, not one per page view
+        with store.connect(write=True) as conn:
+            conn.execute(update(UserSession).where(UserSession.id == row.session_id).values(last_seen=now))
+    return _record(row)
+
+
+def sign_out(store: Store, token: str) -> None:
+    """End a session."""
+    with store.connect(write=True) as conn:
+        conn.execute(delete(UserSession).where(UserSession.token_sha256 == _token_hash(token)))

@@ -1,0 +1,123 @@
+"""Runs and what they record: the run API for scripts, reads and filters over runs, tags and notes,
+artifacts and model files, provenance, liveness of the processes that log, and datasets.
+"""
+
+from __future__ import annotations
+
+from tracking.runs._annotations import (
+    add_note,
+    delete_note,
+    list_notes,
+    replace_tags,
+    update_note,
+)
+from tracking.runs._artifacts import (
+    TRUSTED_TYPES,
+    artifact_file,
+    dump_model,
+    find_artifact,
+    list_artifacts,
+    load_model,
+    load_model_file,
+    put_bytes,
+    read_verified,
+    safe_name,
+)
+from tracking.runs._datasets import (
+    BUILTIN_TASKS,
+    SHIPPED,
+    TaskData,
+    describe,
+    get_dataset,
+    list_datasets,
+    load_task,
+    preview_csv,
+    register_dataset,
+    save_upload,
+)
+from tracking.runs._filters import (
+    MAX_DEPTH,
+    MAX_LENGTH,
+    FilterError,
+    compile_filter,
+)
+from tracking.runs._liveness import (
+    Heartbeat,
+    fail_stale_runs,
+    grace_seconds,
+    heartbeat_seconds,
+    live_workers,
+    process_worker_id,
+)
+from tracking.runs._provenance import (
+    code_version,
+)
+from tracking.runs._queries import (
+    find_run,
+    get_run,
+    list_experiments,
+    list_runs,
+    metric_history,
+)
+from tracking.runs._runs import (
+    ActiveRun,
+    get_or_create_experiment,
+    insert_run,
+    json_safe,
+    run_row,
+    run_scope,
+    set_tags,
+    start_run,
+)
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "SHIPPED",
+    "TRUSTED_TYPES",
+    "ActiveRun",
+    "FilterError",
+    "Heartbeat",
+    "TaskData",
+    "add_note",
+    "artifact_file",
+    "code_version",
+    "compile_filter",
+    "delete_note",
+    "describe",
+    "dump_model",
+    "fail_stale_runs",
+    "find_artifact",
+    "find_run",
+    "get_dataset",
+    "get_or_create_experiment",
+    "get_run",
+    "grace_seconds",
+    "heartbeat_seconds",
+    "insert_run",
+    "json_safe",
+    "list_artifacts",
+    "list_datasets",
+    "list_experiments",
+    "list_notes",
+    "list_runs",
+    "live_workers",
+    "load_model",
+    "load_model_file",
+    "load_task",
+    "metric_history",
+    "preview_csv",
+    "process_worker_id",
+    "put_bytes",
+    "read_verified",
+    "register_dataset",
+    "replace_tags",
+    "run_row",
+    "run_scope",
+    "safe_name",
+    "save_upload",
+    "set_tags",
+    "start_run",
+    "update_note",
+]

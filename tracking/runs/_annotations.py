@@ -1,0 +1,150 @@
+"""What people add to a run after the fact: tags (key -> text) and markdown notes.
+
+Each change is one short write transaction and bumps the store's change marker, so every open view
+shows it on its next rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from tracking._errors import NotFoundError, ValidationError
+from tracking.governance import Action, UserRecord, authorize, record
+from tracking.store import Note, Run, RunTag, Store, bump_change_counter, utcnow
+
+MAX_NOTE = 50_000
+MAX_TAG_KEY = 250
+MAX_TAG_VALUE = 5_000
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    id: int
+    run_id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+def list_notes(store: Store, run_id: int) -> list[NoteRecord]:
+    """A run's notes, oldest first."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(Note.id, Note.run_id, Note.author, Note.body, Note.created_at)
+            .where(Note.run_id == run_id)
+            .order_by(Note.created_at, Note.id)
+        )
+        return [NoteRecord(*row) for row in rows]
+
+
+def add_note(store: Store, run_id: int, body: str, author: str = "", actor: UserRecord | None = None) -> NoteRecord:
+    """Attach a markdown note to a run (written by `actor`, or `author` on a store without accounts).
+
+    Raises:
+        NotFoundError: there is no such run.
+        ValidationError: the note is empty or longer than `MAX_NOTE` characters.
+        PermissionDenied: the actor may not annotate runs.
+    """
+    body = _note_body(body)
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
+        return insert_note(conn, run_id, body, who if actor is not None else (author or who))
+
+
+def insert_note(conn: Connection, run_id: int, body: str, author: str) -> NoteRecord:
+    """Write a note inside an open write transaction, audited (the caller checked who may)."""
+    body = _note_body(body)
+    _require_run(conn, run_id)
+    now = utcnow()
+    note_id = conn.execute(
+        insert(Note).returning(Note.id), {"run_id": run_id, "author": author, "body": body, "created_at": now}
+    ).scalar_one()
+    record(conn, author, "run.note", "run", run_id, None, {"note": int(note_id), "body": body})
+    bump_change_counter(conn)
+    return NoteRecord(int(note_id), run_id, author, body, now)
+
+
+def update_note(store: Store, note_id: int, body: str, actor: UserRecord | None = None) -> None:
+    """Replace a note's text. Raises NotFoundError, ValidationError, PermissionDenied."""
+    body = _note_body(body)
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
+        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
+        if old is None:
+            raise NotFoundError(f"There is no note {note_id}.")
+        conn.execute(update(Note).where(Note.id == note_id).values(body=body))
+        record(conn, who, "run.note_edit", "run", old.run_id, {"note": note_id, "body": old.body},
+               {"note": note_id, "body": body})  # fmt: skip
+        bump_change_counter(conn)
+
+
+def delete_note(store: Store, note_id: int, actor: UserRecord | None = None) -> None:
+    """Delete a note. Raises NotFoundError, PermissionDenied."""
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
+        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
+        if old is None:
+            raise NotFoundError(f"There is no note {note_id}.")
+        conn.execute(delete(Note).where(Note.id == note_id))
+        record(conn, who, "run.note_delete", "run", old.run_id, {"note": note_id, "body": old.body}, None)
+        bump_change_counter(conn)
+
+
+def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: UserRecord | None = None) -> dict[str, str]:
+    """Make a run's tags exactly `tags`: new keys are added, changed values updated, missing keys removed.
+
+    Returns:
+        The run's tags after the change.
+
+    Raises:
+        NotFoundError: there is no such run.
+        ValidationError: an empty or too long key, or a too long value (nothing is changed).
+        PermissionDenied: the actor may not annotate runs.
+    """
+    wanted: dict[str, str] = {}
+    for raw_key, raw_value in tags.items():
+        key = str(raw_key if raw_key is not None else "").strip()
+        value = "" if raw_value is None else str(raw_value)
+        if not key:
+            raise ValidationError("A tag key must not be empty.")
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise ValidationError(
+                f"Tag {key[:40]!r} is too long: keys hold {MAX_TAG_KEY} characters, values {MAX_TAG_VALUE:,}."
+            )
+        wanted[key] = value
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate)
+        _require_run(conn, run_id)
+        rows = conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
+        current = {key: value for key, value in rows}
+        gone = [key for key in current if key not in wanted]
+        if gone:
+            conn.execute(delete(RunTag).where(RunTag.run_id == run_id, RunTag.key.in_(gone)))
+        for key, value in wanted.items():
+            if key not in current:
+                conn.execute(insert(RunTag).values(run_id=run_id, key=key, value=value))
+            elif current[key] != value:
+                conn.execute(update(RunTag).where(RunTag.run_id == run_id, RunTag.key == key).values(value=value))
+        if gone or wanted != current:
+            record(conn, who, "run.tags", "run", run_id, current, wanted)
+            bump_change_counter(conn)
+    return wanted
+
+
+def _note_body(body: str) -> str:
+    if not (body or "").strip():
+        raise ValidationError("A note must not be empty.")
+    if len(body) > MAX_NOTE:
+        raise ValidationError(f"A note holds at most {MAX_NOTE:,} characters.")
+    return body
+
+
+def _require_run(conn: Connection, run_id: int) -> None:
+    if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+        raise NotFoundError(f"There is no run {run_id}.")

@@ -1,0 +1,162 @@
+"""Content-addressed artifact files and skops model files.
+
+Files live at `<artifact root>/<sha256[:2]>/<sha256>`: a name a user gives is only a label in the
+store, never part of a path, so no name can reach outside the root. Every read re-hashes the bytes and
+refuses a file whose sha256 differs from the one recorded when it was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from tracking._errors import IntegrityError, NotFoundError, ValidationError
+from tracking.store import Artifact, ArtifactRecord, Store
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+MAX_NAME = 200
+
+# Types that skops does not trust by default but the built-in model families need (found by dumping
+# a fitted model of every family). A file asking for anything else is refused: trusting a file's own
+# `get_untrusted_types()` would defeat the point of skops.
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",
+]
+
+
+def safe_name(name: str) -> str:
+    """Check an artifact name: a relative, printable label of at most 200 characters.
+
+    Raises:
+        ValidationError: the name is empty, absolute, has `..`, a backslash or control characters.
+    """
+    cleaned = name.strip()
+    parts = cleaned.split("/")
+    if (
+        not cleaned
+        or len(cleaned) > MAX_NAME
+        or cleaned.startswith("/")
+        or _BAD_NAME.search(cleaned)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValidationError(
+            f"The artifact name {name!r} is not allowed: use a relative name like 'plots/roc.png' "
+            f"(no '..', no leading '/', no backslashes or control characters, at most {MAX_NAME} characters)."
+        )
+    return cleaned
+
+
+def artifact_file(store: Store, sha256: str) -> Path:
+    """The path of the content with this sha256, checked to stay inside the artifact root."""
+    if not _SHA256.fullmatch(sha256):
+        raise IntegrityError(f"{sha256!r} is not a sha256 digest.")
+    root = store.artifact_root.resolve()
+    path = (root / sha256[:2] / sha256).resolve()
+    if not path.is_relative_to(root):
+        raise IntegrityError("An artifact path resolved outside the artifact root.")
+    return path
+
+
+def put_bytes(store: Store, data: bytes) -> str:
+    """Write content once (atomically) and return its sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = artifact_file(store, digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return digest
+
+
+def read_verified(store: Store, sha256: str) -> bytes:
+    """The content with this sha256, after checking the file still hashes to it.
+
+    Raises:
+        IntegrityError: the file is missing or its content changed since it was written.
+    """
+    path = artifact_file(store, sha256)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise IntegrityError(f"The artifact file {sha256[:12]}… is missing from {store.artifact_root}.") from err
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityError(
+            f"The artifact file {sha256[:12]}… no longer matches its recorded sha256: it was changed "
+            "after it was written, so it will not be loaded."
+        )
+    return data
+
+
+def find_artifact(store: Store, run_id: int, name: str) -> ArtifactRecord | None:
+    """The artifact `name` of a run, or None."""
+    with store.session_scope() as session:
+        row = session.exec(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
+        return _record(row) if row else None
+
+
+def list_artifacts(store: Store, run_id: int) -> list[ArtifactRecord]:
+    """All artifacts of a run, by name."""
+    with store.session_scope() as session:
+        rows = session.exec(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name))
+        return [_record(row) for row in rows]
+
+
+def dump_model(model: Any) -> bytes:
+    """A fitted estimator as skops bytes (never pickle)."""
+    import skops.io
+
+    return skops.io.dumps(model)
+
+
+def load_model(store: Store, run_id: int, name: str = "model") -> Any:
+    """Load a run's model, only after its sha256 verifies and only with the trusted types.
+
+    Raises:
+        NotFoundError: the run has no such model artifact.
+        IntegrityError: the file changed since it was written.
+    """
+    artifact = find_artifact(store, run_id, name)
+    if artifact is None or artifact.kind != "model":
+        raise NotFoundError(f"Run {run_id} has no model artifact named {name!r}.")
+    return load_model_file(store, artifact.sha256, f"run {run_id}")
+
+
+def load_model_file(store: Store, sha256: str, label: str) -> Any:
+    """Load the model file with this sha256 after verifying it, with the trusted types only.
+
+    Raises:
+        IntegrityError: the file is missing, changed since it was written, or asks for untrusted types.
+    """
+    import skops.io
+
+    data = read_verified(store, sha256)
+    untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise IntegrityError(f"The model file of {label} asks for types that are not trusted: {untrusted}.")
+    return skops.io.loads(data, trusted=TRUSTED_TYPES)
+
+
+def _record(row: Artifact) -> ArtifactRecord:
+    return ArtifactRecord(row.id, row.run_id, row.name, row.kind, row.sha256, row.size, row.created_at)

@@ -1,0 +1,123 @@
+"""Reads over runs: the runs table, one run, metric histories, experiments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tracking._errors import NotFoundError
+from tracking.runs._filters import compile_filter
+from tracking.store import DatasetVersion, Experiment, ExperimentRecord, MetricPoint, Run, RunRecord, RunTag, Store
+
+
+def _runs_query(filter_text: str | None = None) -> Any:
+    query = (
+        select(Run, Experiment.name, DatasetVersion.name, DatasetVersion.sha256)
+        .join(Experiment, Run.experiment_id == Experiment.id)
+        .outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
+    )
+    if filter_text and filter_text.strip():
+        query = query.where(compile_filter(filter_text))
+    return query
+
+
+def list_runs(
+    store: Store,
+    *,
+    sweep_id: int | None = None,
+    experiment: str | None = None,
+    filter: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = True,
+) -> list[RunRecord]:
+    """Runs matching the filters, with their tags, newest first.
+
+    Raises:
+        FilterError: the filter text does not parse.
+    """
+    query = _runs_query(filter)
+    if sweep_id is not None:
+        query = query.where(Run.sweep_id == sweep_id)
+    if experiment is not None:
+        query = query.where(Experiment.name == experiment)
+    query = query.order_by(Run.id.desc() if newest_first else Run.id.asc())
+    if limit is not None:
+        query = query.limit(limit)
+    with store.session_scope() as session:
+        rows = session.execute(query).all()
+        ids = [row[0].id for row in rows]
+        tags: dict[int, dict[str, str]] = defaultdict(dict)
+        for chunk in range(0, len(ids), 5000):
+            part = ids[chunk : chunk + 5000]
+            for run_id, key, value in session.execute(
+                select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(part))
+            ):
+                tags[run_id][key] = value
+        return [_record(run, exp, ds_name, ds_sha, tags.get(run.id, {})) for run, exp, ds_name, ds_sha in rows]
+
+
+def find_run(store: Store, run_id: int) -> RunRecord | None:
+    """One run, or None."""
+    with store.session_scope() as session:
+        row = session.execute(_runs_query().where(Run.id == run_id)).first()
+        if row is None:
+            return None
+        run, exp, ds_name, ds_sha = row
+        tags = dict(session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id)).all())
+        return _record(run, exp, ds_name, ds_sha, tags)
+
+
+def get_run(store: Store, run_id: int) -> RunRecord:
+    """One run. Raises NotFoundError."""
+    run = find_run(store, run_id)
+    if run is None:
+        raise NotFoundError(f"There is no run {run_id}.")
+    return run
+
+
+def metric_history(store: Store, run_id: int, key: str | None = None) -> dict[str, list[tuple[int, float | None]]]:
+    """Each metric's (step, value) points of a run, in step order."""
+    query = select(MetricPoint.key, MetricPoint.step, MetricPoint.value).where(MetricPoint.run_id == run_id)
+    if key is not None:
+        query = query.where(MetricPoint.key == key)
+    history: dict[str, list[tuple[int, float | None]]] = defaultdict(list)
+    with store.connect() as conn:
+        for name, step, value in conn.execute(query.order_by(MetricPoint.key, MetricPoint.step, MetricPoint.id)):
+            history[name].append((step, value))
+    return dict(history)
+
+
+def list_experiments(store: Store) -> list[ExperimentRecord]:
+    """Experiments with their run counts, newest first."""
+    with store.session_scope() as session:
+        counts = dict(session.execute(select(Run.experiment_id, func.count()).group_by(Run.experiment_id)).all())
+        rows = session.execute(select(Experiment).order_by(Experiment.id.desc())).scalars().all()
+        return [
+            ExperimentRecord(row.id, row.name, row.description, row.created_at, int(counts.get(row.id, 0)))
+            for row in rows
+        ]
+
+
+def _record(run: Run, experiment: str, ds_name: str | None, ds_sha: str | None, tags: dict[str, str]) -> RunRecord:
+    return RunRecord(
+        id=run.id,
+        name=run.name,
+        experiment=experiment,
+        sweep_id=run.sweep_id,
+        trial_number=run.trial_number,
+        status=run.status.value,
+        params=dict(run.params),
+        metrics=dict(run.metrics),
+        dataset={"id": run.dataset_version_id, "name": ds_name, "hash": ds_sha} if ds_sha else None,
+        code_version=run.code_version,
+        seed=run.seed,
+        host=run.host,
+        owner=run.owner,
+        environment=dict(run.environment),
+        error=run.error,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        tags=tags,
+    )

@@ -1,0 +1,217 @@
+"""The store handle: one engine per store, one context manager that owns transactions, migrations.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. Python's sqlite3 driver opens
+transactions lazily, so a transaction that reads and then writes could fail with "database is locked"
+when another process wrote in between; write transactions therefore start with `BEGIN IMMEDIATE`,
+which waits (busy_timeout) for the write lock up front. Reads use a plain `BEGIN` and never block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, exc, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
+
+from tracking._errors import StoreError
+from tracking._settings import store_url, tracking_home
+from tracking.store._tables import StoreState
+
+VERSION_TABLE = "tracking_alembic_version"  # never Optuna's own `alembic_version`
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_MS = 60_000
+_WRITE = "tracking_write"
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg (v3) for a bare `postgresql://` URL: it is the driver the project installs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Store:
+    """A tracking store: the database engine and the artifact folder.
+
+    Open one with `open_store()`; it is safe to share between threads of one process.
+    """
+
+    def __init__(self, url: str, artifact_root: Path) -> None:
+        self.url = normalize_url(url)
+        self.artifact_root = artifact_root
+        try:
+            parsed = make_url(self.url)
+        except exc.ArgumentError as err:
+            raise StoreError(f"The store URL {url!r} is not a valid SQLAlchemy URL.") from err
+        self.dialect = parsed.get_backend_name()
+        # Per-store caches of this process (kept here, not in module dicts keyed by id(store), which a
+        # later store could reuse): experiment ids by name, and this process's worker heartbeat.
+        self.experiment_ids: dict[str, int] = {}
+        self.process_heartbeat: object | None = None
+        # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
+        in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        self._serial = threading.RLock() if in_memory else contextlib.nullcontext()
+        # The transaction each thread has open: a nested `connect` joins it instead of waiting for the
+        # write lock that its own outer transaction holds (Optuna's journal is written that way).
+        self._active = threading.local()
+        try:
+            self.engine = _make_engine(self.url, parsed.database)
+        except (exc.NoSuchModuleError, ImportError) as err:
+            raise StoreError(
+                f"The store URL {self.display_url!r} needs a database driver that is not installed ({err}); "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+            ) from err
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages and the worker command."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[Connection]:
+        """A Core connection inside one transaction, committed on success and rolled back on error."""
+        outer = getattr(self._active, "conn", None)
+        if outer is not None and (outer[1] or not write):
+            yield outer[0]  # nested in this thread's open transaction: join it (it commits or rolls back)
+            return
+        with self._serial, _mapped_errors(self), self.engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                self._active.conn = (conn, write)
+                try:
+                    yield conn
+                finally:
+                    self._active.conn = outer
+
+    @contextmanager
+    def session_scope(self, write: bool = False) -> Iterator[Session]:
+        """An ORM session inside one transaction; rows must not escape the `with` block."""
+        with (
+            self.connect(write=write) as conn,
+            Session(bind=conn, expire_on_commit=False) as session,
+        ):
+            yield session
+            session.flush()
+
+    def dispose(self) -> None:
+        """Stop this process's heartbeat for the store and close its connections."""
+        beat, self.process_heartbeat = self.process_heartbeat, None
+        if beat is not None:
+            with contextlib.suppress(StoreError):  # the database is already gone: nothing to mark
+                beat.stop()
+        self.engine.dispose()
+
+
+_BUMP = update(StoreState).values(change_counter=StoreState.change_counter + 1)  # built once: a hot path
+
+
+def bump_change_counter(conn: Connection | Session) -> None:
+    """Mark the store as changed, so cached views re-read it."""
+    conn.execute(_BUMP)
+
+
+def change_marker(store: Store) -> int:
+    """A number that grows whenever a run, sweep or dataset changes: the key for cached views."""
+    with store.connect() as conn:
+        return int(conn.execute(select(StoreState.change_counter)).scalar_one_or_none() or 0)
+
+
+@contextmanager
+def _mapped_errors(store: Store) -> Iterator[None]:
+    try:
+        yield
+    except exc.OperationalError as err:
+        text = str(err.orig) if err.orig is not None else str(err)
+        if "locked" in text:
+            raise StoreError(f"The store {store.display_url} stayed locked by another writer: {text}") from err
+        if "connect" in text or "unable to open" in text or "Connection refused" in text:
+            raise StoreError(f"Could not open the store {store.display_url}: {text.strip()}") from err
+        raise
+
+
+def _make_engine(url: str, database: str | None) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    in_memory = not database or database == ":memory:"
+    if in_memory:
+        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
+        )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun by the "begin" hook below
+        cursor = dbapi_conn.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+_stores: dict[tuple[str, str], Store] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(url: str | None = None, home: Path | str | None = None) -> Store:
+    """Open (and create or migrate, on first use) the store.
+
+    Args:
+        url: a SQLAlchemy URL; default `TRACKING_STORE_URL`, else `TRACKING_HOME/tracking.db`.
+        home: the folder for artifacts (and the SQLite file); default `TRACKING_HOME`.
+
+    Raises:
+        StoreError: the URL is invalid or the database cannot be reached.
+    """
+    home_path = Path(home).expanduser().resolve() if home else tracking_home()
+    resolved = normalize_url(url or store_url(home_path))
+    key = (resolved, str(home_path))
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = Store(resolved, home_path / "artifacts")
+            migrate(store)
+            _stores[key] = store
+        return store
+
+
+def migrate(store: Store) -> None:
+    """Bring the schema to the newest migration; concurrent first openers wait for each other."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with store.connect(write=True) as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727318)")
+        current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        if current == head:
+            return
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

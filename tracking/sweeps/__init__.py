@@ -1,0 +1,39 @@
+"""Sweeps: an Optuna study whose every trial is logged as a run, and the worker processes that run it."""
+
+from __future__ import annotations
+
+from tracking.sweeps._sweeps import (
+    PRUNERS,
+    SAMPLERS,
+    SweepSpec,
+    cancel_sweep,
+    create_sweep,
+    get_sweep,
+    launch_workers,
+    list_sweeps,
+    optuna_storage,
+    reopen_sweep,
+    spec_from_record,
+    worker_command,
+)
+from tracking.sweeps._worker import (
+    objective_code_path,
+    run_worker,
+)
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "SweepSpec",
+    "cancel_sweep",
+    "create_sweep",
+    "get_sweep",
+    "launch_workers",
+    "list_sweeps",
+    "objective_code_path",
+    "optuna_storage",
+    "reopen_sweep",
+    "run_worker",
+    "spec_from_record",
+    "worker_command",
+]
