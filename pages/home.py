@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tracking.governance import Action
-from ui.admin import why_not
+from tracking.governance import Action, why_not
 from ui.data import get_store, overview
 from ui.frame import in_frame
 from ui.lifecycle import alerts_banner

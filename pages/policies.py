@@ -8,23 +8,13 @@ import hashlib
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, canonical
-from tracking.registry import effective_policy, set_policy
-from ui.admin import notice, parse_policy, policy_lines, policy_yaml, why_not
+from tracking.governance import Action, canonical, why_not
+from tracking.registry import POLICY_FORMAT, describe_policy, effective_policy, parse_policy, policy_yaml, set_policy
+from ui.admin import notice
 from ui.data import get_store
 from ui.explore import md, seed, sync_url
 from ui.frame import in_frame
 from ui.registry import cached_models
-
-FORMAT_HELP = (
-    "Every gate is optional: `min_metrics` / `max_metrics` map recorded run metrics (e.g. `test_f1_macro`) to "
-    "a bound; `regression` has `metric`, `tolerance`, `bootstrap` (resamples) and `confidence`; `fairness` "
-    "has `metric` and `max_gap`. `{}` keeps only the integrity checks. `monitoring` is not a gate but the "
-    "thresholds of the alerts on the version in production: `psi` (drift when the population stability index "
-    "reaches it, e.g. 0.2), `ks_pvalue` and `chi2_pvalue` (and the test's p-value falls below it, e.g. 0.01), "
-    "`min_rows` (logged rows needed before anything is judged, e.g. 50) and `quality` (a metric on requests "
-    "whose labels came back, mapped to its bound, e.g. `{accuracy: 0.75}`); each is optional."
-)
 
 user = in_frame()
 store = get_store()
@@ -56,18 +46,18 @@ else:
     st.markdown(
         ("Its own policy:" if model.policy is not None else "The default policy of its task (no policy was set):")
         + "\n"
-        + "\n".join(f"- {line}" for line in policy_lines(policy))
+        + "\n".join(f"- {line}" for line in describe_policy(policy))
     )
 
 reason = why_not(user, Action.policy_edit)
 if reason:
     st.code(policy_yaml(policy), language="yaml")
-    st.info(f"{reason} Only admins change them.")
+    st.info(reason)
     st.stop()
 
 version = hashlib.sha256(canonical(model.policy).encode()).hexdigest()[:12]  # a saved policy refills the editor
 text = st.text_area(
-    "Policy (YAML)", policy_yaml(policy), height=280, key=f"policy_text_{model.id}_{version}", help=FORMAT_HELP
+    "Policy (YAML)", policy_yaml(policy), height=280, key=f"policy_text_{model.id}_{version}", help=POLICY_FORMAT
 )
 save, reset, _ = st.columns([1, 1, 3])
 if save.button("Save policy", type="primary", icon=":material/save:"):

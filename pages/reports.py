@@ -6,8 +6,7 @@ import streamlit as st
 
 import tracking
 from tracking.explore import delete_report
-from tracking.governance import Action
-from ui.admin import why_not
+from tracking.governance import Action, why_not
 from ui.data import get_store
 from ui.explore import cached_reports, error_box, md, seed, sync_url
 from ui.frame import in_frame

@@ -7,7 +7,7 @@ import streamlit as st
 
 import tracking
 from tracking.explore import parse_ids
-from tracking.governance import Action
+from tracking.governance import Action, why_not
 from tracking.runs import add_note, read_verified, replace_tags
 from ui.data import get_store
 from ui.explore import cached_run, error_box, md, seed, sync_url
@@ -92,11 +92,7 @@ with files_tab:
             download.warning("File missing")
 
 with notes_tab:
-    annotate_blocked = (
-        None
-        if user.may(Action.run_annotate)
-        else f"Your role ({user.role_label}) cannot tag runs or write notes; every other role can."
-    )
+    annotate_blocked = why_not(user, Action.run_annotate)
     st.subheader("Tags")
     edited = st.data_editor(
         tags_frame(run.tags), num_rows="dynamic", hide_index=True, key=f"tags_{run_id}", disabled=bool(annotate_blocked)
@@ -128,7 +124,7 @@ with notes_tab:
     reasons([annotate_blocked] if annotate_blocked else [])
 
 with registry_tab:
-    register_panel(run, artifacts, user)
+    register_panel(run, user)
 
 with reproduce_tab:
     reproduce_panel(run, user)

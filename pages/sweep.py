@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action
+from tracking.governance import Action, why_not
 from tracking.ml import space_rows
-from ui.admin import why_not
+from tracking.sweeps import resume_blockers
 from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
@@ -66,7 +66,7 @@ if live and not sweep.cancel_requested:
     if cannot:
         controls[4].caption(cannot)
 elif sweep.status in ("interrupted", "cancelled", "complete"):
-    cannot = why_not(user, Action.sweep_resume) or why_not(user, Action.sweep_launch)
+    cannot = next(iter(resume_blockers(user)), None)
     workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, disabled=bool(cannot))
     more = controls[1].number_input(
         "Add trials", min_value=0, value=0 if sweep.status != "complete" else 10, disabled=bool(cannot)

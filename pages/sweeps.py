@@ -5,10 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking.governance import Action
+from tracking.governance import Action, why_not
 from tracking.ml import families_for
 from tracking.sweeps import SweepSpec
-from ui.admin import why_not
 from ui.data import get_store
 from ui.frame import in_frame
 from ui.sweeps import data_section, launch, objective_section, settings_section, space_section, sweeps_table

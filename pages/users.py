@@ -7,8 +7,8 @@ from collections.abc import Callable
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, create_user, list_users, reset_password, set_disabled, set_role
-from ui.admin import ROLES, notice, password_twice, role_label, users_frame, why_not
+from tracking.governance import Action, create_user, list_users, reset_password, set_disabled, set_role, why_not
+from ui.admin import ROLES, notice, password_twice, role_label, users_frame
 from ui.data import get_store
 from ui.frame import in_frame
 

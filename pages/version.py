@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action
+from tracking.governance import Action, why_not
 from tracking.ml import Assessment
-from tracking.registry import request_promotion, set_stage, update_version_text
+from tracking.registry import request_blockers, request_promotion, set_stage, stage_blockers, update_version_text
 from ui.data import get_store
 from ui.explore import error_box, md
 from ui.frame import in_frame
@@ -66,13 +66,7 @@ st.markdown(
 st.markdown(f"- **Code version:** `{origin['code_version'] or 'not recorded'}`")
 
 st.subheader("Stage")
-stage_blocked = (
-    f"Your role ({user.role_label}) cannot change stages; data scientists, engineers and admins can."
-    if not user.may(Action.version_stage)
-    else "Only an admin takes the production version out of production."
-    if version.stage == "production" and not user.may(Action.promotion_override)
-    else None
-)
+stage_blocked = stage_blockers(user, version)
 buttons = st.columns([1, 1, 4])
 moves = {"staging": ("Move to staging", ":material/science:"), "archived": ("Archive", ":material/archive:")}
 for column, (stage, (label, icon)) in zip(buttons, moves.items(), strict=False):
@@ -82,14 +76,15 @@ for column, (stage, (label, icon)) in zip(buttons, moves.items(), strict=False):
             st.rerun()
         except tracking.TrackingError as err:
             error_box(err)
-reasons([stage_blocked] if stage_blocked else [], buttons[2])
+reasons(stage_blocked, buttons[2])
 if version.stage != "production":
     st.caption("Production is reached only through an approved promotion request (below).")
 
 version_status(cached_card(version.id))
 
 st.subheader("Model card")
-if user.may(Action.model_edit):
+card_blocked = why_not(user, Action.model_edit)
+if not card_blocked:
     with st.form(f"card_{version.id}"):
         description = st.text_area("Description", version.description)
         intended_use = st.text_area("Intended use", version.intended_use)
@@ -106,7 +101,7 @@ else:
                         ("Limitations", version.limitations)):  # fmt: skip
         st.markdown(f"**{title}**")
         st.markdown(text or "_Not written yet._")
-    reasons([f"Your role ({user.role_label}) cannot edit model cards."])
+    reasons([card_blocked])
 
 evaluation = version.evaluation or {}
 if "error" in evaluation or "candidate_scores" not in evaluation:
@@ -132,22 +127,13 @@ downloads[1].download_button("Model card (Markdown)", markdown, file_name=f"{nam
 
 st.subheader("Promotion to production")
 requests = cached_requests(version_id=version.id)
-pending = next((r for r in requests if r.status == "pending"), None)
-request_blocked = (
-    f"Your role ({user.role_label}) cannot request promotions; data scientists, engineers and admins can."
-    if not user.may(Action.promotion_request)
-    else f"{version.label} is already in production."
-    if version.stage == "production"
-    else f"Request {pending.id} is already waiting for a decision."
-    if pending
-    else None
-)
+request_blocked = request_blockers(store, user, version)
 with st.form(f"promote_{version.id}"):
     justification = st.text_area("Justification", disabled=bool(request_blocked),
                                  placeholder="Why this version should replace the one in production")  # fmt: skip
     submitted = st.form_submit_button("Request promotion to production", type="primary",
                                       disabled=bool(request_blocked), icon=":material/publish:")  # fmt: skip
-    reasons([request_blocked] if request_blocked else [])
+    reasons(request_blocked)
 if submitted:
     created, failure = None, None
     with st.status("Scoring the candidate and the production model on the same held-out rows…") as status:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.conftest import ROOT
+from tracking._settings import SETTINGS, settings_markdown
 from tracking.cli import COMMANDS, build_parser
 from tracking.ml._families import FAMILIES
 from tracking.runs._datasets import BUILTIN_TASKS
@@ -42,11 +43,18 @@ def test_docs_readme_names_every_command_and_its_options(command):
             assert f"`{path}" in README, f"the command `{path}` is not in the README"
 
 
-def test_docs_readme_names_every_setting():
-    settings = set(re.findall(r"TRACKING_[A-Z_]+", "".join(p.read_text() for p in (ROOT / "tracking").rglob("*.py"))))
-    assert settings >= {"TRACKING_HOME", "TRACKING_STORE_URL"}
-    for setting in settings | {"TRACKING_TEST_POSTGRES_URL"}:
-        assert f"`{setting}`" in README
+def test_docs_readme_configuration_table_is_the_declared_settings():
+    assert settings_markdown() in README
+
+
+def test_docs_every_setting_the_code_names_is_declared_and_read_through_settings():
+    code = {p: p.read_text() for p in (ROOT / "tracking").rglob("*.py")}
+    named = set(re.findall(r"TRACKING_[A-Z_]+", "".join(code.values())))
+    assert named >= {"TRACKING_HOME", "TRACKING_STORE_URL"}
+    assert named <= {s.name for s in SETTINGS}
+    reads = re.compile(r"(environ\.get\(|getenv\(|environ\[)\s*[\"']TRACKING_")
+    readers = [p.name for p, text in code.items() if reads.search(text)]
+    assert readers == []  # every read goes through `tracking._settings.setting(name)`, which checks the name
 
 
 def test_docs_readme_names_every_task_family_sampler_and_pruner():

@@ -304,7 +304,9 @@ def test_regression_gate_passes_lower_rmse_on_regression_task(diabetes):
 
 
 def test_regression_gate_passes_without_production_version(worse):
-    [result] = GATES["regression"].check({"metric": "f1_macro", "tolerance": 0.0}, _inputs(worse, baseline_version=None))
+    [result] = GATES["regression"].check(
+        {"metric": "f1_macro", "tolerance": 0.0}, _inputs(worse, baseline_version=None)
+    )
     assert result.passed
     assert result.detail == "No version is in production, so there is nothing to regress against."
 
@@ -360,7 +362,9 @@ def test_min_metrics_gate_compares_recorded_value(loan, good_loan_model):
 def test_max_metrics_gate_fails_value_above_maximum(loan, good_loan_model):
     parts = split(loan, SEED)
     log_loss = score(good_loan_model, parts.X_test, parts.y_test, "classification")["log_loss"]
-    [result] = GATES["max_metrics"].check({"test_log_loss": log_loss / 2}, _inputs(None, metrics={"test_log_loss": log_loss}))
+    [result] = GATES["max_metrics"].check(
+        {"test_log_loss": log_loss / 2}, _inputs(None, metrics={"test_log_loss": log_loss})
+    )
     assert not result.passed and "exceeds the allowed maximum" in result.detail
 
 

@@ -21,6 +21,7 @@ from tracking.registry._models import effective_policy, register_version
 from tracking.store._tables import AuditEvent
 from tracking.sweeps._sweeps import SweepSpec
 
+BUILDERS = "data scientists, engineers and admins"  # the roles that launch, cancel and resume sweeps
 GOOD_POLICY = {"min_metrics": {"test_f1_macro": 0.5}, "regression": {"metric": "accuracy", "tolerance": 0.02}}
 
 
@@ -122,8 +123,8 @@ def test_pages_admin_sign_in_through_the_form(users):
 def test_pages_admin_launch_is_disabled_with_the_reason_for_roles_that_may_not(role, label):
     at = _signed_in(role, "pages/sweeps.py")
     launch = at.button(key="launch")
-    assert launch.disabled and launch.help == f"Your role ({label}) cannot launch sweeps."
-    assert any(c.value == f"Your role ({label}) cannot launch sweeps." for c in at.caption)
+    assert launch.disabled and launch.help == f"Your role ({label}) may not launch sweeps; {BUILDERS} can."
+    assert any(c.value == f"Your role ({label}) may not launch sweeps; {BUILDERS} can." for c in at.caption)
 
 
 def test_pages_admin_launch_is_enabled_for_a_data_scientist():
@@ -138,7 +139,7 @@ def test_pages_admin_a_viewer_cannot_cancel_a_sweep_and_sees_why(users):
     sweep = tracking.create_sweep(store, spec, actor=users["data_scientist"])  # pending: no worker started
     at = _signed_in("viewer", "pages/sweep.py", id=str(sweep.id))
     cancel = _button(at, "Cancel")
-    assert cancel.disabled and cancel.help == "Your role (viewer) cannot cancel sweeps."
+    assert cancel.disabled and cancel.help == f"Your role (viewer) may not cancel sweeps; {BUILDERS} can."
     with pytest.raises(tracking.PermissionDenied):  # the store refuses whatever the page shows
         tracking.cancel_sweep(store, sweep.id, actor=users["viewer"])
     assert not tracking.get_sweep(store, sweep.id).cancel_requested
@@ -338,7 +339,7 @@ def test_pages_policies_a_data_scientist_reads_the_policy(loan):
     at = _policy_page("data_scientist")
     assert not at.text_area and "Save policy" not in [b.label for b in at.button]
     assert yaml.safe_load(at.code[0].value) == effective_policy(tracking.open_store(), "loan")
-    assert at.info[0].value == "Your role (data scientist) cannot edit promotion policies. Only admins change them."
+    assert at.info[0].value == "Your role (data scientist) may not edit promotion policies; only admins can."
     lines = at.markdown[0].value
     assert lines.startswith("The default policy of its task") and "**Integrity**" in lines and "No regression" in lines
 

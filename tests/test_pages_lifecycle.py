@@ -78,7 +78,7 @@ def test_pages_lifecycle_a_reproduced_run_links_back_to_its_original(run, users)
 def test_pages_lifecycle_a_viewer_sees_reproduce_disabled(run):
     at = open_page("viewer", "pages/run.py", id=run.id)
     assert button(at, "Reproduce").disabled and at.number_input(key=f"reproduce_tolerance_{run.id}").disabled
-    assert "cannot reproduce runs; data scientists, engineers and admins can" in _captions(at)
+    assert "may not reproduce runs; data scientists, engineers and admins can" in _captions(at)
 
 
 def test_pages_lifecycle_a_run_logged_by_a_script_cannot_be_reproduced(users):

@@ -57,7 +57,7 @@ def test_pages_monitoring_without_requests_explains_how_to_serve(served):
 def test_pages_monitoring_a_viewer_cannot_open_a_review(drifted):
     at = _open("viewer", model="loan")
     assert _button(at, "Open a review of loan v1").disabled
-    assert any("cannot open a review" in c.value for c in at.caption)
+    assert any("may not open a review" in c.value for c in at.caption)
 
 
 def test_pages_monitoring_a_review_opened_with_findings_is_closed_by_the_product_owner(drifted):

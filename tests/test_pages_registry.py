@@ -66,7 +66,7 @@ def test_pages_registry_register_from_the_run_page_creates_v1_and_links_it(run):
 def test_pages_registry_a_viewer_sees_register_and_annotations_disabled(run):
     at = open_page("viewer", "pages/run.py", id=run.id)
     assert button(at, "Register model").disabled and button(at, "Save tags").disabled
-    assert "cannot register models" in _captions(at) and "cannot tag runs" in _captions(at)
+    assert "may not register model versions" in _captions(at) and "may not tag runs" in _captions(at)
 
 
 def test_pages_registry_models_page_without_models_explains_how_to_register(users):
@@ -108,7 +108,7 @@ def test_pages_registry_stage_buttons_move_a_version_for_a_data_scientist(versio
 def test_pages_registry_stage_buttons_are_disabled_for_a_viewer(version):
     at = open_page("viewer", "pages/version.py", id=version.id)
     assert button(at, "Move to staging").disabled and button(at, "Archive").disabled
-    assert "cannot change stages" in _captions(at)
+    assert "may not move versions to staging" in _captions(at)
     assert button(at, "Request promotion to production").disabled
 
 
@@ -174,7 +174,7 @@ def worse_request(request_, users):
 def test_pages_registry_a_failing_gate_blocks_the_product_owner(worse_request):
     at = open_page("product_owner", "pages/request.py", id=worse_request.id)
     assert button(at, "Approve").disabled and not button(at, "Reject").disabled
-    assert "A gate failed; only an admin can approve it" in _captions(at)
+    assert "can only be approved by an admin overriding it" in _captions(at)
     table = next(d.value for d in at.dataframe if "candidate is" in d.value)
     assert table.set_index("metric").loc["F1 (macro average)", "candidate is"] == "worse"
     text = "\n".join(m.value for m in at.markdown)

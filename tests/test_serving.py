@@ -421,7 +421,7 @@ def test_serving_cli_commands_check_the_role_first(world, monkeypatch, tmp_path)
     (tmp_path / "f.csv").write_text("request_id,label\na,1\n")
     for argv in (("serve", "--model", "loan", "--port", "1"), ("feedback", "--file", str(tmp_path / "f.csv"))):
         run, _ = _cli(*argv)
-        with pytest.raises(tracking.PermissionDenied, match="viewer and may not"):
+        with pytest.raises(tracking.PermissionDenied, match=r"Your role \(viewer\) may not"):
             run()
 
 

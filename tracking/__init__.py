@@ -48,6 +48,7 @@ from tracking.explore import (
     update_report,
 )
 from tracking.governance import (
+    Action,
     UserRecord,
     authenticate,
     create_user,
@@ -60,6 +61,7 @@ from tracking.governance import (
     sign_in,
     sign_out,
     verify_chain,
+    why_not,
 )
 from tracking.ml import (
     FAMILIES,
@@ -142,6 +144,7 @@ __all__ = [
     "BUILTIN_TASKS",
     "FAMILIES",
     "SETTINGS",
+    "Action",
     "ActiveRun",
     "CompareView",
     "Comparison",
@@ -245,6 +248,7 @@ __all__ = [
     "tracking_home",
     "update_report",
     "verify_chain",
+    "why_not",
     "withdraw_promotion",
     "worker_command",
 ]

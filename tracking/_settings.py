@@ -81,6 +81,13 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def settings_markdown() -> str:
+    """The README's configuration table, one row per setting (the docs test compares the two)."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{s.name}` | {f'`{s.default}`' if s.default else '(unset)'} | {s.help} |" for s in SETTINGS]
+    return "\n".join(rows)
+
+
 def setting(name: str) -> str | None:
     """The value of a declared setting: the environment's (blank counts as unset), else its default."""
     declared = _BY_NAME[name]  # a KeyError here is a bug: every setting is declared above

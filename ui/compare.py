@@ -21,8 +21,7 @@ from tracking.explore import (
     save_report,
     update_report,
 )
-from tracking.governance import Action, UserRecord
-from ui.admin import why_not
+from tracking.governance import Action, UserRecord, why_not
 from ui.data import get_store
 from ui.explore import error_box, value_text
 

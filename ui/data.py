@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._settings import store_url, tracking_home
+from tracking import store_url, tracking_home
 from tracking.explore import sweep_figures
 
 
@@ -20,7 +20,6 @@ def _open(url: str, home: str) -> tracking.Store:
 
 def get_store() -> tracking.Store:
     """The store named by TRACKING_STORE_URL / TRACKING_HOME, opened once per process."""
-
     home = tracking_home()
     return _open(store_url(home), str(home))
 
@@ -42,7 +41,6 @@ def overview() -> tracking.Overview:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _sweep_figures(url: str, sweep_id: int, change: int) -> dict:
-
     return sweep_figures(get_store(), sweep_id)
 
 

@@ -12,15 +12,15 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, UserRecord
+from tracking.governance import UserRecord
 from tracking.production import (
     DEFAULT_TOLERANCE,
     ModelCard,
     ReproductionRecord,
     breach_summary,
     list_reproductions,
+    reproduce_blockers,
     reproduce_run,
-    why_not_reproducible,
 )
 from tracking.store import RunRecord
 from ui.data import get_store, marker
@@ -50,9 +50,8 @@ def cached_attempts(run_id: int) -> list[ReproductionRecord]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _no_recipe(url: str, change: int, run_id: int) -> str | None:
-
-    return why_not_reproducible(get_store(), run_id)
+def _reproduce_blockers(url: str, change: int, run: RunRecord, user: UserRecord) -> list[str]:
+    return reproduce_blockers(get_store(), user, run)  # cached: it rebuilds the run's recipe
 
 
 # -- Home ----------------------------------------------------------------------------------------------
@@ -105,13 +104,7 @@ def reproduce_panel(run: RunRecord, user: UserRecord) -> None:
         "metric) and compare every recorded cv\\_\\* and test\\_\\* metric. It trains, so it takes about as long "
         "as the run did."
     )
-    blocked = (
-        f"Your role ({user.role_label}) cannot reproduce runs; data scientists, engineers and admins can."
-        if not user.may(Action.run_reproduce)
-        else f"This run is {run.status}; only a complete run can be reproduced."
-        if run.status != "complete"
-        else _no_recipe(get_store().url, marker(), run.id)
-    )
+    blocked = _reproduce_blockers(get_store().url, marker(), run, user)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     tolerance = left.number_input(
         "Tolerance", min_value=0.0, value=DEFAULT_TOLERANCE, step=DEFAULT_TOLERANCE, format="%g",
@@ -120,7 +113,7 @@ def reproduce_panel(run: RunRecord, user: UserRecord) -> None:
     )  # fmt: skip
     clicked = right.button("Reproduce", type="primary", icon=":material/replay:", disabled=bool(blocked),
                            key=f"reproduce_{run.id}")  # fmt: skip
-    reasons([blocked] if blocked else [])
+    reasons(blocked)
     if clicked:
         _reproduce(run, float(tolerance), user)
     st.subheader("Reproductions of this run")

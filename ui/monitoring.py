@@ -15,10 +15,18 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, UserRecord
-from tracking.production import Drift, MonitoringReport, ReviewRecord, close_review, list_reviews, monitor, open_review
+from tracking.governance import Action, UserRecord, why_not
+from tracking.production import (
+    Drift,
+    MonitoringReport,
+    ReviewRecord,
+    close_review,
+    list_reviews,
+    monitor,
+    open_review,
+    review_blockers,
+)
 from tracking.store import utcnow
-from ui.admin import why_not
 from ui.data import get_store, marker
 from ui.explore import error_box, md
 from ui.registry import WORDS, number, reasons, when
@@ -174,15 +182,12 @@ def quality_frame(report: MonitoringReport) -> pd.DataFrame:
 def review_panel(report: MonitoringReport | None, version_id: int, label: str, model: str, user: UserRecord) -> None:
     """Open a review of the monitored version (with the report's findings); the open reviews, with Close."""
     reviews = cached_reviews(model)
-    already = next((r for r in reviews if r.version_id == version_id and r.status == "open"), None)
-    blocked = why_not(user, Action.review_open) or (
-        f"Review {already.id} of {label} is already open." if already else None
-    )
+    blocked = review_blockers(get_store(), user, version_id)
     with st.form(f"open_review_{version_id}"):
         reason = st.text_area("Reason", disabled=bool(blocked), placeholder="What needs a look, and why")
         submitted = st.form_submit_button(f"Open a review of {label}", icon=":material/rate_review:",
                                           disabled=bool(blocked))  # fmt: skip
-        reasons([blocked] if blocked else [])
+        reasons(blocked)
     if submitted:
         try:
             open_review(get_store(), version_id, reason, report.findings() if report else None, actor=user)

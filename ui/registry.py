@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, UserRecord
+from tracking.governance import Action, UserRecord, why_not
 from tracking.ml import Assessment
 from tracking.production import ModelCard, card_html, card_markdown, model_card
 from tracking.registry import (
@@ -32,11 +31,13 @@ from tracking.registry import (
     list_models,
     list_requests,
     list_versions,
+    register_blockers,
     register_version,
     reject_promotion,
+    withdraw_blockers,
     withdraw_promotion,
 )
-from tracking.store import ArtifactRecord, RunRecord
+from tracking.store import RunRecord
 from ui.data import get_store, marker
 from ui.explore import error_box, md
 
@@ -214,18 +215,9 @@ def reasons(lines: list[str], where: Any = st) -> None:
 # -- the run page's Register panel --------------------------------------------------------------------
 
 
-def register_panel(run: RunRecord, artifacts: list[ArtifactRecord], user: UserRecord) -> None:
+def register_panel(run: RunRecord, user: UserRecord) -> None:
     """Register the run's model as a new version, and list the versions registered from it."""
-    has_model = any(a.kind == "model" and a.name == "model" for a in artifacts)
-    blocked = (
-        f"Your role ({user.role_label}) cannot register models; data scientists, engineers and admins can."
-        if not user.may(Action.version_register)
-        else f"This run is {run.status}; only a complete run's model can be registered."
-        if run.status != "complete"
-        else "This run saved no model artifact, so there is nothing to register."
-        if not has_model
-        else None
-    )
+    blocked = register_blockers(get_store(), user, run.id)
     st.subheader("Register model")
     names = [m.name for m in cached_models()]
     choice = st.selectbox(
@@ -245,7 +237,7 @@ def register_panel(run: RunRecord, artifacts: list[ArtifactRecord], user: UserRe
                          icon=":material/open_in_new:")  # fmt: skip
         except tracking.TrackingError as err:
             error_box(err)
-    reasons([blocked] if blocked else [])
+    reasons(blocked)
     registered = cached_versions(run_id=run.id)
     st.subheader("Versions registered from this run")
     if not registered:
@@ -414,9 +406,9 @@ def decision_panel(request: RequestRecord, user: UserRecord) -> None:
         st.caption(f"The request is {request.status}; there is nothing left to decide.")
         return
     store = get_store()
-    approve_blocked = decision_blockers(store, request, user)
-    reject_blocked = decision_blockers(store, replace(request, gates=[]), user)  # a failed gate does not stop a reject
-    overriding = bool(request.failed_gates) and user.may(Action.promotion_override)
+    approve_blocked = decision_blockers(request, user)
+    reject_blocked = decision_blockers(request, user, verdict="reject")
+    overriding = bool(request.failed_gates) and not why_not(user, Action.promotion_override)
     with st.form(f"decide_{request.id}"):
         comment = st.text_area("Comment (required)", disabled=bool(reject_blocked),
                                help="Kept with the decision in the audit trail.")  # fmt: skip
@@ -441,8 +433,9 @@ def decision_panel(request: RequestRecord, user: UserRecord) -> None:
             st.rerun()
         except tracking.TrackingError as err:
             error_box(err)
-    may_withdraw = user.name == request.requested_by or user.may(Action.promotion_override)
-    if may_withdraw and st.button("Withdraw", icon=":material/undo:", help="Take the request back; nobody decides it."):
+    if not withdraw_blockers(request, user) and st.button(
+        "Withdraw", icon=":material/undo:", help="Take the request back; nobody decides it."
+    ):
         try:
             withdraw_promotion(store, request.id, actor=user)
             st.rerun()

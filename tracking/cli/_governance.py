@@ -25,7 +25,6 @@ from tracking.registry import effective_policy, find_version, set_policy
 
 def cli_actor(store: Any) -> Any:
     """The account named by TRACKING_USER, authenticated; None when no name is set."""
-
     name = setting("TRACKING_USER")
     if not name:
         return None
@@ -125,7 +124,6 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def cmd_users(args: argparse.Namespace, store: Any, print_table: Any) -> int:
-
     command = args.users_command
     if command == "list":
         rows = [{"name": u.name, "role": u.role, "disabled": u.disabled, "created_at": u.created_at.isoformat()}
@@ -160,7 +158,6 @@ def _when(text: str | None) -> datetime | None:
 
 
 def cmd_audit(args: argparse.Namespace, store: Any, print_table: Any) -> int:
-
     if args.audit_command == "verify":
         report = verify_chain(store)
         if report.ok:
@@ -185,7 +182,6 @@ def cmd_audit(args: argparse.Namespace, store: Any, print_table: Any) -> int:
 
 
 def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
-
     command = args.registry_command
     if command == "list":
         print_table([{"model": m.name, "versions": m.n_versions, "production": m.production_version,
@@ -240,7 +236,6 @@ def _print_gates(gates: list[dict[str, Any]]) -> None:
 
 
 def _policy(args: argparse.Namespace, store: Any) -> int:
-
     if args.file and args.reset:
         raise ValidationError("Give either --file or --reset, not both.")
     if args.file or args.reset:
@@ -252,7 +247,6 @@ def _policy(args: argparse.Namespace, store: Any) -> int:
 
 
 def _card(args: argparse.Namespace, store: Any) -> int:
-
     card = model_card(store, find_version(store, args.model, args.version).id)
     text = card_markdown(card) if args.format == "markdown" else card_html(card)
     if args.output:

@@ -65,7 +65,6 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> Any:
-
     return open_store(getattr(args, "store", None))
 
 
@@ -74,7 +73,6 @@ def _number(value: Any) -> str:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-
     store = _open(args)
     params = parse_assignments(args.set_params)
     result = retrain(store, args.model, params=params, actor=cli_actor(store))
@@ -102,7 +100,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-
     store = _open(args)
     attempt = reproduce_run(store, args.run, tolerance=args.tolerance, actor=cli_actor(store))
     if attempt.outcome == "failed":

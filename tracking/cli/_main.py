@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -140,12 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-
     return open_store(getattr(args, "store", None))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-
     store = _store(args)
     spec = SweepSpec(
         model=args.model,
@@ -178,7 +177,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
     """Print a progress bar until the sweep settles or the workers started here have all exited;
     Ctrl-C asks the workers to stop."""
-
     tty = sys.stderr.isatty()
     last = None
     try:
@@ -223,7 +221,6 @@ def _progress_line(sweep: Any) -> str:
 
 
 def _print_best(store: Any, sweep: Any) -> None:
-
     print(f"sweep {sweep.id} {sweep.status}: {sweep.finished}/{sweep.n_trials} trials finished")
     metrics = [m["key"] for m in sweep.config["metrics"]]
     if sweep.best_run_id is not None:
@@ -240,8 +237,6 @@ def _print_best(store: Any, sweep: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     store = _store(args)
     ran = run_worker(store, args.sweep, max_trials=args.trials)
@@ -250,7 +245,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-
     store = _store(args)
     actor = cli_actor(store)
     sweep = reopen_sweep(store, args.sweep, add_trials=args.add_trials, actor=actor)
@@ -260,7 +254,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-
     store = _store(args)
     cancel_sweep(store, args.sweep, actor=cli_actor(store))
     print(f"sweep {args.sweep}: cancel requested; workers stop after their current trial")
@@ -268,7 +261,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_sweeps(args: argparse.Namespace) -> int:
-
     sweeps = list_sweeps(_store(args))
     rows = [
         {
@@ -287,7 +279,6 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-
     store = _store(args)
     fail_stale_runs(store)
     runs = list_runs(store, sweep_id=args.sweep, experiment=args.experiment, filter=args.filter, limit=args.limit)
@@ -314,7 +305,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-
     store = _store(args)
     run = get_run(store, args.run)
     artifacts = [
@@ -356,7 +346,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-
     for name, family in FAMILIES.items():
         print(f"{name}  ({', '.join(family.tasks)})")
         for param, entry in family.space.items():

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,6 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def _open_store(args: argparse.Namespace) -> Any:
-
     return open_store(getattr(args, "store", None))
 
 
@@ -162,7 +162,6 @@ def _label(text: str) -> Any:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     """`feedback`: attach the labels of a CSV file to their logged requests; 1 when some could not be attached."""
-
     store = _open_store(args)
     require(store, cli_actor(store), Action.feedback_import)
     found = read_feedback(args.file)
@@ -183,8 +182,6 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """`monitor`: the monitoring report of the production version; 1 when an alert is raised."""
-    from datetime import timedelta
-
     since = utcnow() - timedelta(hours=args.hours) if args.hours else None
     report = monitor(_open_store(args), args.model, since=since)
     if args.format == "json":

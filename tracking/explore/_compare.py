@@ -259,7 +259,6 @@ def sweep_objectives(store: Store, runs: Iterable[RunRecord]) -> dict[str, str]:
 
 def guess_direction(key: str) -> str | None:
     """A metric's direction from the built-in rules, then its name; None when neither says."""
-
     known = metric_direction(key, "classification") or metric_direction(key, "regression")
     if known:
         return known

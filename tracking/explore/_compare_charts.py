@@ -13,6 +13,8 @@ from typing import Any
 
 from tracking.explore._compare import CompareView, Comparison, Delta, _is_number, champion_challenger
 
+# Plotly is imported inside the functions that use it: `import tracking` stays light.
+
 BEST_COLOUR = "#1a9850"
 WORSE_COLOUR = "#d73027"
 PLAIN_COLOUR = "#4c78a8"
@@ -157,7 +159,6 @@ def _plain(value: Any) -> Any:
 
 def view_figures(comparison: Comparison, view: CompareView, points: dict[int, list] | None) -> dict[str, Any]:
     """The figures a view asks for (those it has the fields for), by name, in page order."""
-
     figures: dict[str, Any] = {}
     if view.history and points is not None:
         figures["history"] = history_figure(comparison, points, view.history)

@@ -42,6 +42,8 @@ from tracking.explore._compare_charts import view_figures
 from tracking.governance import Action, UserRecord, authorize, record
 from tracking.store import Report, Store, bump_change_counter, iso, utcnow
 
+# Plotly is imported inside the functions that use it: `import tracking` stays light.
+
 MAX_TITLE = 200
 MAX_NOTES = 50_000
 CHART_TITLES = {
@@ -205,7 +207,6 @@ def report_html(
     Raises:
         ValidationError: no runs, or more than `MAX_COMPARE`.
     """
-
     comparison = compare_runs(store, view.runs)
     view = complete_view(comparison, view, history_keys(store, comparison.ids))
     points = histories(store, comparison.ids, view.history) if view.history else None

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from tracking.store import Run, Store, SweepRecord, Worker, utcnow
 from tracking.sweeps import get_sweep, optuna_storage
 
+# Optuna and Plotly are imported inside the functions that use them: `import tracking` stays light.
+
 
 def load_study(store: Store, sweep: SweepRecord) -> Any:
     """The sweep's Optuna study (read-only use)."""

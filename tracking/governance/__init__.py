@@ -24,6 +24,7 @@ from tracking.governance._access import (
     set_role,
     sign_in,
     sign_out,
+    why_not,
 )
 from tracking.governance._audit import (
     AuditRecord,
@@ -60,4 +61,5 @@ __all__ = [
     "sign_in",
     "sign_out",
     "verify_chain",
+    "why_not",
 ]

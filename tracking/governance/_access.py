@@ -14,13 +14,16 @@ import getpass
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
 from tracking._settings import number_setting, setting
@@ -34,6 +37,9 @@ ROLE_LABELS = {
     Role.product_owner: "product owner",
     Role.admin: "admin",
 }
+
+
+_PLURALS = {role: f"{label}s" for role, label in ROLE_LABELS.items()}
 
 
 class Action(StrEnum):
@@ -142,8 +148,6 @@ def hash_password(password: str) -> str:
 
 
 def _verify(stored: str | None, password: str) -> bool:
-    from argon2.exceptions import InvalidHashError, VerificationError
-
     hasher = _hasher()
     try:
         # An unknown account still pays for one hash, so timing does not tell which names exist.
@@ -186,7 +190,7 @@ def authorize(conn: Any, actor: UserRecord | None, action: Action) -> str:
 
     Raises:
         PermissionDenied: nobody is signed in on a store with accounts, the account is disabled, or its
-            role does not allow the action.
+            role does not allow the action (the sentence `why_not` gives).
     """
     if actor is None:
         if conn.execute(select(User.id).limit(1)).first() is not None:
@@ -196,19 +200,32 @@ def authorize(conn: Any, actor: UserRecord | None, action: Action) -> str:
             )
         return local_actor()
     row = conn.execute(select(User.role, User.disabled).where(User.id == actor.id)).first()
-    if row is None or row.disabled:
-        raise PermissionDenied(f"The account {actor.name!r} is disabled, so it cannot {DESCRIPTIONS[action]}.")
-    role = Role(row.role)
-    if role not in PERMISSIONS[action]:
-        allowed = " or ".join(ROLE_LABELS[r] for r in Role if r in PERMISSIONS[action])
-        raise PermissionDenied(
-            f"{actor.name} is {_a(ROLE_LABELS[role])} and may not {DESCRIPTIONS[action]}; that takes the role {allowed}."
-        )
+    current = replace(actor, role=str(row.role), disabled=bool(row.disabled)) if row is not None else None
+    refusal = why_not(current, action) if current is not None else _disabled(actor.name, action)
+    if refusal:
+        raise PermissionDenied(refusal)
     return actor.name
 
 
-def _a(label: str) -> str:
-    return f"an {label}" if label[0] in "aeiou" else f"a {label}"
+def why_not(actor: UserRecord | None, action: Action) -> str | None:
+    """Why `actor` may not take `action` (the sentence a page shows on a disabled button and the library
+    raises), or None when the account's role allows it. Built from `PERMISSIONS` and `DESCRIPTIONS`.
+
+    The store re-checks the current role inside every change (`authorize`); this asks the record in hand.
+    """
+    if actor is None:
+        return f"Sign in to {DESCRIPTIONS[action]}."
+    if actor.disabled:
+        return _disabled(actor.name, action)
+    if Role(actor.role) in PERMISSIONS[action]:
+        return None
+    allowed = [_PLURALS[role] for role in Role if role in PERMISSIONS[action]]
+    who = f"only {allowed[0]}" if len(allowed) == 1 else ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
+    return f"Your role ({ROLE_LABELS[Role(actor.role)]}) may not {DESCRIPTIONS[action]}; {who} can."
+
+
+def _disabled(name: str, action: Action) -> str:
+    return f"The account {name!r} is disabled, so it cannot {DESCRIPTIONS[action]}."
 
 
 def require(store: Store, actor: UserRecord | None, action: Action) -> str:
@@ -402,10 +419,7 @@ def _count_failure(store: Store, name: str) -> None:
 
 
 def _upsert(store: Store, conn: Any, name: str) -> Any:
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = postgresql_insert if store.dialect == "postgresql" else sqlite_insert
     statement = dialect_insert(SignInFailure).values(name=name, failures=1, locked_until=None)
     return statement.on_conflict_do_update(
         index_elements=[SignInFailure.name], set_={"failures": SignInFailure.failures + 1}

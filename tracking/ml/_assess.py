@@ -19,6 +19,8 @@ from tracking.ml._families import CLASSIFICATION
 from tracking.ml._objective import split, task_metrics
 from tracking.runs import TaskData
 
+# NumPy is imported inside the functions that use it: `import tracking` stays light.
+
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
 _BLOCK = 500  # resamples computed at once, so memory stays at block x rows floats

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# scikit-learn is imported inside the functions that use it: `import tracking` stays light.
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 

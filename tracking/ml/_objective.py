@@ -18,6 +18,8 @@ from typing import Any
 from tracking.ml._families import CLASSIFICATION, Family, make_pipeline
 from tracking.runs import TaskData, dump_model
 
+# NumPy and scikit-learn are imported inside the functions that use them: `import tracking` stays light.
+
 # metric -> "maximize" | "minimize"
 CLASSIFICATION_METRICS = {
     "accuracy": "maximize",

@@ -15,7 +15,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tracking._errors import ValidationError
+
+# Optuna and NumPy are imported inside the functions that use them: `import tracking` stays light.
 
 TYPES = ("int", "float", "categorical")
 _KEYS = {"type", "low", "high", "log", "step", "choices"}
@@ -95,8 +99,6 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
     Raises:
         ValidationError: the file is missing, unreadable or not a YAML/JSON mapping.
     """
-    import yaml
-
     file = Path(path).expanduser()
     if not file.is_file():
         raise ValidationError(f"The search-space file {str(file)!r} does not exist.")

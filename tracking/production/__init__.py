@@ -17,11 +17,11 @@ from tracking.production._lifecycle import (
     ReproductionRecord,
     describe_changes,
     list_reproductions,
+    reproduce_blockers,
     reproduce_run,
     retrain,
     short_code,
     short_sha,
-    why_not_reproducible,
 )
 from tracking.production._model_card import (
     ModelCard,
@@ -40,6 +40,7 @@ from tracking.production._reviews import (
     close_review,
     list_reviews,
     open_review,
+    review_blockers,
 )
 
 __all__ = [
@@ -63,11 +64,12 @@ __all__ = [
     "open_review",
     "recent_inferences",
     "record_labels",
+    "reproduce_blockers",
     "reproduce_run",
     "retrain",
+    "review_blockers",
     "serving_series",
     "short_code",
     "short_sha",
-    "why_not_reproducible",
     "write_batch",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from tracking._errors import NotFoundError, TrackingError, ValidationError
-from tracking.governance import Action, UserRecord, authorize, record, require
+from tracking.governance import Action, UserRecord, authorize, record, require, why_not
 from tracking.ml import COST_METRICS, FAMILIES, task_metrics, train_and_score
 from tracking.registry import VersionRecord, get_model, production_version, rebuild_dataset, register_version
 from tracking.runs import (
@@ -137,14 +137,21 @@ def _record(row: Reproduction) -> ReproductionRecord:
     )  # fmt: skip
 
 
-def why_not_reproducible(store: Store, run_id: int) -> str | None:
-    """Why `reproduce_run` would refuse this run (one sentence), or None when it can be reproduced."""
-
+def reproduce_blockers(store: Store, actor: UserRecord | None, run: RunRecord) -> list[str]:
+    """Why `actor` cannot reproduce this run now (empty: they can): the sentences `reproduce_run` raises."""
+    if role := why_not(actor, Action.run_reproduce):
+        return [role]
+    if run.status != RunStatus.complete.value:
+        return [_incomplete(run)]
     try:
-        _recipe(store, get_run(store, run_id), "reproduce")
+        _recipe(store, run, "reproduce")
     except TrackingError as err:
-        return str(err)
-    return None
+        return [str(err)]
+    return []
+
+
+def _incomplete(run: RunRecord) -> str:
+    return f"Run {run.id} is {run.status}; only a complete run can be reproduced."
 
 
 def _recipe(store: Store, run: RunRecord, verb: str) -> _Recipe:
@@ -322,7 +329,7 @@ def reproduce_run(
         raise ValidationError(f"The tolerance must be a number of at least 0, not {tolerance!r}.")
     run = get_run(store, run_id)
     if run.status != RunStatus.complete.value:
-        raise ValidationError(f"Run {run_id} is {run.status}; only a complete run can be reproduced.")
+        raise ValidationError(_incomplete(run))
     recipe = _recipe(store, run, "reproduce")
     if not compare_metrics(run.metrics, {}, tolerance):
         raise ValidationError(f"Run {run_id} recorded no cv_* or test_* metrics to compare a reproduction with.")
@@ -455,7 +462,6 @@ def retrain(
             model, or an unknown parameter.
         PermissionDenied: the actor may not retrain models (or register versions).
     """
-
     who = require(store, actor, Action.model_retrain)
     get_model(store, model)
     production = production_version(store, model)

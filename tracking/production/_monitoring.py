@@ -61,6 +61,8 @@ from tracking.registry import (
 from tracking.runs import get_run
 from tracking.store import InferenceEvent, ModelVersion, RegisteredModel, Stage, Store
 
+# pandas, NumPy, SciPy and scikit-learn are imported inside the functions that use them: `import tracking` stays light.
+
 BINS = 10  # quantile bins of a numeric feature's training values
 SIGNIFICANT = 6  # digits at which two numbers are the same value when drift is measured
 EPSILON = 1e-4  # the share given to an empty bin, so PSI stays finite
@@ -301,7 +303,6 @@ _MAX_REFERENCES = 16
 
 def _reference(store: Store, version: VersionRecord) -> _Reference:
     """The training side of every comparison, computed once per model file and dataset version."""
-
     run = get_run(store, version.run_id)
     if not run.dataset:
         raise ValidationError(f"the run behind {version.label} recorded no dataset version to compare with.")

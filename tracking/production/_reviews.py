@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from tracking._errors import NotFoundError, ValidationError, checked_text
-from tracking.governance import Action, UserRecord, authorize, record
+from tracking.governance import Action, UserRecord, authorize, record, why_not
 from tracking.store import ModelVersion, RegisteredModel, Review, Store, bump_change_counter, utcnow
 
 REVIEW_STATUSES = ("open", "closed")
@@ -118,7 +118,7 @@ def open_review(
             select(Review.id).where(Review.version_id == version_id, Review.status == "open")
         ).scalar()
         if already is not None:
-            raise ValidationError(f"{label} already has an open review ({already}); close it before opening another.")
+            raise ValidationError(_already_open(label, already))
         review_id = conn.execute(
             insert(Review).values(version_id=version_id, opened_by=who, reason=reason, findings=findings,
                                   status="open", created_at=utcnow()).returning(Review.id)
@@ -127,6 +127,18 @@ def open_review(
                {"model": version.name, "version": version.version, "reason": reason, "findings": findings})  # fmt: skip
         bump_change_counter(conn)
     return get_review(store, review_id)
+
+
+def review_blockers(store: Store, actor: UserRecord | None, version_id: int) -> list[str]:
+    """Why `actor` cannot open a review of this version now (empty: they can), as `open_review` says."""
+    if role := why_not(actor, Action.review_open):
+        return [role]
+    already = list_reviews(store, version_id=version_id, status="open")
+    return [_already_open(already[0].label, already[0].id)] if already else []
+
+
+def _already_open(label: str, review_id: int) -> str:
+    return f"{label} already has an open review ({review_id}); close it before opening another."
 
 
 def close_review(store: Store, review_id: int, comment: str, actor: UserRecord | None = None) -> ReviewRecord:

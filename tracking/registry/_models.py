@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import func, insert, select, update
 
-from tracking._errors import NotFoundError, TrackingError, ValidationError, checked_text
-from tracking.governance import Action, UserRecord, authorize, record, require
+from tracking._errors import NotFoundError, PermissionDenied, TrackingError, ValidationError, checked_text
+from tracking.governance import Action, UserRecord, authorize, record, require, why_not
 from tracking.ml import assess
 from tracking.registry._policy import default_policy, validate_policy
 from tracking.runs import BUILTIN_TASKS, find_artifact, load_model_file, load_task, read_verified
 from tracking.store import (
+    ArtifactRecord,
     DatasetVersion,
     ModelVersion,
     RegisteredModel,
@@ -34,6 +35,7 @@ from tracking.store import (
 )
 
 MAX_NAME = 100
+ONLY_ADMIN_TAKES_DOWN = "Only an admin takes the production version out of production."
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,6 @@ def rebuild_dataset(store: Store, dataset_version_id: int | None) -> Any:
     Raises:
         ValidationError: no dataset recorded, or the data can no longer be loaded or changed since.
     """
-
     if dataset_version_id is None:
         raise ValidationError("The run recorded no dataset version, so its held-out data cannot be rebuilt.")
     with store.session_scope() as session:
@@ -220,13 +221,11 @@ def rebuild_dataset(store: Store, dataset_version_id: int | None) -> Any:
 
 def load_version_model(store: Store, version: VersionRecord) -> Any:
     """A version's model, loaded only after its file's sha256 verifies. Raises IntegrityError."""
-
     return load_model_file(store, version.artifact_sha256, version.label)
 
 
 def evaluate_alone(store: Store, run_id: int, sha256: str) -> dict[str, Any]:
     """Held-out scores and the per-group table of a registered model (kept for its model card)."""
-
     with store.session_scope() as session:
         run = session.get(Run, run_id)
         dataset_id, seed = run.dataset_version_id, run.seed or 0
@@ -256,22 +255,14 @@ def register_version(
         IntegrityError: the model file no longer matches its sha256.
         PermissionDenied: the actor may not register versions.
     """
-
     require(store, actor, Action.version_register)
     name = (model or "").strip()
     if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
         raise ValidationError(f"A registered model needs a name of 1 to {MAX_NAME} printable characters.")
     description = checked_text(description, "description")
-    with store.session_scope() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"There is no run {run_id}.")
-        status = run.status
-    if status != RunStatus.complete:
-        raise ValidationError(f"Run {run_id} is {status}; only a complete run's model can be registered.")
-    found = find_artifact(store, run_id, artifact)
-    if found is None or found.kind != "model":
-        raise ValidationError(f"Run {run_id} has no model artifact named {artifact!r} to register.")
+    found, problem = _registrable(store, run_id, artifact)
+    if problem or found is None:
+        raise ValidationError(problem)
     read_verified(store, found.sha256)
     evaluation = evaluate_alone(store, run_id, found.sha256)
     try:
@@ -280,6 +271,32 @@ def register_version(
         # Another registration created the model (or took the number) first on PostgreSQL: go again.
         version_id = _insert_version(store, actor, name, run_id, found.sha256, description, evaluation)
     return get_version(store, version_id)
+
+
+def register_blockers(store: Store, actor: UserRecord | None, run_id: int, artifact: str = "model") -> list[str]:
+    """Why `actor` cannot register this run's model now (empty: they can), the sentences `register_version`
+    raises.
+
+    Raises:
+        NotFoundError: no such run.
+    """
+    _found, problem = _registrable(store, run_id, artifact)
+    return [reason for reason in (why_not(actor, Action.version_register), problem) if reason]
+
+
+def _registrable(store: Store, run_id: int, artifact: str) -> tuple[ArtifactRecord | None, str | None]:
+    """The run's model artifact, or the sentence saying why there is none to register."""
+    with store.session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"There is no run {run_id}.")
+        status = run.status
+    if status != RunStatus.complete:
+        return None, f"Run {run_id} is {status}; only a complete run's model can be registered."
+    found = find_artifact(store, run_id, artifact)
+    if found is None or found.kind != "model":
+        return None, f"Run {run_id} saved no model artifact named {artifact!r}, so there is nothing to register."
+    return found, None
 
 
 def _insert_version(
@@ -337,8 +354,8 @@ def set_stage(store: Store, version_id: int, stage: str, actor: UserRecord | Non
         if row is None:
             raise NotFoundError(f"There is no model version {version_id}.")
         before = str(row.stage)
-        if row.stage == Stage.production:
-            authorize(session, actor, Action.promotion_override)
+        if row.stage == Stage.production and why_not(actor, Action.promotion_override):
+            raise PermissionDenied(ONLY_ADMIN_TAKES_DOWN)  # `actor`'s role was just re-read by `authorize`
         if before == wanted.value:
             return get_version(store, version_id)
         session.execute(
@@ -347,6 +364,16 @@ def set_stage(store: Store, version_id: int, stage: str, actor: UserRecord | Non
         record(session, who, "version.stage", "model_version", version_id, {"stage": before}, {"stage": wanted.value})
         bump_change_counter(session)
     return get_version(store, version_id)
+
+
+def stage_blockers(actor: UserRecord | None, version: VersionRecord) -> list[str]:
+    """Why `actor` cannot move this version to staging or archive it now (empty: they can)."""
+    role = why_not(actor, Action.version_stage)
+    if role:
+        return [role]
+    if version.stage == Stage.production and why_not(actor, Action.promotion_override):
+        return [ONLY_ADMIN_TAKES_DOWN]
+    return []
 
 
 def update_version_text(
@@ -395,7 +422,6 @@ def model_task_type(store: Store, model: str) -> tuple[str, bool]:
 
 def effective_policy(store: Store, model: str) -> dict[str, Any]:
     """The registered model's policy, or the default policy of its task when none was set."""
-
     stored = get_model(store, model).policy
     task_type, sensitive = model_task_type(store, model)
     return validate_policy(stored, task_type) if stored is not None else default_policy(task_type, sensitive)
@@ -408,7 +434,6 @@ def set_policy(store: Store, model: str, policy: dict[str, Any] | None, actor: U
         ValidationError: the policy is malformed (one sentence naming the problem).
         PermissionDenied: the actor is not an admin.
     """
-
     task_type, _ = model_task_type(store, model)
     normalized = validate_policy(policy, task_type) if policy is not None else None
     with store.session_scope(write=True) as session:

@@ -35,6 +35,15 @@ from tracking.ml import (
 from tracking.registry._gates import GATES, MAIN_METRIC, GateInputs, GateResult, check_integrity, describe_integrity
 
 MONITORING = "monitoring"  # the policy key of the monitoring thresholds
+POLICY_FORMAT = (  # the format in a paragraph, for people writing a policy
+    "Every gate is optional: `min_metrics` / `max_metrics` map recorded run metrics (e.g. `test_f1_macro`) to "
+    "a bound; `regression` has `metric`, `tolerance`, `bootstrap` (resamples) and `confidence`; `fairness` "
+    "has `metric` and `max_gap`. `{}` keeps only the integrity checks. `monitoring` is not a gate but the "
+    "thresholds of the alerts on the version in production: `psi` (drift when the population stability index "
+    "reaches it, e.g. 0.2), `ks_pvalue` and `chi2_pvalue` (and the test's p-value falls below it, e.g. 0.01), "
+    "`min_rows` (logged rows needed before anything is judged, e.g. 50) and `quality` (a metric on requests "
+    "whose labels came back, mapped to its bound, e.g. `{accuracy: 0.75}`); each is optional."
+)
 MONITORING_DEFAULTS: dict[str, Any] = {
     "psi": 0.2,
     "ks_pvalue": 0.01,

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from tracking._errors import NotFoundError, PermissionDenied, TrackingError, ValidationError, checked_text
-from tracking.governance import PERMISSIONS, Action, UserRecord, authorize, record, require
+from tracking.governance import Action, UserRecord, authorize, record, require, why_not
 from tracking.ml import Assessment, assess
 from tracking.registry._gates import GateInputs
 from tracking.registry._models import (
@@ -37,7 +37,6 @@ from tracking.store import (
     PromotionRequest,
     RegisteredModel,
     RequestStatus,
-    Role,
     Run,
     Stage,
     Store,
@@ -138,7 +137,6 @@ def evaluate(store: Store, candidate: VersionRecord) -> tuple[dict[str, Any], li
     Returns:
         (the policy used, the gate results, the evaluation: held-out comparison, per-group table, what changed).
     """
-
     policy = effective_policy(store, candidate.model)
     baseline = production_version(store, candidate.model)
     if baseline is not None and baseline.id == candidate.id:
@@ -188,7 +186,6 @@ def evaluate(store: Store, candidate: VersionRecord) -> tuple[dict[str, Any], li
 
 
 def _dataset_ref(store: Store, dataset_id: int | None) -> dict[str, Any] | None:
-
     if dataset_id is None:
         return None
     with store.session_scope() as session:
@@ -230,7 +227,7 @@ def request_promotion(
     justification = checked_text(justification, "justification", kept_with="the decision")
     candidate = get_version(store, version_id)
     if candidate.stage == Stage.production:
-        raise ValidationError(f"{candidate.label} is already in production.")
+        raise ValidationError(_in_production(candidate.label))
     policy, gates, evaluation = evaluate(store, candidate)
     baseline = evaluation["baseline"]
     with store.session_scope(write=True) as session:
@@ -242,7 +239,7 @@ def request_promotion(
             )
         ).scalar()
         if pending is not None:
-            raise ValidationError(f"{candidate.label} already has a pending request ({pending}); withdraw it first.")
+            raise ValidationError(_already_pending(candidate.label, pending))
         current = _production_id(session, candidate.model_id)
         if current != (baseline["id"] if baseline else None):
             raise ValidationError("The production version changed while the gates were evaluated; request again.")
@@ -314,12 +311,8 @@ def approve_promotion(
         _check_decidable(request, who)
         action = "promotion.approve"
         if any(not gate["passed"] for gate in request.gates):
-            failed = ", ".join(gate["label"] for gate in request.gates if not gate["passed"])
             if override_justification is None or not override_justification.strip():
-                raise PermissionDenied(
-                    f"A gate failed ({failed}), so this request can only be approved by an admin overriding it "
-                    "with a written justification."
-                )
+                raise PermissionDenied(_gate_failed([gate["label"] for gate in request.gates if not gate["passed"]]))
             authorize(session, actor, Action.promotion_override)
             override_justification = checked_text(
                 override_justification, "override justification", kept_with="the decision"
@@ -372,9 +365,9 @@ def approve_promotion(
 
 def _check_decidable(request: PromotionRequest, who: str) -> None:
     if request.status != RequestStatus.pending:
-        raise ValidationError(f"Request {request.id} is {request.status}, not pending; there is nothing to decide.")
+        raise ValidationError(_not_pending(request.id, request.status, "there is nothing to decide"))
     if request.requested_by == who:
-        raise PermissionDenied("Nobody can decide on their own promotion request; another person must review it.")
+        raise PermissionDenied(OWN_REQUEST)
 
 
 def _mark_stale(session: Any, who: str, request: PromotionRequest, why: str) -> None:
@@ -409,9 +402,12 @@ def withdraw_promotion(store: Store, request_id: int, actor: UserRecord | None =
         if actor is not None and actor.name == request.requested_by:
             who = authorize(session, actor, Action.promotion_request)
         else:
-            who = authorize(session, actor, Action.promotion_override)
+            try:
+                who = authorize(session, actor, Action.promotion_override)
+            except PermissionDenied:
+                raise PermissionDenied(ONLY_REQUESTER_OR_ADMIN) from None
         if request.status != RequestStatus.pending:
-            raise ValidationError(f"Request {request_id} is {request.status}, not pending; it cannot be withdrawn.")
+            raise ValidationError(_not_pending(request_id, request.status, "it cannot be withdrawn"))
         session.execute(
             update(PromotionRequest).where(PromotionRequest.id == request_id)
             .values(status=RequestStatus.withdrawn, decided_by=who, decided_at=utcnow())
@@ -422,19 +418,63 @@ def withdraw_promotion(store: Store, request_id: int, actor: UserRecord | None =
     return get_request(store, request_id)
 
 
-def decision_blockers(store: Store, request: RequestRecord, actor: UserRecord | None) -> list[str]:
-    """Why `actor` cannot approve this request right now (empty: they can), for disabled buttons."""
+def decision_blockers(request: RequestRecord, actor: UserRecord | None, verdict: str = "approve") -> list[str]:
+    """Why `actor` cannot approve (or, with `verdict="reject"`, reject) this request now; empty: they can.
 
+    The sentences are the ones `approve_promotion` and `reject_promotion` raise. A failed gate stops an
+    approval (unless an admin overrides it), never a rejection.
+    """
     reasons = []
     if request.status != RequestStatus.pending:
-        reasons.append(f"The request is {request.status}.")
-    if actor is None:
-        reasons.append("Sign in to decide on promotion requests.")
-        return reasons
-    if not actor.may(Action.promotion_decide):
-        reasons.append(f"Your role ({actor.role_label}) cannot approve or reject; product owners and admins can.")
-    if actor.name == request.requested_by:
-        reasons.append("You made this request; another person must review it.")
-    if request.failed_gates and Role(actor.role) not in PERMISSIONS[Action.promotion_override]:
-        reasons.append("A gate failed; only an admin can approve it, with a written override justification.")
+        reasons.append(_not_pending(request.id, request.status, "there is nothing to decide"))
+    if role := why_not(actor, Action.promotion_decide):
+        reasons.append(role)
+    if actor is not None and actor.name == request.requested_by:
+        reasons.append(OWN_REQUEST)
+    if verdict == "approve" and request.failed_gates and why_not(actor, Action.promotion_override):
+        reasons.append(_gate_failed([gate["label"] for gate in request.failed_gates]))
     return reasons
+
+
+def withdraw_blockers(request: RequestRecord, actor: UserRecord | None) -> list[str]:
+    """Why `actor` cannot withdraw this request now (empty: they can): only its requester or an admin can."""
+    reasons = []
+    if request.status != RequestStatus.pending:
+        reasons.append(_not_pending(request.id, request.status, "it cannot be withdrawn"))
+    own = actor is not None and actor.name == request.requested_by
+    if role := why_not(actor, Action.promotion_request if own else Action.promotion_override):
+        reasons.append(role if own else ONLY_REQUESTER_OR_ADMIN)
+    return reasons
+
+
+def request_blockers(store: Store, actor: UserRecord | None, version: VersionRecord) -> list[str]:
+    """Why `actor` cannot request this version's promotion now (empty: they can), as `request_promotion` says."""
+    if role := why_not(actor, Action.promotion_request):
+        return [role]
+    if version.stage == Stage.production:
+        return [_in_production(version.label)]
+    pending = list_requests(store, status="pending", version_id=version.id)
+    return [_already_pending(version.label, pending[0].id)] if pending else []
+
+
+OWN_REQUEST = "Nobody can decide on their own promotion request; another person must review it."
+ONLY_REQUESTER_OR_ADMIN = "Only the person who made the request, or an admin, can withdraw it."
+
+
+def _not_pending(request_id: int, status: str, consequence: str) -> str:
+    return f"Request {request_id} is {status}, not pending; {consequence}."
+
+
+def _gate_failed(labels: list[str]) -> str:
+    return (
+        f"A gate failed ({', '.join(labels)}), so this request can only be approved by an admin overriding it "
+        "with a written justification."
+    )
+
+
+def _in_production(label: str) -> str:
+    return f"{label} is already in production."
+
+
+def _already_pending(label: str, request_id: int) -> str:
+    return f"{label} already has a pending request ({request_id}); withdraw it first."

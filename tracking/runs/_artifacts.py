@@ -19,6 +19,8 @@ from sqlmodel import select
 from tracking._errors import IntegrityError, NotFoundError, ValidationError
 from tracking.store import Artifact, ArtifactRecord, Store
 
+# skops is imported inside the functions that use it: `import tracking` stays light.
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NAME = 200

@@ -9,6 +9,8 @@ features and carried beside them for fairness checks.
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ from sqlmodel import select
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.store import DatasetRecord, DatasetVersion, Store, bump_change_counter
+
+# scikit-learn and pandas are imported inside the functions that use them: `import tracking` stays light.
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data"  # CSV files shipped inside the package
 MAX_CLASSES = 20  # an integer target with at most this many values is treated as classes
@@ -100,8 +104,6 @@ def _sha(data: bytes) -> str:
 
 
 def _read_csv_frame(path: Path, raw: bytes) -> Any:
-    import io
-
     import pandas as pd
 
     if not raw.strip():
@@ -255,8 +257,6 @@ def save_upload(store: Store, content: bytes, filename: str) -> Path:
     The file lands at `<home>/uploads/<sha256[:16]>/<name>.csv`; the name keeps the user's file name
     (sanitized) because the dataset version is named after it.
     """
-    import re
-
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
     folder = store.artifact_root.parent / "uploads" / _sha(content)[:16]
     folder.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,6 @@ class ActiveRun:
 
         Like the rest of logging, this is the run's own record, not a reviewed change: no role is checked.
         """
-
         with self.store.connect(write=True) as conn:
             insert_note(conn, self.id, body, author or local_actor())
 

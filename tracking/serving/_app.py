@@ -19,6 +19,7 @@ next try, and requests go on.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hmac
 import json
 import logging
@@ -43,6 +44,8 @@ from tracking._errors import NotFoundError, TrackingError, ValidationError
 from tracking.production import InferenceEntry, record_labels, write_batch
 from tracking.registry import VersionRecord, get_model, lineage, load_version_model, production_version
 from tracking.store import Store, utcnow
+
+# NumPy, pandas and uvicorn are imported inside the functions that use them: they load with a server, not an import.
 
 MAX_ROWS = 10_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -605,8 +608,6 @@ def create_app(
 def serve(store: Store, model: str, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           sample_rate: float = 1.0) -> None:  # fmt: skip
     """Serve a registered model's production version with uvicorn until interrupted (raises as `create_app`)."""
-    import copy
-
     import uvicorn
 
     app = create_app(store, model, token=token, sample_rate=sample_rate)

@@ -23,6 +23,8 @@ from tracking._errors import StoreError
 from tracking._settings import store_url, tracking_home
 from tracking.store._tables import StoreState
 
+# Alembic is imported inside the functions that use it: `import tracking` stays light.
+
 VERSION_TABLE = "tracking_alembic_version"  # never Optuna's own `alembic_version`
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_MS = 60_000

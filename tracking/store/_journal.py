@@ -17,6 +17,8 @@ from sqlalchemy import bindparam, func, insert, select
 from tracking.store._db import Store
 from tracking.store._tables import OptunaJournalEntry as Entry
 
+# Optuna is imported inside the functions that use it: `import tracking` stays light.
+
 _READ = (
     select(Entry.log)
     .where(Entry.journal == bindparam("b_journal"), Entry.seq >= bindparam("b_from"))

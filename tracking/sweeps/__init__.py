@@ -13,6 +13,7 @@ from tracking.sweeps._sweeps import (
     list_sweeps,
     optuna_storage,
     reopen_sweep,
+    resume_blockers,
     spec_from_record,
     worker_command,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "objective_code_path",
     "optuna_storage",
     "reopen_sweep",
+    "resume_blockers",
     "run_worker",
     "spec_from_record",
     "worker_command",

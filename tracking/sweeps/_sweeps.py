@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from tracking._errors import NotFoundError, ValidationError
-from tracking.governance import Action, UserRecord, authorize, record, require
+from tracking.governance import Action, UserRecord, authorize, record, require, why_not
 from tracking.ml import COST_METRICS, DEFAULT_METRIC, FAMILIES, metric_direction, parse_space, task_metrics, to_grid
 from tracking.runs import TaskData, get_or_create_experiment, live_workers, load_task, register_dataset
 from tracking.store import (
@@ -41,6 +41,8 @@ from tracking.store import (
     journal_storage,
     utcnow,
 )
+
+# Optuna is imported inside the functions that use it: `import tracking` stays light.
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the `tracking` package: the built-in objective's code
 
@@ -417,6 +419,14 @@ def reopen_sweep(store: Store, sweep_id: int, add_trials: int = 0, actor: UserRe
         )
         bump_change_counter(conn)
     return get_sweep(store, sweep_id)
+
+
+def resume_blockers(actor: UserRecord | None) -> list[str]:
+    """Why `actor` cannot resume a sweep, add trials or run it again (empty: they can): resuming reopens the
+    sweep (`reopen_sweep`) and starts workers (`launch_workers`), so it takes both permissions."""
+    return list(
+        dict.fromkeys(r for r in (why_not(actor, Action.sweep_resume), why_not(actor, Action.sweep_launch)) if r)
+    )
 
 
 def launch_workers(

@@ -35,6 +35,8 @@ from tracking.runs import (
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
 from tracking.sweeps._sweeps import PACKAGE_DIR, PRUNERS, SAMPLERS, _settle, get_sweep, import_objective, optuna_storage
 
+# Optuna is imported inside the functions that use it: `import tracking` stays light.
+
 REPORT_EVERY = 10  # iterative learning curves go to Optuna's pruner every 10th iteration (all are logged)
 
 
