@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking._settings import store_url, tracking_home
+from tracking import store_url, tracking_home
 from tracking.explore import sweep_figures
 
 
