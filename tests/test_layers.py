@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import importlib
 import json
 import shutil
 import subprocess
@@ -50,10 +51,22 @@ def _private_tracking_imports(path: Path) -> list[str]:
     return found
 
 
+DASHBOARD = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+
+
 def test_dashboard_imports_only_public_tracking_names():
-    files = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
-    found = [hit for path in files for hit in _private_tracking_imports(path)]
+    found = [hit for path in DASHBOARD for hit in _private_tracking_imports(path)]
     assert not found, "the dashboard reaches into private modules of tracking:\n" + "\n".join(found)
+
+
+def test_dashboard_imports_only_names_tracking_has():
+    missing = []
+    for path in DASHBOARD:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tracking":
+                module = importlib.import_module(node.module)
+                missing += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]  # fmt: skip
+    assert not missing, "the dashboard imports names tracking does not have:\n" + "\n".join(missing)
 
 
 def test_tracking_modules_import_without_streamlit():

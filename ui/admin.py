@@ -13,9 +13,10 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import DESCRIPTIONS, ROLE_LABELS, Action, AuditRecord, Role, UserRecord, canonical
+from tracking.governance import DESCRIPTIONS, ROLE_LABELS, Action, AuditRecord, UserRecord, canonical
 from tracking.ml import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tracking.registry import MONITORING, normalize_monitoring
+from tracking.store import Role
 
 ROLES = [role.value for role in Role]
 # Groups of audit actions to pick from (`promotion.` matches every action under it); exact ones are typed.
