@@ -17,6 +17,7 @@ from typing import Any
 from tracking._errors import TrackingError
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
+from tracking.cli import _ui as dashboard
 from tracking.cli._governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking.ml import FAMILIES, load_space_file
 from tracking.runs import fail_stale_runs, get_run, list_artifacts, list_datasets, list_runs
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, store)
     serving.add_parsers(sub, store)
     lifecycle.add_parsers(sub, store)
+    dashboard.add_parsers(sub, store)
     return parser
 
 
@@ -389,4 +391,5 @@ COMMANDS = {
     "registry": _governance(cmd_registry),
     **serving.COMMANDS,
     **lifecycle.COMMANDS,
+    **dashboard.COMMANDS,
 }

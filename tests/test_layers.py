@@ -1,0 +1,150 @@
+"""The package's shape: the layer contract, the dashboard's use of public names only, a library that runs
+without Streamlit and imports light, and a wheel that carries everything `pip install .` promises."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+HEAVY = ("streamlit", "pandas", "sklearn", "optuna", "plotly", "fastapi")
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_lint_imports_keeps_every_contract():
+    out = _python(
+        "from importlinter.cli import lint_imports_command; lint_imports_command()", "--no-cache", "--no-logo"
+    )
+    assert out.returncode == 0, f"lint-imports found broken contracts:\n{out.stdout}{out.stderr}"
+
+
+def _private_tracking_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tracking" and any(part.startswith("_") for part in parts[1:]):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    return found
+
+
+DASHBOARD = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+
+
+def test_dashboard_imports_only_public_tracking_names():
+    found = [hit for path in DASHBOARD for hit in _private_tracking_imports(path)]
+    assert not found, "the dashboard reaches into private modules of tracking:\n" + "\n".join(found)
+
+
+def test_dashboard_imports_only_names_tracking_has():
+    missing = []
+    for path in DASHBOARD:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tracking":
+                module = importlib.import_module(node.module)
+                missing += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]  # fmt: skip
+    assert not missing, "the dashboard imports names tracking does not have:\n" + "\n".join(missing)
+
+
+def test_tracking_modules_import_without_streamlit():
+    code = """
+import json, pkgutil, sys, traceback
+sys.modules["streamlit"] = None  # `import streamlit` now raises ImportError
+import tracking
+failed = {}
+def record(name):
+    failed[name] = traceback.format_exc(limit=-3)
+for module in pkgutil.walk_packages(tracking.__path__, "tracking.", onerror=record):
+    if module.name.rsplit(".", 1)[-1] == "__main__" or ".migrations" in module.name or "._dashboard" in module.name:
+        continue
+    try:
+        __import__(module.name)
+    except BaseException:
+        record(module.name)
+print(json.dumps(failed))
+"""
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    failed = json.loads(out.stdout)
+    assert not failed, "modules of tracking that need Streamlit:\n" + "\n".join(f"{k}:\n{v}" for k, v in failed.items())
+
+
+def test_tracking_import_loads_no_heavy_package():
+    out = _python(f"import json, sys, tracking; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [], "`import tracking` loads these; import them inside the functions that use them"
+
+
+def _requirement_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    return pins
+
+
+def test_pyproject_dependencies_are_the_pinned_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    bounds = dict(dependency.lower().split(">=") for dependency in project["dependencies"])
+    assert bounds == _requirement_pins(ROOT / "requirements.txt")
+
+
+def _copy_checkout(target: Path) -> Path:
+    """The project's files as a fresh clone has them (no build/, no virtualenv, no caches)."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tracking-home")  # fmt: skip
+    return Path(shutil.copytree(ROOT, target / "src", ignore=ignore))
+
+
+@pytest.mark.slow
+def test_wheel_carries_migrations_data_dashboard_and_the_command(tmp_path):
+    source = _copy_checkout(tmp_path)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir",
+         "--disable-pip-version-check", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = (tmp_path / "dist").glob("tracking-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(
+            archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+        )
+    expected = {
+        "tracking/store/migrations/env.py",
+        "tracking/store/migrations/script.py.mako",
+        *(f"tracking/store/migrations/versions/{p.name}" for p in (ROOT / "tracking/store/migrations/versions").glob("*.py")),
+        *(f"tracking/{p.relative_to(ROOT / 'tracking')}" for p in (ROOT / "tracking/data").glob("*.csv")),
+        *(f"tracking/_dashboard/{p.relative_to(ROOT)}" for p in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]),
+        "tracking/_dashboard/.streamlit/config.toml",
+    }  # fmt: skip
+    assert expected - names == set()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert {name.split("/")[0] for name in names} == {"tracking", f"tracking-{version}.dist-info"}  # no top-level ui/
+    assert dict(entry_points["console_scripts"]) == {"tracking": "tracking.cli:main"}
