@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tracking._errors import TrackingError
@@ -62,7 +63,8 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tracking", description="Experiment tracking: sweeps, workers, runs.")
+    prog = "tracking" if Path(sys.argv[0]).name == "tracking" else "python -m tracking"  # as the user typed it
+    parser = _Parser(prog=prog, description="Experiment tracking: sweeps, workers, runs.")
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", metavar="URL", help="SQLAlchemy URL of the store (default: TRACKING_STORE_URL, "
                        "else a SQLite file under TRACKING_HOME)")  # fmt: skip
