@@ -13,14 +13,37 @@ import sys
 from datetime import datetime
 from typing import Any
 
-import tracking.governance as access
-import tracking.registry as promotions
-import tracking.registry as registry
 from tracking._errors import PermissionDenied, ValidationError
 from tracking._settings import setting
-from tracking.governance import authenticate, events_csv, list_events, verify_chain
+from tracking.governance import (
+    authenticate,
+    create_user,
+    events_csv,
+    has_accounts,
+    list_events,
+    list_users,
+    reset_password,
+    set_disabled,
+    set_role,
+    verify_chain,
+)
 from tracking.production import card_html, card_markdown, model_card
-from tracking.registry import effective_policy, find_version, set_policy
+from tracking.registry import (
+    approve_promotion,
+    effective_policy,
+    find_version,
+    get_model,
+    list_models,
+    list_requests,
+    list_versions,
+    read_policy_file,
+    register_version,
+    reject_promotion,
+    request_promotion,
+    set_policy,
+    set_stage,
+    withdraw_promotion,
+)
 
 
 def cli_actor(store: Any) -> Any:
@@ -127,23 +150,23 @@ def cmd_users(args: argparse.Namespace, store: Any, print_table: Any) -> int:
     command = args.users_command
     if command == "list":
         rows = [{"name": u.name, "role": u.role, "disabled": u.disabled, "created_at": u.created_at.isoformat()}
-                for u in access.list_users(store)]  # fmt: skip
+                for u in list_users(store)]  # fmt: skip
         print(json.dumps(rows, indent=2)) if args.format == "json" else print_table(rows)
         return 0
     if command == "add":
         password = _read_password(args.password_stdin, args.name)
-        actor = cli_actor(store) if access.has_accounts(store) else None
-        user = access.create_user(store, actor, args.name, args.role, password)
+        actor = cli_actor(store) if has_accounts(store) else None
+        user = create_user(store, actor, args.name, args.role, password)
         print(f"account {user.name} created ({user.role_label})")
     elif command == "set-role":
-        user = access.set_role(store, cli_actor(store), args.name, args.role)
+        user = set_role(store, cli_actor(store), args.name, args.role)
         print(f"{user.name} is now a {user.role_label}")
     elif command in ("disable", "enable"):
-        user = access.set_disabled(store, cli_actor(store), args.name, command == "disable")
+        user = set_disabled(store, cli_actor(store), args.name, command == "disable")
         print(f"{user.name} {'disabled' if user.disabled else 'enabled'}")
     else:
         password = _read_password(args.password_stdin, args.name)
-        access.reset_password(store, cli_actor(store), args.name, password)
+        reset_password(store, cli_actor(store), args.name, password)
         print(f"password of {args.name} changed; its sessions ended")
     return 0
 
@@ -185,26 +208,26 @@ def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
     command = args.registry_command
     if command == "list":
         print_table([{"model": m.name, "versions": m.n_versions, "production": m.production_version,
-                      "latest": m.latest_version, "created_by": m.created_by} for m in registry.list_models(store)])  # fmt: skip
+                      "latest": m.latest_version, "created_by": m.created_by} for m in list_models(store)])  # fmt: skip
     elif command == "versions":
-        registry.get_model(store, args.model)
+        get_model(store, args.model)
         print_table([{"version": v.version, "stage": v.stage, "run": v.run_id, "sha256": v.artifact_sha256[:12],
                       "by": v.created_by, "created_at": v.created_at.strftime("%Y-%m-%d %H:%M")}
-                     for v in registry.list_versions(store, args.model)])  # fmt: skip
+                     for v in list_versions(store, args.model)])  # fmt: skip
     elif command == "register":
-        version = registry.register_version(store, args.run, args.name, args.description, actor=cli_actor(store))
+        version = register_version(store, args.run, args.name, args.description, actor=cli_actor(store))
         print(f"registered {version.label} from run {version.run_id} (sha256 {version.artifact_sha256[:12]}…)")
     elif command == "stage":
-        version = registry.find_version(store, args.model, args.version)
-        version = registry.set_stage(store, version.id, args.stage, actor=cli_actor(store))
+        version = find_version(store, args.model, args.version)
+        version = set_stage(store, version.id, args.stage, actor=cli_actor(store))
         print(f"{version.label} is now {version.stage}")
     elif command == "request":
-        version = registry.find_version(store, args.model, args.version)
-        request = promotions.request_promotion(store, version.id, args.justification, actor=cli_actor(store))
+        version = find_version(store, args.model, args.version)
+        request = request_promotion(store, version.id, args.justification, actor=cli_actor(store))
         print(f"request {request.id}: {request.label} to production, gates evaluated:")
         _print_gates(request.gates)
     elif command == "requests":
-        requests = promotions.list_requests(store, status=args.status)
+        requests = list_requests(store, status=args.status)
         if args.format == "json":
             print(json.dumps([{**r.__dict__, "created_at": r.created_at.isoformat(),
                                "decided_at": r.decided_at.isoformat() if r.decided_at else None}
@@ -214,14 +237,14 @@ def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
                           "by": r.requested_by, "gates": f"{len(r.gates) - len(r.failed_gates)}/{len(r.gates)} pass",
                           "decided_by": r.decided_by} for r in requests])  # fmt: skip
     elif command == "approve":
-        request = promotions.approve_promotion(store, args.request, args.comment, actor=cli_actor(store),
+        request = approve_promotion(store, args.request, args.comment, actor=cli_actor(store),
                                                override_justification=args.override)  # fmt: skip
         print(f"request {request.id} approved: {request.label} is in production")
     elif command == "reject":
-        request = promotions.reject_promotion(store, args.request, args.comment, actor=cli_actor(store))
+        request = reject_promotion(store, args.request, args.comment, actor=cli_actor(store))
         print(f"request {request.id} rejected")
     elif command == "withdraw":
-        request = promotions.withdraw_promotion(store, args.request, actor=cli_actor(store))
+        request = withdraw_promotion(store, args.request, actor=cli_actor(store))
         print(f"request {request.id} withdrawn")
     elif command == "policy":
         return _policy(args, store)
@@ -239,7 +262,7 @@ def _policy(args: argparse.Namespace, store: Any) -> int:
     if args.file and args.reset:
         raise ValidationError("Give either --file or --reset, not both.")
     if args.file or args.reset:
-        policy = registry.read_policy_file(args.file) if args.file else None
+        policy = read_policy_file(args.file) if args.file else None
         set_policy(store, args.model, policy, actor=cli_actor(store))
         print(f"policy of {args.model} {'reset to the default' if args.reset else 'updated'}")
     print(json.dumps(effective_policy(store, args.model), indent=2))
