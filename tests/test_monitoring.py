@@ -278,7 +278,7 @@ def test_reviews_open_and_close_by_role_with_audit_events(served, version, users
     assert review.findings == {"breaches": [{"name": "income"}]}
     with pytest.raises(ValidationError, match="already has an open review"):
         open_review(served, version.id, "Again", actor=users["engineer"])
-    with pytest.raises(PermissionDenied, match="product owner or admin"):
+    with pytest.raises(PermissionDenied, match="product owners and admins can"):
         close_review(served, review.id, "Looked at it", actor=users["data_scientist"])
     closed = close_review(served, review.id, "Retrained on recent data", actor=users["product_owner"])
     assert (closed.status, closed.closed_by, closed.comment) == ("closed", "product_owner", "Retrained on recent data")

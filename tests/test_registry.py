@@ -116,7 +116,7 @@ def test_registry_stages_staging_and_archive_but_never_production_directly(world
 def test_registry_taking_production_out_needs_an_admin(world):
     store, users, good, _ = world
     v1 = _in_production(store, users, good)
-    with pytest.raises(tracking.PermissionDenied, match="override"):
+    with pytest.raises(tracking.PermissionDenied, match="Only an admin takes the production version out"):
         set_stage(store, v1.id, "archived", actor=users["engineer"])
     assert set_stage(store, v1.id, "archived", actor=users["admin"]).stage == "archived"
 
