@@ -26,6 +26,7 @@ import uvicorn
 
 import tracking
 from tests.governance import PASSWORD, good_and_bad, make_accounts
+from tests.polling import wait_until
 from tracking.cli._serving import COMMANDS, add_parsers
 from tracking.governance._access import UserRecord, list_users
 from tracking.production._inference import InferenceEntry, get_inference, recent_inferences, serving_series, write_batch
@@ -33,6 +34,7 @@ from tracking.registry._models import VersionRecord, find_version, load_version_
 from tracking.registry._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
 from tracking.runs._artifacts import artifact_file
 from tracking.runs._datasets import load_task
+from tracking.serving import _app
 from tracking.serving._app import MAX_ROWS, create_app
 from tracking.store._db import Store, _stores, open_store
 from tracking.store._tables import utcnow
@@ -114,15 +116,6 @@ def shared(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with running(create_app(store, "loan")) as client:
         yield store, client
     store.dispose()
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def _one_sentence(detail: Any) -> bool:
@@ -284,15 +277,19 @@ def test_serving_switches_version_under_load_without_a_failed_request(world):
     assert first_v2 - approved < 2.0  # within a few polls (0.1 s) plus loading the new model
 
 
-def test_serving_keeps_the_old_version_while_the_new_file_does_not_verify(world, caplog):
+def test_serving_keeps_the_old_version_while_the_new_file_does_not_verify(world, caplog, monkeypatch):
     path = artifact_file(world.store, world.v2.artifact_sha256)
     original = path.read_bytes()
     path.write_bytes(original + b"changed")
+    polls = []  # each look of the registry watcher at the production version
+    looked_up = _app.production_version
+    monkeypatch.setattr(_app, "production_version", lambda *args: polls.append(1) or looked_up(*args))
     with running(create_app(world.store, "loan", poll_seconds=0.05)) as client:
         approve_promotion(world.store, world.request.id, "smaller wins", actor=world.users["admin"],
                           override_justification="testing a bad file")  # fmt: skip
         wait_until(lambda: "not switching from loan v1" in caplog.text, what="the warning")
-        time.sleep(0.3)  # several more polls
+        seen = len(polls)
+        wait_until(lambda: len(polls) >= seen + 3, what="three more polls of the registry")
         assert client.post("/predict", json={"rows": [ROW]}).json()["version"] == 1
         path.write_bytes(original)  # repaired: the next poll switches
         wait_until(lambda: client.get("/health").json()["version"] == 2, what="the switch to version 2")
