@@ -124,3 +124,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (still run in CI)")
     config.addinivalue_line("markers", "file_backends: needs a store that several processes can share")
+    # Cheap argon2 for the whole session, in this process and in every process it starts (CLI, workers, the
+    # Streamlit servers): hashing at full cost is tested once, in test_access.py, and is not the point elsewhere.
+    os.environ["TRACKING_TEST_FAST_HASHES"] = "1"
