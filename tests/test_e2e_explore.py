@@ -8,14 +8,13 @@ coordinates: the grid draws no DOM per cell, but its row markers sit at fixed of
 
 from __future__ import annotations
 
-import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import tracking
-from tests.e2e import sign_in, streamlit_server
-from tests.governance import PASSWORD, make_accounts
+from tests.e2e import sign_in
+from tests.governance import PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def runs():
+def six_runs():
     """Six runs in two experiments with params, final metrics and a loss history; one has a hostile name."""
     store = tracking.open_store()
     ids = []
@@ -39,20 +38,12 @@ def runs():
     return ids
 
 
-@pytest.fixture
-def app_url(runs):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME, with accounts of every role."""
-    make_accounts(tracking.open_store())
-    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
-        yield url
-
-
 def _watch(page, dialogs: list[str]):
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     return page
 
 
-def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_path):
+def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, tmp_path):
     dialogs: list[str] = []
     page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
     page.goto(app_url)
@@ -75,8 +66,9 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
     shared = page.url
     query = parse_qs(urlsplit(shared).query)
-    assert query["runs"] == [f"{runs[3]},{runs[2]},{runs[1]}"] and query["filter"] == ['experiment = "alpha"']
-    assert query["baseline"] == [str(runs[3])] and query["metric"] == ["metrics.test_accuracy"]
+    assert query["runs"] == [f"{six_runs[3]},{six_runs[2]},{six_runs[1]}"]
+    assert query["filter"] == ['experiment = "alpha"']
+    assert query["baseline"] == [str(six_runs[3])] and query["metric"] == ["metrics.test_accuracy"]
     mine = _view(page)
 
     colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -108,8 +100,8 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     assert opened.locator("h1").inner_text() == "Alpha: three runs <script>alert(2)</script>"
     assert opened.locator(".notes strong").inner_text() == "test accuracy"
     assert opened.locator(".chart").count() == 5 and opened.locator(".js-plotly-plot").count() == 5
-    assert f"\n{runs[3]}\tr3\talpha" in opened.locator("table").first.inner_text()  # the runs table
-    assert f"r3 #{runs[3]}" in opened.locator("table").nth(1).inner_text()  # the side-by-side table
+    assert f"\n{six_runs[3]}\tr3\talpha" in opened.locator("table").first.inner_text()  # the runs table
+    assert f"r3 #{six_runs[3]}" in opened.locator("table").nth(1).inner_text()  # the side-by-side table
     assert dialogs == []
 
 

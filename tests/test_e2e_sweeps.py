@@ -4,30 +4,16 @@ whose charts are drawn."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 import tracking
-from tests.e2e import sign_in, streamlit_server
-from tests.governance import PASSWORD, make_accounts
+from tests.e2e import sign_in
+from tests.governance import PASSWORD
 from tracking.sweeps._sweeps import SweepSpec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def users():
-    """Accounts of every role in this test's store, made before the server starts."""
-    return make_accounts(tracking.open_store())
-
-
-@pytest.fixture
-def app_url(users):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
-    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
-        yield url
 
 
 def _open(browser, url: str):

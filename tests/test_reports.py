@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
-from tests.conftest import store_at_revision
 from tests.e2e import chromium
+from tests.migrations import store_at_revision
 from tracking.explore._compare import CompareView, compare_runs
 from tracking.explore._reports import (
     comparison_csv,
