@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import tracking
-from tests.e2e import sign_in
+from tests.e2e import idle, rerun, sign_in
 from tests.governance import PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,8 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
     page.get_by_text("of 6 matching").wait_for(timeout=60_000)
-    page.wait_for_timeout(500)  # the hostile run name is on screen now: it must stay text (no dialog)
+    idle(page)  # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
+    assert page.locator("img[src=x]").count() == 0
 
     box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
     box.fill('experiment = "alpha"')
@@ -65,6 +66,7 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     page.get_by_text("Show only differences").wait_for(timeout=30_000)
     page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
     shared = page.url
+    _drawn(page)
     query = parse_qs(urlsplit(shared).query)
     assert query["runs"] == [f"{six_runs[3]},{six_runs[2]},{six_runs[1]}"]
     assert query["filter"] == ['experiment = "alpha"']
@@ -76,6 +78,7 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     other.goto(shared)
     sign_in(other, "viewer", PASSWORD)  # the same address, back after signing in
     other.get_by_text("Show only differences").wait_for(timeout=60_000)
+    _drawn(other)
     assert _view(other) == mine and other.url == shared
 
     other.get_by_role("tab", name="Charts").click()
@@ -83,11 +86,10 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     other.get_by_role("tab", name="Share").click()
     title = other.get_by_label("Report title")
     title.fill("Alpha: three runs <script>alert(2)</script>")
-    title.press("Enter")
+    rerun(other, lambda: title.press("Enter"))
     notes = other.get_by_label("Notes (markdown)")
     notes.fill("r3 wins on **test accuracy**.")
-    notes.press("Tab")
-    other.wait_for_timeout(1000)
+    rerun(other, lambda: notes.press("Tab"))  # the report to download is made from what this rerun saw
     with other.expect_download(timeout=60_000) as download:
         other.get_by_role("button", name="Export HTML report").click()
     report = tmp_path / "report.html"
@@ -105,13 +107,21 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     assert dialogs == []
 
 
+def _drawn(page) -> None:
+    """Wait until the comparison is drawn whole: its two tables and five charts (on all tabs), the app idle."""
+    main = page.locator('[data-testid="stMain"]')
+    main.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="attached", timeout=60_000)
+    main.locator(".js-plotly-plot").nth(4).wait_for(state="attached", timeout=60_000)
+    idle(page)
+
+
 def _view(page) -> dict[str, list[str]]:
     """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn (the
     main area only: the sidebar names who is signed in)."""
     seen: dict[str, list[str]] = {}
     for tab in ("Side by side", "Champion / challenger", "Charts"):
         page.get_by_role("tab", name=tab).click()
-        page.wait_for_timeout(700)
+        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=10_000)  # its panel is the one shown
         main = page.locator('[data-testid="stMain"]')
         inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
         chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
