@@ -107,9 +107,12 @@ def idle(page: object, timeout: float = 60_000) -> None:
 
 
 def sign_in(page: object, name: str, password: str) -> None:
-    """Sign in through the dashboard's form (every new browser session starts signed out)."""
+    """Sign in through the dashboard's form (every new browser session starts signed out), and wait till drawn."""
     page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
     page.get_by_label("Account name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
+    # The page signed in to has finished its run: a click on another page before that can race with the
+    # end of this run, which then drops the new page's widget values (its first rerun resets them).
+    idle(page)

@@ -58,10 +58,12 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     box.fill('experiment = "alpha"')
     box.press("Enter")
     page.get_by_text("of 4 matching").wait_for(timeout=30_000)
+    idle(page)  # the filtered grid is drawn: a click before may land on the grid being replaced
     grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     for row in (0, 1, 2):  # newest first: r3, r2, r1
         page.mouse.click(grid["x"] + MARKER_X, grid["y"] + HEADER + ROW * row + ROW / 2)
         page.get_by_text(f"{row + 1} selected").wait_for(timeout=30_000)
+        idle(page)
     page.get_by_role("button", name="Compare selected (3)").click()
     page.get_by_text("Show only differences").wait_for(timeout=30_000)
     page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
