@@ -1,9 +1,14 @@
 """Shared fixtures: stores on every backend (SQLite file, SQLite in memory, PostgreSQL when
-`TRACKING_TEST_POSTGRES_URL` is set), each test on its own fresh database."""
+`TRACKING_TEST_POSTGRES_URL` is set), each test on its own fresh database; accounts; a store with a
+model in production; the dashboard in a real server and a browser.
+
+Every fixture used by more than one module lives here, once; helper functions live in the helper modules
+(`governance`, `traffic`, `pages`, `e2e`, `polling`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +17,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.traffic import served, template  # noqa: F401  (shared fixtures: a store with a served model)
+import tracking
+from tests.governance import fixed_c, make_accounts, trained_runs
+from tests.traffic import Template, copy_template, production_template
+from tracking.governance._access import UserRecord
 from tracking.store._db import Store, _stores, normalize_url, open_store
+from tracking.store._records import RunRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TRACKING_TEST_POSTGRES_URL")
@@ -21,10 +30,17 @@ BACKENDS = ["sqlite", "memory"] + (["postgresql"] if PG_URL else [])
 FILE_BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (still run in CI)")
+    config.addinivalue_line("markers", "file_backends: needs a store that several processes can share")
+    # Cheap argon2 for the whole session, in this process and in every process it starts (CLI, workers, the
+    # Streamlit servers): hashing at full cost is tested once, in test_access.py, and is not the point elsewhere.
+    os.environ["TRACKING_TEST_FAST_HASHES"] = "1"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test gets its own TRACKING_HOME and no inherited store URL; heartbeats are fast; the
-    stores a test opened are closed (and their heartbeat threads stopped) after it."""
+    """Each test: its own TRACKING_HOME, no inherited store URL, 1 s heartbeats; the stores it opened closed after."""
     monkeypatch.setenv("TRACKING_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TRACKING_STORE_URL", raising=False)
     monkeypatch.setenv("TRACKING_HEARTBEAT_SECONDS", "1")
@@ -33,17 +49,23 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         _stores.pop(key).dispose()
 
 
-def _fresh_pg_database() -> str:
+# ---- stores ------------------------------------------------------------------------------------------
+
+
+def _pg_database(template: str | None = None) -> str:
+    """The URL of a new PostgreSQL database: empty, or a copy of the database named `template`."""
     server = normalize_url(PG_URL)
     name = f"tracking_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     admin.dispose()
     return make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
 def _drop_pg_database(url: str) -> None:
+    for key in [k for k in _stores if k[0] == url]:
+        _stores.pop(key).dispose()
     name = make_url(url).database
     admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -51,58 +73,123 @@ def _drop_pg_database(url: str) -> None:
     admin.dispose()
 
 
+def _migrate_and_close(url: str, home: Path) -> None:
+    store = open_store(url, home=home)
+    for key in [k for k, s in _stores.items() if s is store]:
+        _stores.pop(key)
+    store.dispose()  # no connection left: the database can be copied (SQLite: the WAL is folded in)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest schema once per session (per xdist worker), to copy for each test."""
+    home = tmp_path_factory.mktemp("migrated-sqlite")
+    _migrate_and_close(f"sqlite:///{home / 'tracking.db'}", home)
+    return home / "tracking.db"
+
+
+@pytest.fixture(scope="session")
+def migrated_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated once per session (per xdist worker), to copy for each test."""
+    url = _pg_database()
+    _migrate_and_close(url, tmp_path_factory.mktemp("migrated-pg"))
+    yield make_url(url).database
+    _drop_pg_database(url)
+
+
+def _sqlite_copy(migrated: Path, home: Path) -> str:
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated, home / "tracking.db")
+    return f"sqlite:///{home / 'tracking.db'}"
+
+
 @pytest.fixture
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL for the backend named by the test's `backend` parameter."""
-    backend = request.param
+def backend_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on the parametrized backend (for tests of the migrations themselves)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'home' / 'tracking.db'}"
     elif backend == "memory":
         yield "sqlite://"
     else:
-        url = _fresh_pg_database()
+        url = _pg_database()
         yield url
-        for key in [k for k in _stores if k[0] == url]:
-            _stores.pop(key).dispose()
         _drop_pg_database(url)
 
 
-def _open(url: str, tmp_path: Path) -> Store:
-    store = open_store(url, home=tmp_path / "home")
-    return store
-
-
 @pytest.fixture
-def store(backend_url: str, tmp_path: Path) -> Iterator[Store]:
-    """An open, migrated store on the parametrized backend."""
-    s = _open(backend_url, tmp_path)
+def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An open store on the parametrized backend, at the newest schema: its own copy of a migrated database."""
+    # Copying a migrated database costs a few milliseconds; migrating each test's database cost ~0.3 s on
+    # PostgreSQL. The migrations themselves are tested from empty databases (`backend_url`).
+    home = tmp_path / "home"
+    if backend == "postgresql":
+        url = _pg_database(template=request.getfixturevalue("migrated_pg"))
+    elif backend == "sqlite":
+        url = _sqlite_copy(request.getfixturevalue("migrated_sqlite"), home)
+    else:
+        url = "sqlite://"
+    s = open_store(url, home=home)
     yield s
     for key in [k for k in _stores if k[0] == s.url]:
         _stores.pop(key)
     s.dispose()
-
-
-def store_at_revision(url: str, tmp_path: Path, revision: str) -> Store:
-    """A store whose schema stops at an older migration (to test upgrades); not registered or cached."""
-    from alembic import command
-    from alembic.config import Config
-
-    from tracking.store._db import MIGRATIONS
-
-    old = Store(url, tmp_path / "artifacts")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with old.connect(write=True) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-    return old
+    if backend == "postgresql":
+        _drop_pg_database(url)
 
 
 @pytest.fixture
-def file_store(tmp_path: Path) -> Store:
-    """A store on a SQLite file in this test's TRACKING_HOME: child processes can share it, and it is
-    quick where the backend is beside the point (closed after the test like every store)."""
-    return open_store(f"sqlite:///{tmp_path / 'home' / 'tracking.db'}", home=tmp_path / "home")
+def file_store(tmp_path: Path, migrated_sqlite: Path) -> Store:
+    """A store on a SQLite file in this test's TRACKING_HOME: quick, and child processes can share it."""
+    return open_store(_sqlite_copy(migrated_sqlite, tmp_path / "home"), home=tmp_path / "home")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`store`/`backend_url` run on every backend; tests marked `file_backends` skip the in-memory one."""
+    if "backend" in metafunc.fixturenames:
+        backends = FILE_BACKENDS if metafunc.definition.get_closest_marker("file_backends") else BACKENDS
+        metafunc.parametrize("backend", backends)
+
+
+# ---- accounts and a model in production ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A store built once per session (per worker) with accounts and `loan` v1 in production; tests copy it."""
+    return production_template(tmp_path_factory)
+
+
+@pytest.fixture
+def served(template: Template, tmp_path: Path) -> Store:
+    """This test's own copy of the template store (SQLite), in its TRACKING_HOME."""
+    return copy_template(template, tmp_path / "home")
+
+
+@pytest.fixture
+def users(request: pytest.FixtureRequest) -> dict[str, UserRecord]:
+    """Accounts of every role, named after it: the template's on a `served` copy, else made in this test's store."""
+    # Made before `app_url` starts a dashboard server, which depends on this fixture.
+    if "served" in request.fixturenames:
+        return request.getfixturevalue("template").users
+    return make_accounts(tracking.open_store())
+
+
+@pytest.fixture
+def run(users: dict[str, UserRecord]) -> RunRecord:
+    """A one-trial sweep's complete run by the data scientist: a logistic regression (C=10) that fits loans well."""
+    return trained_runs(tracking.open_store(), 1, actor=users["data_scientist"], space=fixed_c(10.0))[0]
+
+
+# ---- the dashboard in a browser ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_url(users: dict[str, UserRecord]) -> Iterator[str]:
+    """The dashboard as users start it (`streamlit run app.py`, on a free port) on this test's TRACKING_HOME."""
+    from tests.e2e import streamlit_server
+
+    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
+        yield url
 
 
 @pytest.fixture
@@ -112,15 +199,3 @@ def browser() -> Iterator[object]:
 
     with chromium() as b:
         yield b
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`store`/`backend_url` run on every backend; tests marked `file_backends` skip the in-memory one."""
-    if "backend_url" in metafunc.fixturenames:
-        backends = FILE_BACKENDS if metafunc.definition.get_closest_marker("file_backends") else BACKENDS
-        metafunc.parametrize("backend_url", backends, indirect=True)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (still run in CI)")
-    config.addinivalue_line("markers", "file_backends: needs a store that several processes can share")

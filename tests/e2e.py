@@ -6,11 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -40,16 +41,18 @@ def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read()
+            return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}") from None
-                time.sleep(0.3)
+        wait_until(healthy, timeout=60, what="streamlit to answer its health check", every=0.2)
         yield url
     finally:
         proc.terminate()
@@ -72,10 +75,44 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
+# Counts the app's finished script runs (a run ends when the app's script state leaves `running`); the
+# MutationObserver is installed on first use in each page.
+_FINISHED_RUNS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (app.finishedRuns === undefined) {
+        app.finishedRuns = 0;
+        new MutationObserver((records) => {
+            app.finishedRuns += records.filter((r) => r.oldValue === "running").length;
+        }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ["data-test-script-state"]});
+    }
+    return app.finishedRuns;
+}"""
+_IDLE_SINCE = """(before) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app.finishedRuns > before && app.getAttribute("data-test-script-state") === "notRunning";
+}"""
+
+
+def rerun(page: object, change: Callable[[], object], timeout: float = 60_000) -> None:
+    """Make `change` (a widget value committed: Enter, Tab) and wait until the app's rerun for it has finished."""
+    before = page.evaluate(_FINISHED_RUNS)
+    change()
+    page.wait_for_function(_IDLE_SINCE, arg=before, timeout=timeout)
+
+
+def idle(page: object, timeout: float = 60_000) -> None:
+    """Wait until the app's script is not running (after output of the current run was seen)."""
+    finished = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    finished.wait_for(state="attached", timeout=timeout)
+
+
 def sign_in(page: object, name: str, password: str) -> None:
-    """Sign in through the dashboard's form (every new browser session starts signed out)."""
+    """Sign in through the dashboard's form (every new browser session starts signed out), and wait till drawn."""
     page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
     page.get_by_label("Account name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
+    # The page signed in to has finished its run: a click on another page before that can race with the
+    # end of this run, which then drops the new page's widget values (its first rerun resets them).
+    idle(page)

@@ -25,7 +25,7 @@ def slow_while_flag(params, run):
     """Sleeps while the file named by SLOW_FLAG exists (a trial to kill mid-way), then quadratic."""
     flag = Path(os.environ.get("SLOW_FLAG", "/nonexistent"))
     while flag.exists():
-        time.sleep(0.1)
+        time.sleep(0.1)  # the behaviour under test: a trial that takes time (until the test removes the flag)
     return quadratic(params, run)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
+import argon2
 import pytest
 from sqlalchemy import select, update
 
@@ -36,6 +38,17 @@ def test_access_passwords_are_stored_as_argon2id_hashes_only(store):
     stored = _hashes(store)["root"]
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
+
+
+def test_access_hashes_use_the_argon2_default_cost_outside_the_test_suite(file_store, monkeypatch):
+    # The suite hashes with a cheap profile (TRACKING_TEST_FAST_HASHES, set in conftest.py); this test pays full price.
+    monkeypatch.delenv("TRACKING_TEST_FAST_HASHES")
+    create_user(file_store, None, "root", "admin", PASSWORD)
+    cost = re.fullmatch(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[^$]+\$[^$]+", _hashes(file_store)["root"])
+    default = argon2.PasswordHasher()
+    assert cost, _hashes(file_store)["root"]
+    assert tuple(map(int, cost.groups())) == (default.memory_cost, default.time_cost, default.parallelism)
+    assert authenticate(file_store, "root", PASSWORD).name == "root"
 
 
 def test_access_first_account_must_be_an_admin_and_needs_no_sign_in(store):

@@ -1,36 +1,46 @@
-"""`python -m tracking`: help, user mistakes (one line, nothing written), the runs JSON contract."""
+"""`python -m tracking`: help, user mistakes (one line, nothing written), the runs JSON contract.
+
+The commands run in this process through the CLI's own entry point (`tracking.cli.main`); one test runs
+`python -m tracking` as a user would, to prove the real process prints one line and no traceback."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import tracking
-from tracking.cli import COMMANDS
+from tests.polling import wait_until
+from tracking.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m tracking ARGS` as a user would, in the test's TRACKING_HOME."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "tracking", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `python -m tracking ARGS` in this process: (exit status, stdout, stderr)."""
+    sigterm = signal.getsignal(signal.SIGTERM)  # `worker` installs its own handler; the test process keeps pytest's
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's way out: --help, or arguments it cannot parse
+        code = exit_.code or 0
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_help_lists_every_command_and_each_has_help():
-    out = cli("--help")
-    assert out.returncode == 0
+def test_cli_help_lists_every_command_and_each_has_help(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
     for command in COMMANDS:
-        assert command in out.stdout
-        assert cli(command, "--help").returncode == 0
+        assert command in out
+        code, out_command, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and out_command.startswith("usage: ") and f" {command}" in out_command.splitlines()[0]
 
 
 @pytest.fixture
@@ -74,26 +84,41 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
-def test_cli_user_mistake_exits_with_one_line_and_writes_nothing(files, argv, message):
-    out = cli(*(arg.replace("{d}", str(files)) for arg in argv))
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
-    assert message in lines[0]
-    assert "Traceback" not in out.stderr + out.stdout
+def _nothing_written() -> bool:
     store = tracking.open_store()
-    assert tracking.list_sweeps(store) == [] and tracking.list_runs(store) == []
+    return tracking.list_sweeps(store) == [] and tracking.list_runs(store) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
+def test_cli_user_mistake_exits_with_one_line_and_writes_nothing(files, capsys, argv, message):
+    code, out, err = run_cli(capsys, *(arg.replace("{d}", str(files)) for arg in argv))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert message in lines[0]
+    assert "Traceback" not in err + out
+    assert _nothing_written()
+
+
+def test_cli_process_prints_one_line_for_a_mistake_and_no_traceback():
+    # The one test that starts `python -m tracking` itself: the real entry point, exit status and stderr.
+    out = subprocess.run([sys.executable, "-m", "tracking", "show", "12345"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)  # fmt: skip
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "no run 12345" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert _nothing_written()
 
 
 @pytest.mark.slow
-def test_cli_sweep_with_two_workers_logs_complete_records(tmp_path):
-    out = cli("sweep", "--task", "breast_cancer", "--model", "logistic_regression", "--trials", "20", "--workers", "2",
-              "--pruner", "none")  # fmt: skip  # every trial runs to the end, so every run has test metrics
-    assert out.returncode == 0, out.stderr
-    assert "20/20" in out.stderr and "best: run" in out.stdout
-    sweep_id = int(out.stdout.split()[1])
-    runs = json.loads(cli("runs", "--sweep", str(sweep_id), "--format", "json").stdout)
+def test_cli_sweep_with_two_workers_logs_complete_records(capsys):
+    code, out, err = run_cli(capsys, "sweep", "--task", "breast_cancer", "--model", "logistic_regression", "--trials",
+                             "20", "--workers", "2", "--pruner", "none")  # fmt: skip  # every trial runs to the end, so every run has test metrics
+    assert code == 0, err
+    assert "20/20" in err and "best: run" in out
+    sweep_id = int(out.split()[1])
+    runs = json.loads(run_cli(capsys, "runs", "--sweep", str(sweep_id), "--format", "json")[1])
     assert len(runs) == 20 and sorted(r["trial_number"] for r in runs) == list(range(20))
     git_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     store = tracking.open_store()
@@ -111,44 +136,41 @@ def test_cli_sweep_with_two_workers_logs_complete_records(tmp_path):
         assert tracking.load_model(store, record["id"]).predict(
             tracking.load_task("breast_cancer").X.head(2)
         ).shape == (2,)
-    table = cli("runs", "--sweep", str(sweep_id)).stdout
+    table = run_cli(capsys, "runs", "--sweep", str(sweep_id))[1]
     assert table.count("complete") == 20
-    csv_text = cli("runs", "--sweep", str(sweep_id), "--format", "csv").stdout
+    csv_text = run_cli(capsys, "runs", "--sweep", str(sweep_id), "--format", "csv")[1]
     assert csv_text.splitlines()[0].startswith("id,name,experiment") and len(csv_text.splitlines()) == 21
-    shown = cli("show", str(runs[0]["id"])).stdout
+    shown = run_cli(capsys, "show", str(runs[0]["id"]))[1]
     assert "artifact model" in shown and runs[0]["dataset"]["hash"] in shown
-    assert "breast_cancer" in cli("datasets").stdout
-    assert f"{sweep_id} " in cli("sweeps").stdout
+    assert "breast_cancer" in run_cli(capsys, "datasets")[1]
+    assert f"{sweep_id} " in run_cli(capsys, "sweeps")[1]
 
 
-def test_cli_cancel_and_resume_detached_sweep(tmp_path, monkeypatch):
+def test_cli_cancel_and_resume_detached_sweep(tmp_path, monkeypatch, capsys):
     flag = tmp_path / "slow"
     flag.touch()  # holds the first trial until the sweep is cancelled
     monkeypatch.setenv("SLOW_FLAG", str(flag))
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"x": {"type": "float", "low": -1, "high": 1}}))
-    out = cli("sweep", "--objective", "tests.objectives:slow_while_flag", "--space", str(space), "--metric", "value:min",
-              "--trials", "3", "--detach")  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    sweep_id = int(out.stdout.split()[1])
+    code, out, err = run_cli(capsys, "sweep", "--objective", "tests.objectives:slow_while_flag", "--space", str(space),
+                             "--metric", "value:min", "--trials", "3", "--detach")  # fmt: skip
+    assert code == 0, err
+    sweep_id = int(out.split()[1])
     store = tracking.open_store()
-    deadline = time.monotonic() + 120
-    while tracking.get_sweep(store, sweep_id).counts.get("running", 0) != 1:  # the worker is inside a trial
-        assert time.monotonic() < deadline, "the worker never started a trial"
-        time.sleep(0.2)
-    assert cli("cancel", str(sweep_id)).returncode == 0
+    wait_until(lambda: tracking.get_sweep(store, sweep_id).counts.get("running", 0) == 1, timeout=120,
+               what="the worker to start a trial")  # fmt: skip
+    assert run_cli(capsys, "cancel", str(sweep_id))[0] == 0
     flag.unlink()
-    while tracking.get_sweep(store, sweep_id).status != "cancelled":
-        assert time.monotonic() < deadline, "the worker did not honour the cancel request"
-        time.sleep(0.2)
+    wait_until(lambda: tracking.get_sweep(store, sweep_id).status == "cancelled", timeout=120,
+               what="the worker to honour the cancel request")  # fmt: skip
     assert tracking.get_sweep(store, sweep_id).finished == 1  # the trial under way was kept
-    resumed = cli("resume", str(sweep_id), "--add-trials", "1")
-    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_cli(capsys, "resume", str(sweep_id), "--add-trials", "1")
+    assert code == 0, err
     sweep = tracking.get_sweep(store, sweep_id)
     assert sweep.status == "complete" and sweep.n_trials == 4 and sweep.finished == 4
-    assert cli("cancel", str(sweep_id)).returncode == 2  # nothing left to cancel
+    assert run_cli(capsys, "cancel", str(sweep_id))[0] == 2  # nothing left to cancel
 
 
-def test_cli_models_lists_every_family():
-    out = cli("models").stdout
-    assert all(name in out for name in tracking.FAMILIES)
+def test_cli_models_lists_every_family(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and all(name in out for name in tracking.FAMILIES)

@@ -8,14 +8,13 @@ coordinates: the grid draws no DOM per cell, but its row markers sit at fixed of
 
 from __future__ import annotations
 
-import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import tracking
-from tests.e2e import sign_in, streamlit_server
-from tests.governance import PASSWORD, make_accounts
+from tests.e2e import idle, rerun, sign_in
+from tests.governance import PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def runs():
+def six_runs():
     """Six runs in two experiments with params, final metrics and a loss history; one has a hostile name."""
     store = tracking.open_store()
     ids = []
@@ -39,20 +38,12 @@ def runs():
     return ids
 
 
-@pytest.fixture
-def app_url(runs):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME, with accounts of every role."""
-    make_accounts(tracking.open_store())
-    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
-        yield url
-
-
 def _watch(page, dialogs: list[str]):
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     return page
 
 
-def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_path):
+def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, tmp_path):
     dialogs: list[str] = []
     page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
     page.goto(app_url)
@@ -60,23 +51,28 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
     page.get_by_text("of 6 matching").wait_for(timeout=60_000)
-    page.wait_for_timeout(500)  # the hostile run name is on screen now: it must stay text (no dialog)
+    idle(page)  # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
+    assert page.locator("img[src=x]").count() == 0
 
     box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
     box.fill('experiment = "alpha"')
     box.press("Enter")
     page.get_by_text("of 4 matching").wait_for(timeout=30_000)
+    idle(page)  # the filtered grid is drawn: a click before may land on the grid being replaced
     grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     for row in (0, 1, 2):  # newest first: r3, r2, r1
         page.mouse.click(grid["x"] + MARKER_X, grid["y"] + HEADER + ROW * row + ROW / 2)
         page.get_by_text(f"{row + 1} selected").wait_for(timeout=30_000)
+        idle(page)
     page.get_by_role("button", name="Compare selected (3)").click()
     page.get_by_text("Show only differences").wait_for(timeout=30_000)
     page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
     shared = page.url
+    _drawn(page)
     query = parse_qs(urlsplit(shared).query)
-    assert query["runs"] == [f"{runs[3]},{runs[2]},{runs[1]}"] and query["filter"] == ['experiment = "alpha"']
-    assert query["baseline"] == [str(runs[3])] and query["metric"] == ["metrics.test_accuracy"]
+    assert query["runs"] == [f"{six_runs[3]},{six_runs[2]},{six_runs[1]}"]
+    assert query["filter"] == ['experiment = "alpha"']
+    assert query["baseline"] == [str(six_runs[3])] and query["metric"] == ["metrics.test_accuracy"]
     mine = _view(page)
 
     colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -84,6 +80,7 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     other.goto(shared)
     sign_in(other, "viewer", PASSWORD)  # the same address, back after signing in
     other.get_by_text("Show only differences").wait_for(timeout=60_000)
+    _drawn(other)
     assert _view(other) == mine and other.url == shared
 
     other.get_by_role("tab", name="Charts").click()
@@ -91,11 +88,10 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     other.get_by_role("tab", name="Share").click()
     title = other.get_by_label("Report title")
     title.fill("Alpha: three runs <script>alert(2)</script>")
-    title.press("Enter")
+    rerun(other, lambda: title.press("Enter"))
     notes = other.get_by_label("Notes (markdown)")
     notes.fill("r3 wins on **test accuracy**.")
-    notes.press("Tab")
-    other.wait_for_timeout(1000)
+    rerun(other, lambda: notes.press("Tab"))  # the report to download is made from what this rerun saw
     with other.expect_download(timeout=60_000) as download:
         other.get_by_role("button", name="Export HTML report").click()
     report = tmp_path / "report.html"
@@ -108,9 +104,17 @@ def test_e2e_filter_select_compare_share_and_export(app_url, browser, runs, tmp_
     assert opened.locator("h1").inner_text() == "Alpha: three runs <script>alert(2)</script>"
     assert opened.locator(".notes strong").inner_text() == "test accuracy"
     assert opened.locator(".chart").count() == 5 and opened.locator(".js-plotly-plot").count() == 5
-    assert f"\n{runs[3]}\tr3\talpha" in opened.locator("table").first.inner_text()  # the runs table
-    assert f"r3 #{runs[3]}" in opened.locator("table").nth(1).inner_text()  # the side-by-side table
+    assert f"\n{six_runs[3]}\tr3\talpha" in opened.locator("table").first.inner_text()  # the runs table
+    assert f"r3 #{six_runs[3]}" in opened.locator("table").nth(1).inner_text()  # the side-by-side table
     assert dialogs == []
+
+
+def _drawn(page) -> None:
+    """Wait until the comparison is drawn whole: its two tables and five charts (on all tabs), the app idle."""
+    main = page.locator('[data-testid="stMain"]')
+    main.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="attached", timeout=60_000)
+    main.locator(".js-plotly-plot").nth(4).wait_for(state="attached", timeout=60_000)
+    idle(page)
 
 
 def _view(page) -> dict[str, list[str]]:
@@ -119,7 +123,7 @@ def _view(page) -> dict[str, list[str]]:
     seen: dict[str, list[str]] = {}
     for tab in ("Side by side", "Champion / challenger", "Charts"):
         page.get_by_role("tab", name=tab).click()
-        page.wait_for_timeout(700)
+        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=10_000)  # its panel is the one shown
         main = page.locator('[data-testid="stMain"]')
         inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
         chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")

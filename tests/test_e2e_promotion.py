@@ -4,13 +4,11 @@ production and the Audit page shows the request and the approval."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import tracking
-from tests.e2e import sign_in, streamlit_server
-from tests.governance import PASSWORD, fixed_c, make_accounts, trained_runs
+from tests.e2e import sign_in
+from tests.governance import PASSWORD, fixed_c, trained_runs
 from tracking.registry._models import list_versions, register_version
 from tracking.registry._promotions import approve_promotion, request_promotion
 
@@ -19,11 +17,9 @@ WAIT = 60_000  # ms: a rerun that scores two models on a slow machine
 
 
 @pytest.fixture
-def candidate_run():
-    """Accounts of every role; `loan` v1 (C=10) approved into production through the library; a second
-    complete run of the same model, not registered yet: the candidate."""
+def candidate_run(users):
+    """`loan` v1 (C=10) in production, and a second complete run of the same model: the unregistered candidate."""
     store = tracking.open_store()
-    users = make_accounts(store)
     scientist = users["data_scientist"]
     (first,) = trained_runs(store, 1, actor=scientist, space=fixed_c(10.0))
     v1 = register_version(store, first.id, "loan", "first", actor=scientist)
@@ -31,13 +27,6 @@ def candidate_run():
     approve_promotion(store, request.id, "go", actor=users["product_owner"])
     (second,) = trained_runs(store, 1, actor=scientist, space=fixed_c(10.0))
     return second
-
-
-@pytest.fixture
-def app_url(candidate_run):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
-    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
-        yield url
 
 
 def _open_tab(page, name: str, inside) -> None:
@@ -59,7 +48,7 @@ def _sign_out(page) -> None:
     page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
 
 
-def test_e2e_register_request_approve_and_audit(app_url, browser, candidate_run, tmp_path):
+def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{app_url}/run?id={candidate_run.id}")
     page.wait_for_selector('[data-testid="stApp"]', timeout=WAIT)

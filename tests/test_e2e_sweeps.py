@@ -4,30 +4,25 @@ whose charts are drawn."""
 
 from __future__ import annotations
 
-import os
-import time
+from datetime import datetime
 
 import pytest
+from sqlalchemy import func, select
 
 import tracking
-from tests.e2e import sign_in, streamlit_server
-from tests.governance import PASSWORD, make_accounts
+from tests.e2e import rerun, sign_in
+from tests.governance import PASSWORD
+from tests.polling import wait_until
+from tracking.store._tables import Worker
 from tracking.sweeps._sweeps import SweepSpec
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def users():
-    """Accounts of every role in this test's store, made before the server starts."""
-    return make_accounts(tracking.open_store())
-
-
-@pytest.fixture
-def app_url(users):
-    """The dashboard served by `streamlit run app.py` on this test's TRACKING_HOME."""
-    with streamlit_server({"TRACKING_HOME": os.environ["TRACKING_HOME"]}) as url:
-        yield url
+def _last_beat(store, sweep_id: int) -> datetime:
+    """When a worker of the sweep last refreshed its heartbeat."""
+    with store.connect() as conn:
+        return conn.execute(select(func.max(Worker.last_seen)).where(Worker.sweep_id == sweep_id)).scalar_one()
 
 
 def _open(browser, url: str):
@@ -43,11 +38,10 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
     page.get_by_text("Launch a sweep").wait_for(timeout=60_000)
     trials = page.get_by_label("Trials")
     trials.fill("5")
-    trials.press("Enter")
+    rerun(page, lambda: trials.press("Enter"))
     name = page.get_by_label("Sweep name (optional)")
     name.fill("browser-sweep")
-    name.press("Enter")
-    page.wait_for_timeout(1000)
+    rerun(page, lambda: name.press("Enter"))
     page.get_by_role("button", name="Launch").click()
     page.wait_for_url("**/sweep?id=*", timeout=60_000)
     page.get_by_text("5 / 5 trials finished").wait_for(timeout=240_000)
@@ -76,14 +70,13 @@ def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monke
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
     nav = page.locator('[data-testid="stSidebarNav"]')
     assert nav.get_by_text("Sweeps").count() == 1 and nav.get_by_text("app", exact=True).count() == 0
-    page.close()  # the browser goes away; the sweep does not
-    time.sleep(2)
+    beat = _last_beat(store, sweep.id)
+    page.close()  # the browser goes away; the sweep does not: its worker beats on
+    wait_until(lambda: _last_beat(store, sweep.id) > beat, what="a heartbeat of the worker after the tab closed")
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
-    deadline = time.monotonic() + 60
-    while tracking.get_sweep(store, sweep.id).counts.get("running", 0) != 1:  # the worker is inside its trial
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, timeout=60,
+               what="the worker to be inside its trial")  # fmt: skip
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Cancel requested").wait_for(timeout=30_000)
     flag.unlink()  # the trial under way finishes; then the worker stops

@@ -89,7 +89,7 @@ def test_explore_sort_by_base_columns(store, mixed):
 def test_explore_sort_by_duration_puts_running_runs_last(store):
     for name, seconds in (("short", 0.0), ("long", 0.06), ("middle", 0.03)):
         with start_run("exp", store=store, name=name):
-            time.sleep(seconds)  # durations are compared to the millisecond on SQLite
+            time.sleep(seconds)  # the behaviour under test: runs that take different times (to the millisecond)
     with start_run("exp", store=store, name="running"):
         page = runs_page(store, sort="duration")
         assert [r["name"] for r in page.rows] == ["long", "middle", "short", "running"]

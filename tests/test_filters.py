@@ -30,7 +30,7 @@ IRIS_SHA = "abcdef01" + "0" * 56
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def sample_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A store holding the five sample runs, once per backend (PostgreSQL: a fresh database)."""
     home = tmp_path_factory.mktemp("filters")
     if request.param == "sqlite":
@@ -200,29 +200,29 @@ CASES = [
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[case[0][:60] for case in CASES])
-def test_filter_selects_expected_runs(store: Store, text: str, expected: set[str]) -> None:
-    assert run_names(store, text) == expected
+def test_filter_selects_expected_runs(sample_store: Store, text: str, expected: set[str]) -> None:
+    assert run_names(sample_store, text) == expected
 
 
-def test_filter_time_compares_in_utc(store: Store) -> None:
-    with store.session_scope() as session:
+def test_filter_time_compares_in_utc(sample_store: Store) -> None:
+    with sample_store.session_scope() as session:
         started = session.execute(select(Run.started_at).where(Run.name == "r2")).scalar_one()
     shifted = started.astimezone(timezone(timedelta(hours=5))).isoformat()
-    assert run_names(store, f'started_at > "{started.isoformat()}"') == {"r3", INJECTION, "t0"}
-    assert run_names(store, f'started_at <= "{shifted}"') == {"r1", "r2"}
+    assert run_names(sample_store, f'started_at > "{started.isoformat()}"') == {"r3", INJECTION, "t0"}
+    assert run_names(sample_store, f'started_at <= "{shifted}"') == {"r1", "r2"}
 
 
-def test_filter_injection_leaves_runs_table_intact(store: Store) -> None:
-    assert run_names(store, 'name = "x\\"; DELETE FROM runs; --"') == set()
-    assert run_names(store, "name = 'r1\\' OR 1=1; DROP TABLE runs; --'") == set()
-    assert run_names(store, 'params."model\') OR 1=1; --" = 1 or tags."x\' OR \'1\'=\'1" = "y"') == set()
-    with store.connect() as conn:
+def test_filter_injection_leaves_runs_table_intact(sample_store: Store) -> None:
+    assert run_names(sample_store, 'name = "x\\"; DELETE FROM runs; --"') == set()
+    assert run_names(sample_store, "name = 'r1\\' OR 1=1; DROP TABLE runs; --'") == set()
+    assert run_names(sample_store, 'params."model\') OR 1=1; --" = 1 or tags."x\' OR \'1\'=\'1" = "y"') == set()
+    with sample_store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Run)).scalar_one() == len(ALL)
 
 
-def test_filter_mixed_json_types_compare_numerically(store: Store) -> None:
+def test_filter_mixed_json_types_compare_numerically(sample_store: Store) -> None:
     # max_features is "sqrt" in r1: PostgreSQL must not try to cast it, SQLite must not rank text above numbers
-    assert run_names(store, "params.max_features >= 0.5 and params.max_features < 1") == {"r2", "r3"}
+    assert run_names(sample_store, "params.max_features >= 0.5 and params.max_features < 1") == {"r2", "r3"}
 
 
 def test_filter_blank_matches_everything() -> None:
@@ -347,6 +347,6 @@ FILTERS = st.recursive(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(FILTERS)
-def test_filter_well_formed_filters_run_on_the_store(store: Store, text: str) -> None:
+def test_filter_well_formed_filters_run_on_the_store(sample_store: Store, text: str) -> None:
     with contextlib.suppress(FilterError):
-        assert run_names(store, text) <= ALL
+        assert run_names(sample_store, text) <= ALL

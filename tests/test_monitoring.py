@@ -15,9 +15,8 @@ from scipy.stats import ks_2samp
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_squared_error, roc_auc_score
 
 from tests.governance import fixed_c, make_accounts, trained_runs
-from tests.traffic import NUMERIC, Template, rows, serve, set_monitoring, shifted
+from tests.traffic import NUMERIC, rows, serve, set_monitoring, shifted
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
-from tracking.governance._access import UserRecord
 from tracking.governance._audit import list_events
 from tracking.ml._objective import split
 from tracking.production import breach_summary, monitor
@@ -38,12 +37,6 @@ from tracking.store._db import Store
 from tracking.store._tables import utcnow
 from tracking.sweeps._sweeps import SweepSpec, create_sweep
 from tracking.sweeps._worker import run_worker
-
-
-@pytest.fixture
-def users(template: Template) -> dict[str, UserRecord]:
-    """An account of every role, named after it."""
-    return template.users
 
 
 @pytest.fixture

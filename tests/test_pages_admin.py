@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.conftest import ROOT
-from tests.governance import PASSWORD, make_accounts, trained_runs
+from tests.governance import PASSWORD, trained_runs
 from tracking.governance._access import create_user, get_user, list_users, set_role
 from tracking.governance._audit import list_events, verify_chain
 from tracking.registry._models import effective_policy, register_version
@@ -26,13 +26,7 @@ GOOD_POLICY = {"min_metrics": {"test_f1_macro": 0.5}, "regression": {"metric": "
 
 
 @pytest.fixture
-def users():
-    """One account per role (named after it), in this test's store."""
-    return make_accounts(tracking.open_store())
-
-
-@pytest.fixture
-def loan(users):
+def loan_model(users):
     """A registered model `loan` with one version, trained for real by the data scientist (about 2 s)."""
     store = tracking.open_store()
     (run,) = trained_runs(store, 1, actor=users["data_scientist"])
@@ -284,7 +278,7 @@ def _policy_page(role: str) -> AppTest:
     return _signed_in(role, "pages/policies.py", model="loan")
 
 
-def test_pages_policies_admin_saves_a_valid_yaml_policy(loan):
+def test_pages_policies_admin_saves_a_valid_yaml_policy(loan_model):
     store = tracking.open_store()
     at = _policy_page("admin")
     assert at.selectbox(key="policy_model").value == "loan" and at.query_params["model"] == "loan"
@@ -311,7 +305,7 @@ def test_pages_policies_admin_saves_a_valid_yaml_policy(loan):
     ],
     ids=["yaml", "metric", "gate", "empty"],
 )
-def test_pages_policies_a_malformed_policy_is_one_sentence_and_saves_nothing(loan, text, message):
+def test_pages_policies_a_malformed_policy_is_one_sentence_and_saves_nothing(loan_model, text, message):
     store = tracking.open_store()
     before = effective_policy(store, "loan")
     at = _policy_page("admin")
@@ -323,7 +317,7 @@ def test_pages_policies_a_malformed_policy_is_one_sentence_and_saves_nothing(loa
     assert at.text_area[0].value == text  # the text stays to be fixed
 
 
-def test_pages_policies_reset_to_the_default(loan):
+def test_pages_policies_reset_to_the_default(loan_model):
     store = tracking.open_store()
     default = effective_policy(store, "loan")
     at = _policy_page("admin")
@@ -335,7 +329,7 @@ def test_pages_policies_reset_to_the_default(loan):
     assert list_events(store, action="policy.edit")[0].after is None
 
 
-def test_pages_policies_a_data_scientist_reads_the_policy(loan):
+def test_pages_policies_a_data_scientist_reads_the_policy(loan_model):
     at = _policy_page("data_scientist")
     assert not at.text_area and "Save policy" not in [b.label for b in at.button]
     assert yaml.safe_load(at.code[0].value) == effective_policy(tracking.open_store(), "loan")

@@ -3,32 +3,15 @@ the policies page's monitoring thresholds, under AppTest on real stores with rea
 
 from __future__ import annotations
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
-from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.pages import button, no_exception, open_page
 from tests.traffic import rows, serve, set_monitoring, shifted
-from tracking.governance._access import UserRecord
 from tracking.production._lifecycle import list_reproductions, reproduce_run
 from tracking.production._reviews import open_review
 from tracking.registry._models import production_version
 from tracking.store._db import Store
-from tracking.store._records import RunRecord
-
-
-@pytest.fixture
-def users() -> dict[str, UserRecord]:
-    """An account of every role (named after it) in this test's store."""
-    return make_accounts(tracking.open_store())
-
-
-@pytest.fixture
-def run(users) -> RunRecord:
-    """A complete run of a one-trial sweep (logistic regression on iris), with its model artifact."""
-    store = tracking.open_store()
-    return trained_runs(store, 1, task="iris", actor=users["data_scientist"], space=fixed_c(10.0))[0]
 
 
 def _serve(store: Store, moved: bool) -> None:

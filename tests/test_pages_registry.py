@@ -7,36 +7,23 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
-from tests.governance import fixed_c, make_accounts, trained_runs
+from tests.governance import fixed_c, trained_runs
 from tests.pages import button, no_exception, open_page
-from tracking.governance._access import UserRecord
 from tracking.registry._models import VersionRecord, get_version, list_versions, register_version
 from tracking.registry._promotions import approve_promotion, get_request, list_requests, request_promotion
 from ui.registry import NEW_MODEL
 
 
 @pytest.fixture
-def users() -> dict[str, UserRecord]:
-    """An account of every role (named after it) in this test's store."""
-    return make_accounts(tracking.open_store())
-
-
-@pytest.fixture
-def run(users):
-    """A complete run whose logistic regression fits well (C=10), with its model artifact."""
-    return trained_runs(tracking.open_store(), 1, actor=users["data_scientist"], space=fixed_c(10.0))[0]
-
-
-@pytest.fixture
-def version(run, users) -> VersionRecord:
+def loan_v1(run, users) -> VersionRecord:
     """The run's model registered as `loan` v1 by the data scientist."""
     return register_version(tracking.open_store(), run.id, "loan", "first try", actor=users["data_scientist"])
 
 
 @pytest.fixture
-def request_(version, users):
+def request_(loan_v1, users):
     """A pending promotion request for `loan` v1 (nothing in production yet), by the data scientist."""
-    return request_promotion(tracking.open_store(), version.id, "Best F1 so far", actor=users["data_scientist"])
+    return request_promotion(tracking.open_store(), loan_v1.id, "Best F1 so far", actor=users["data_scientist"])
 
 
 def _area(at: AppTest, label: str):
@@ -74,20 +61,20 @@ def test_pages_registry_models_page_without_models_explains_how_to_register(user
     assert "python -m tracking registry register RUN --name MODEL" in at.info[0].value
 
 
-def test_pages_registry_models_page_lists_the_model_and_its_versions(version, run, users):
+def test_pages_registry_models_page_lists_the_model_and_its_versions(loan_v1, run, users):
     second = register_version(tracking.open_store(), run.id, "loan", "again", actor=users["engineer"])
     at = open_page("viewer", "pages/models.py", model="loan")
     models = at.dataframe[0].value
     assert list(models["model"]) == ["loan"] and list(models["versions"]) == [2]
     versions = at.dataframe[1].value
     assert list(versions["version"]) == [2, 1]
-    assert list(versions["open"]) == [f"version?id={second.id}", f"version?id={version.id}"]
+    assert list(versions["open"]) == [f"version?id={second.id}", f"version?id={loan_v1.id}"]
     assert list(versions["run"]) == [f"run?id={run.id}"] * 2 and versions["held-out f1_macro"].iloc[0] > 0.7
-    assert _link(at, "loan v1 · none").proto.query_string == f"id={version.id}"
+    assert _link(at, "loan v1 · none").proto.query_string == f"id={loan_v1.id}"
 
 
-def test_pages_registry_version_page_links_its_lineage(version, run):
-    at = open_page("viewer", "pages/version.py", id=version.id)
+def test_pages_registry_version_page_links_its_lineage(loan_v1, run):
+    at = open_page("viewer", "pages/version.py", id=loan_v1.id)
     assert at.title[0].value == "loan v1"
     assert _link(at, f"Run {run.name} #{run.id}").proto.query_string == f"id={run.id}"
     sweep_link = next(link for link in at.page_link if link.value.startswith("Sweep "))
@@ -96,51 +83,51 @@ def test_pages_registry_version_page_links_its_lineage(version, run):
     assert run.dataset["hash"] in lineage and "2,000 rows" in lineage and run.code_version in lineage
 
 
-def test_pages_registry_stage_buttons_move_a_version_for_a_data_scientist(version):
-    at = open_page("data_scientist", "pages/version.py", id=version.id)
+def test_pages_registry_stage_buttons_move_a_version_for_a_data_scientist(loan_v1):
+    at = open_page("data_scientist", "pages/version.py", id=loan_v1.id)
     no_exception(button(at, "Move to staging").click().run())
-    assert get_version(tracking.open_store(), version.id).stage == "staging"
+    assert get_version(tracking.open_store(), loan_v1.id).stage == "staging"
     assert button(at, "Move to staging").disabled
     no_exception(button(at, "Archive").click().run())
-    assert get_version(tracking.open_store(), version.id).stage == "archived"
+    assert get_version(tracking.open_store(), loan_v1.id).stage == "archived"
 
 
-def test_pages_registry_stage_buttons_are_disabled_for_a_viewer(version):
-    at = open_page("viewer", "pages/version.py", id=version.id)
+def test_pages_registry_stage_buttons_are_disabled_for_a_viewer(loan_v1):
+    at = open_page("viewer", "pages/version.py", id=loan_v1.id)
     assert button(at, "Move to staging").disabled and button(at, "Archive").disabled
     assert "may not move versions to staging" in _captions(at)
     assert button(at, "Request promotion to production").disabled
 
 
-def test_pages_registry_model_card_is_editable_and_offered_as_downloads(version):
-    at = open_page("product_owner", "pages/version.py", id=version.id)
+def test_pages_registry_model_card_is_editable_and_offered_as_downloads(loan_v1):
+    at = open_page("product_owner", "pages/version.py", id=loan_v1.id)
     assert {b.label for b in at.get("download_button")} == {"Model card (HTML)", "Model card (Markdown)"}
     _area(at, "Intended use").input("Pre-screening loan applications; a person decides.")
     no_exception(button(at, "Save model card").click().run())
-    saved = get_version(tracking.open_store(), version.id)
+    saved = get_version(tracking.open_store(), loan_v1.id)
     assert saved.intended_use == "Pre-screening loan applications; a person decides."
     assert any(d.value["metric"].tolist()[:1] == ["Accuracy"] for d in at.dataframe)  # the held-out scores
 
 
-def test_pages_registry_request_promotion_from_the_version_page_creates_a_request_with_gates(version):
-    at = open_page("data_scientist", "pages/version.py", id=version.id)
+def test_pages_registry_request_promotion_from_the_version_page_creates_a_request_with_gates(loan_v1):
+    at = open_page("data_scientist", "pages/version.py", id=loan_v1.id)
     _area(at, "Justification").input("Best F1 on the held-out rows")
     no_exception(button(at, "Request promotion to production").click().run())
-    (request,) = list_requests(tracking.open_store(), version_id=version.id)
+    (request,) = list_requests(tracking.open_store(), version_id=loan_v1.id)
     assert request.status == "pending" and request.justification == "Best F1 on the held-out rows"
     assert request.gates and all(gate["passed"] for gate in request.gates)
     assert at.title[0].value == f"Promotion request {request.id}: loan v1"  # switched to the request page
 
 
-def test_pages_registry_product_owner_approves_and_the_version_goes_to_production(request_, version):
+def test_pages_registry_product_owner_approves_and_the_version_goes_to_production(request_, loan_v1):
     at = open_page("product_owner", "pages/request.py", id=request_.id)
     assert "gates passed" in "\n".join(m.value for m in at.markdown)
     _area(at, "Comment (required)").input("Ship it")
     no_exception(button(at, "Approve").click().run())
-    assert get_version(tracking.open_store(), version.id).stage == "production"
+    assert get_version(tracking.open_store(), loan_v1.id).stage == "production"
     assert get_request(tracking.open_store(), request_.id).comment == "Ship it"
     assert at.success[0].value.startswith("Approved by **product\\_owner**")
-    assert _link(at, "In production now: loan v1").proto.query_string == f"id={version.id}"
+    assert _link(at, "In production now: loan v1").proto.query_string == f"id={loan_v1.id}"
 
 
 def test_pages_registry_the_requester_sees_approve_disabled(request_):

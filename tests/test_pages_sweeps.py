@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.conftest import ROOT
 from tests.pages import signed_in_app
+from tests.polling import wait_until
 from tracking.governance._access import get_user
 from tracking.sweeps._sweeps import SweepSpec
 
@@ -26,13 +25,6 @@ def _page(path: str, **params: str) -> AppTest:
 
 def _launch_button(at: AppTest):
     return at.button(key="launch")
-
-
-def _wait_for(predicate, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.3)
 
 
 def test_pages_sweeps_form_starts_valid_with_the_family_defaults():
@@ -112,7 +104,7 @@ def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
     assert sweep.name == "from-the-page" and sweep.n_trials == 3 and sweep.config["folds"] == 2
     assert sweep.owner == "data_scientist"
     assert sweep.config["space"]["n_neighbors"] == {"type": "int", "low": 3, "high": 7, "log": False}
-    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "complete")
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", 180, "the sweep to complete")
     runs = tracking.list_runs(store, sweep_id=sweep.id)
     assert len(runs) == 3 and all(r.status == "complete" for r in runs)
     detail = _page("pages/sweep.py", id=str(sweep.id))
@@ -129,17 +121,17 @@ def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatc
     spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=3)
     sweep = tracking.create_sweep(store, spec)
     tracking.launch_workers(store, sweep.id, 1)
-    _wait_for(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1)
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, 180, "a running trial")
     at = _page("pages/sweep.py", id=str(sweep.id))
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert tracking.get_sweep(store, sweep.id).cancel_requested
     flag.unlink()
-    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "cancelled")
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "cancelled", 180, "the cancel")
     at = _page("pages/sweep.py", id=str(sweep.id))
     inputs = {n.label: n for n in at.number_input}
     inputs["Workers"].set_value(1).run()
     next(b for b in at.button if b.label == "Resume").click().run()
-    _wait_for(lambda: tracking.get_sweep(store, sweep.id).status == "complete")
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", 180, "the sweep to complete")
     assert tracking.get_sweep(store, sweep.id).finished == 3
 
 
@@ -181,4 +173,8 @@ def test_pages_home_demo_button_launches_the_demo_sweep():
         assert sweep.owner == "data_scientist"
     finally:
         tracking.cancel_sweep(store, sweep.id, now=True, actor=get_user(store, "data_scientist"))
-        _wait_for(lambda: tracking.get_sweep(store, sweep.id).status in ("cancelled", "interrupted", "complete"), 120)
+        wait_until(
+            lambda: tracking.get_sweep(store, sweep.id).status in ("cancelled", "interrupted", "complete"),
+            120,
+            "the sweep to stop",
+        )

@@ -35,7 +35,7 @@ from tracking.store._tables import ModelVersion, Stage
 
 
 @pytest.fixture
-def world(file_store):
+def two_runs(file_store):
     """Accounts of every role and two real runs: `good` (C=10) and `bad` (C=0.0005, underfits)."""
     users = make_accounts(file_store)
     good, bad = good_and_bad(file_store, users["data_scientist"])
@@ -49,8 +49,8 @@ def _in_production(store, users, run, model="loan"):
     return version
 
 
-def test_registry_versions_are_numbered_per_model_and_audited(world):
-    store, users, good, bad = world
+def test_registry_versions_are_numbered_per_model_and_audited(two_runs):
+    store, users, good, bad = two_runs
     v1 = register_version(store, good.id, "loan", "first", actor=users["data_scientist"])
     v2 = register_version(store, bad.id, "loan", actor=users["engineer"])
     other = register_version(store, bad.id, "loan-lite", actor=users["engineer"])
@@ -61,8 +61,8 @@ def test_registry_versions_are_numbered_per_model_and_audited(world):
     assert registered == [("engineer", 1), ("engineer", 2), ("data_scientist", 1)]
 
 
-def test_registry_version_keeps_held_out_scores_and_per_group_table(world):
-    store, users, good, _ = world
+def test_registry_version_keeps_held_out_scores_and_per_group_table(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     evaluation = v1.evaluation
     assert evaluation["sensitive"] == "gender"
@@ -70,8 +70,8 @@ def test_registry_version_keeps_held_out_scores_and_per_group_table(world):
     assert evaluation["candidate_scores"]["f1_macro"] == pytest.approx(good.metrics["test_f1_macro"])
 
 
-def test_registry_lineage_reaches_run_sweep_dataset_and_code(world):
-    store, users, good, _ = world
+def test_registry_lineage_reaches_run_sweep_dataset_and_code(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     found = lineage(store, v1.id)
     assert found["run"]["id"] == good.id
@@ -80,8 +80,8 @@ def test_registry_lineage_reaches_run_sweep_dataset_and_code(world):
     assert found["code_version"] == good.code_version
 
 
-def test_registry_refuses_runs_without_a_complete_model(world):
-    store, users, _, _ = world
+def test_registry_refuses_runs_without_a_complete_model(two_runs):
+    store, users, _, _ = two_runs
     ds = users["data_scientist"]
     with tracking.start_run("scripts", store=store) as plain:
         plain.log_metrics({"loss": 0.1})
@@ -94,16 +94,16 @@ def test_registry_refuses_runs_without_a_complete_model(world):
     assert list_versions(store) == []
 
 
-def test_registry_refuses_a_model_file_changed_on_disk(world):
-    store, users, good, _ = world
+def test_registry_refuses_a_model_file_changed_on_disk(two_runs):
+    store, users, good, _ = two_runs
     sha = tracking.list_artifacts(store, good.id)[0].sha256
     artifact_file(store, sha).write_bytes(b"tampered")
     with pytest.raises(tracking.IntegrityError, match="no longer matches"):
         register_version(store, good.id, "loan", actor=users["data_scientist"])
 
 
-def test_registry_stages_staging_and_archive_but_never_production_directly(world):
-    store, users, good, _ = world
+def test_registry_stages_staging_and_archive_but_never_production_directly(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     assert set_stage(store, v1.id, "staging", actor=users["engineer"]).stage == "staging"
     with pytest.raises(tracking.ValidationError, match="approved promotion request"):
@@ -113,16 +113,16 @@ def test_registry_stages_staging_and_archive_but_never_production_directly(world
     assert set_stage(store, v1.id, "archived", actor=users["engineer"]).stage == "archived"
 
 
-def test_registry_taking_production_out_needs_an_admin(world):
-    store, users, good, _ = world
+def test_registry_taking_production_out_needs_an_admin(two_runs):
+    store, users, good, _ = two_runs
     v1 = _in_production(store, users, good)
     with pytest.raises(tracking.PermissionDenied, match="Only an admin takes the production version out"):
         set_stage(store, v1.id, "archived", actor=users["engineer"])
     assert set_stage(store, v1.id, "archived", actor=users["admin"]).stage == "archived"
 
 
-def test_promotion_request_stores_every_gate_with_value_threshold_and_verdict(world):
-    store, users, good, _ = world
+def test_promotion_request_stores_every_gate_with_value_threshold_and_verdict(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     request = request_promotion(store, v1.id, "first model", actor=users["data_scientist"])
     assert request.status == "pending" and request.baseline_version is None
@@ -133,8 +133,8 @@ def test_promotion_request_stores_every_gate_with_value_threshold_and_verdict(wo
     assert gates["fairness"]["threshold"] == 0.1 and 0 <= gates["fairness"]["value"] < 0.1
 
 
-def test_promotion_nobody_decides_on_their_own_request(world):
-    store, users, good, _ = world
+def test_promotion_nobody_decides_on_their_own_request(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["admin"])
     request = request_promotion(store, v1.id, "mine", actor=users["admin"])
     for decide in (
@@ -147,8 +147,8 @@ def test_promotion_nobody_decides_on_their_own_request(world):
     assert production_version(store, "loan") is None
 
 
-def test_promotion_approval_archives_the_previous_production_version(world):
-    store, users, good, bad = world
+def test_promotion_approval_archives_the_previous_production_version(two_runs):
+    store, users, good, bad = two_runs
     v1 = _in_production(store, users, good)
     v2 = register_version(store, bad.id, "loan", actor=users["engineer"])
     request = request_promotion(store, v2.id, "cheaper", actor=users["engineer"])
@@ -159,8 +159,8 @@ def test_promotion_approval_archives_the_previous_production_version(world):
     assert sorted(stage_events) == [(str(v1.id), "archived"), (str(v2.id), "production")]
 
 
-def test_promotion_failing_gate_blocks_approval_until_an_admin_overrides(world):
-    store, users, good, bad = world
+def test_promotion_failing_gate_blocks_approval_until_an_admin_overrides(two_runs):
+    store, users, good, bad = two_runs
     _in_production(store, users, good)
     v2 = register_version(store, bad.id, "loan", actor=users["engineer"])
     request = request_promotion(store, v2.id, "smaller", actor=users["engineer"])
@@ -177,8 +177,8 @@ def test_promotion_failing_gate_blocks_approval_until_an_admin_overrides(world):
     assert (event.actor, event.after["override_justification"]) == ("admin", "cost cut")
 
 
-def test_promotion_regression_gate_compares_on_the_same_held_out_rows(world):
-    store, users, good, bad = world
+def test_promotion_regression_gate_compares_on_the_same_held_out_rows(two_runs):
+    store, users, good, bad = two_runs
     _in_production(store, users, bad)  # the weak model is in production first
     v2 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     request = request_promotion(store, v2.id, "much better", actor=users["data_scientist"])
@@ -190,8 +190,8 @@ def test_promotion_regression_gate_compares_on_the_same_held_out_rows(world):
     assert all(g["passed"] for g in request.gates)
 
 
-def test_promotion_pending_request_goes_stale_when_production_changes(world):
-    store, users, good, bad = world
+def test_promotion_pending_request_goes_stale_when_production_changes(two_runs):
+    store, users, good, bad = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     v2 = register_version(store, bad.id, "loan", actor=users["data_scientist"])
     first = request_promotion(store, v1.id, "a", actor=users["data_scientist"])
@@ -202,8 +202,8 @@ def test_promotion_pending_request_goes_stale_when_production_changes(world):
         approve_promotion(store, second.id, "go", actor=users["admin"], override_justification="x")
 
 
-def test_promotion_rollback_is_a_request_for_an_earlier_version(world):
-    store, users, good, bad = world
+def test_promotion_rollback_is_a_request_for_an_earlier_version(two_runs):
+    store, users, good, bad = two_runs
     v1 = _in_production(store, users, good)
     v2 = register_version(store, bad.id, "loan", actor=users["engineer"])
     request = request_promotion(store, v2.id, "try", actor=users["engineer"])
@@ -214,8 +214,8 @@ def test_promotion_rollback_is_a_request_for_an_earlier_version(world):
     assert production_version(store, "loan").version == v1.version
 
 
-def test_promotion_withdraw_by_requester_or_admin_only(world):
-    store, users, good, _ = world
+def test_promotion_withdraw_by_requester_or_admin_only(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     request = request_promotion(store, v1.id, "a", actor=users["data_scientist"])
     with pytest.raises(tracking.ValidationError, match="already has a pending request"):
@@ -228,8 +228,8 @@ def test_promotion_withdraw_by_requester_or_admin_only(world):
     assert [r.status for r in list_requests(store)] == ["withdrawn", "withdrawn"]
 
 
-def test_promotion_needs_a_justification_and_a_comment(world):
-    store, users, good, _ = world
+def test_promotion_needs_a_justification_and_a_comment(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     with pytest.raises(tracking.ValidationError, match="justification"):
         request_promotion(store, v1.id, "   ", actor=users["data_scientist"])
@@ -238,8 +238,8 @@ def test_promotion_needs_a_justification_and_a_comment(world):
         approve_promotion(store, request.id, "", actor=users["product_owner"])
 
 
-def test_promotion_tampered_model_file_fails_the_integrity_gate(world):
-    store, users, good, _ = world
+def test_promotion_tampered_model_file_fails_the_integrity_gate(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     artifact_file(store, v1.artifact_sha256).write_bytes(b"swapped after registration")
     request = request_promotion(store, v1.id, "x", actor=users["data_scientist"])
@@ -249,8 +249,8 @@ def test_promotion_tampered_model_file_fails_the_integrity_gate(world):
         approve_promotion(store, request.id, "ok", actor=users["product_owner"])
 
 
-def test_policy_min_metric_gate_and_admin_only_edits(world):
-    store, users, good, _ = world
+def test_policy_min_metric_gate_and_admin_only_edits(two_runs):
+    store, users, good, _ = two_runs
     v1 = register_version(store, good.id, "loan", actor=users["data_scientist"])
     with pytest.raises(tracking.PermissionDenied):
         set_policy(store, "loan", {"min_metrics": {"test_f1_macro": 0.99}}, actor=users["product_owner"])
@@ -268,8 +268,8 @@ def test_policy_min_metric_gate_and_admin_only_edits(world):
     assert "regression" in effective_policy(store, "loan")
 
 
-def test_registry_database_refuses_a_second_production_version(world):
-    store, users, good, bad = world
+def test_registry_database_refuses_a_second_production_version(two_runs):
+    store, users, good, bad = two_runs
     _in_production(store, users, good)
     v2 = register_version(store, bad.id, "loan", actor=users["engineer"])
     with pytest.raises(sqlalchemy.exc.IntegrityError), store.connect(write=True) as conn:

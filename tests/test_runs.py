@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -24,6 +23,7 @@ from sqlmodel import select
 
 import tracking
 import tracking.runs._runs
+from tests.polling import wait_until
 from tracking.governance._access import create_user, local_actor
 from tracking.runs._liveness import fail_stale_runs
 from tracking.runs._queries import get_run, list_runs, metric_history
@@ -43,7 +43,7 @@ import time
 import tracking
 
 with tracking.start_run("doomed"):
-    time.sleep(120)
+    time.sleep(120)  # the behaviour under test: a run whose process is killed mid-way (the test never waits this out)
 """
 
 
@@ -272,11 +272,12 @@ def test_fail_stale_runs_ends_run_of_killed_process(file_store, child_env, tmp_p
     script.write_text(SLEEP_SCRIPT)
     child = subprocess.Popen([sys.executable, str(script)], env=child_env)
     try:
-        deadline = time.monotonic() + 60
-        while not (runs := list_runs(file_store, experiment="doomed")):
-            assert child.poll() is None and time.monotonic() < deadline, "the child never started its run"
-            time.sleep(0.1)
-        [run] = runs
+
+        def started() -> list:
+            assert child.poll() is None, "the child ended before it started its run"
+            return list_runs(file_store, experiment="doomed")
+
+        [run] = wait_until(started, timeout=60, what="the child to start its run")
         assert run.status == "running"
         assert fail_stale_runs(file_store) == []  # alive and beating: left alone
         os.kill(child.pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ import uvicorn
 
 import tracking
 from tests.governance import PASSWORD, good_and_bad, make_accounts
+from tests.polling import wait_until
 from tracking.cli._serving import COMMANDS, add_parsers
 from tracking.governance._access import UserRecord, list_users
 from tracking.production._inference import InferenceEntry, get_inference, recent_inferences, serving_series, write_batch
@@ -33,6 +34,7 @@ from tracking.registry._models import VersionRecord, find_version, load_version_
 from tracking.registry._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
 from tracking.runs._artifacts import artifact_file
 from tracking.runs._datasets import load_task
+from tracking.serving import _app
 from tracking.serving._app import MAX_ROWS, create_app
 from tracking.store._db import Store, _stores, open_store
 from tracking.store._tables import utcnow
@@ -52,7 +54,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def serving_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store home built once: accounts, `loan` v1 in production, v2 with a pending request, `loan-lite` v1."""
     home = tmp_path_factory.mktemp("serving") / "home"
     with pytest.MonkeyPatch.context() as env:
@@ -80,10 +82,10 @@ def _world(store: Store) -> World:
 
 
 @pytest.fixture
-def world(template: Path, tmp_path: Path) -> World:
-    """This test's own copy of the template store (in its TRACKING_HOME)."""
+def loans(serving_template: Path, tmp_path: Path) -> World:
+    """This test's own copy of the serving template store (in its TRACKING_HOME): the World of loan models."""
     home = tmp_path / "home"
-    shutil.copytree(template, home, dirs_exist_ok=True)
+    shutil.copytree(serving_template, home, dirs_exist_ok=True)
     return _world(open_store(f"sqlite:///{home / 'tracking.db'}", home=home))
 
 
@@ -106,23 +108,14 @@ def running(app: Any) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def shared(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, httpx.Client]]:
-    """One server for the tests that only read (its own copy of the template store, left out of `_stores`)."""
+def shared(serving_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, httpx.Client]]:
+    """One server for the tests that only read (its own copy of the serving template store, left out of `_stores`)."""
     home = tmp_path_factory.mktemp("serving-shared") / "home"
-    shutil.copytree(template, home)
+    shutil.copytree(serving_template, home)
     store = Store(f"sqlite:///{home / 'tracking.db'}", home / "artifacts")
     with running(create_app(store, "loan")) as client:
         yield store, client
     store.dispose()
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def _one_sentence(detail: Any) -> bool:
@@ -215,8 +208,8 @@ def test_serving_model_describes_the_version_schema_and_classes(shared):
     }  # fmt: skip
 
 
-def test_serving_token_is_required_when_set(world):
-    with running(create_app(world.store, "loan", token="t0ken-for-tests")) as client:
+def test_serving_token_is_required_when_set(loans):
+    with running(create_app(loans.store, "loan", token="t0ken-for-tests")) as client:
         assert client.get("/health").status_code == 200
         calls = [("POST", "/predict", {"rows": [ROW]}), ("GET", "/model", None),
                  ("POST", "/feedback", {"request_id": "x", "labels": [1]})]  # fmt: skip
@@ -232,24 +225,24 @@ def test_serving_token_is_required_when_set(world):
 # --- refusing to start ---
 
 
-def test_serving_refuses_a_model_file_that_no_longer_verifies(world):
-    path = artifact_file(world.store, world.v1.artifact_sha256)
+def test_serving_refuses_a_model_file_that_no_longer_verifies(loans):
+    path = artifact_file(loans.store, loans.v1.artifact_sha256)
     path.write_bytes(path.read_bytes() + b"changed")
     with pytest.raises(tracking.IntegrityError, match="no longer matches"):
-        create_app(world.store, "loan")
+        create_app(loans.store, "loan")
 
 
-def test_serving_refuses_an_unknown_model_or_one_without_production(world):
+def test_serving_refuses_an_unknown_model_or_one_without_production(loans):
     with pytest.raises(tracking.NotFoundError, match="no registered model named 'nope'"):
-        create_app(world.store, "nope")
+        create_app(loans.store, "nope")
     with pytest.raises(tracking.ValidationError, match="'loan-lite' has no version in production"):
-        create_app(world.store, "loan-lite")
+        create_app(loans.store, "loan-lite")
 
 
 # --- the hot switch ---
 
 
-def test_serving_switches_version_under_load_without_a_failed_request(world):
+def test_serving_switches_version_under_load_without_a_failed_request(loans):
     answers: list[tuple[int, float, int, int | None]] = []  # (client, when, status, version)
     stop = threading.Event()
 
@@ -264,12 +257,12 @@ def test_serving_switches_version_under_load_without_a_failed_request(world):
                 except httpx.HTTPError:
                     answers.append((client_number, time.monotonic(), 0, None))
 
-    with running(create_app(world.store, "loan", poll_seconds=0.1, flush_seconds=0.2)) as client:
+    with running(create_app(loans.store, "loan", poll_seconds=0.1, flush_seconds=0.2)) as client:
         clients = [threading.Thread(target=hammer, args=(n, str(client.base_url))) for n in range(4)]
         for thread in clients:
             thread.start()
         wait_until(lambda: len(answers) > 20, what="answers from version 1")
-        approve_promotion(world.store, world.request.id, "smaller wins", actor=world.users["admin"],
+        approve_promotion(loans.store, loans.request.id, "smaller wins", actor=loans.users["admin"],
                           override_justification="testing the hot switch")  # fmt: skip
         approved = time.monotonic()
         wait_until(lambda: sum(a[3] == 2 for a in answers) > 20, what="answers from version 2")
@@ -284,15 +277,19 @@ def test_serving_switches_version_under_load_without_a_failed_request(world):
     assert first_v2 - approved < 2.0  # within a few polls (0.1 s) plus loading the new model
 
 
-def test_serving_keeps_the_old_version_while_the_new_file_does_not_verify(world, caplog):
-    path = artifact_file(world.store, world.v2.artifact_sha256)
+def test_serving_keeps_the_old_version_while_the_new_file_does_not_verify(loans, caplog, monkeypatch):
+    path = artifact_file(loans.store, loans.v2.artifact_sha256)
     original = path.read_bytes()
     path.write_bytes(original + b"changed")
-    with running(create_app(world.store, "loan", poll_seconds=0.05)) as client:
-        approve_promotion(world.store, world.request.id, "smaller wins", actor=world.users["admin"],
+    polls = []  # each look of the registry watcher at the production version
+    looked_up = _app.production_version
+    monkeypatch.setattr(_app, "production_version", lambda *args: polls.append(1) or looked_up(*args))
+    with running(create_app(loans.store, "loan", poll_seconds=0.05)) as client:
+        approve_promotion(loans.store, loans.request.id, "smaller wins", actor=loans.users["admin"],
                           override_justification="testing a bad file")  # fmt: skip
         wait_until(lambda: "not switching from loan v1" in caplog.text, what="the warning")
-        time.sleep(0.3)  # several more polls
+        seen = len(polls)
+        wait_until(lambda: len(polls) >= seen + 3, what="three more polls of the registry")
         assert client.post("/predict", json={"rows": [ROW]}).json()["version"] == 1
         path.write_bytes(original)  # repaired: the next poll switches
         wait_until(lambda: client.get("/health").json()["version"] == 2, what="the switch to version 2")
@@ -302,52 +299,52 @@ def test_serving_keeps_the_old_version_while_the_new_file_does_not_verify(world,
 # --- the inference log and feedback ---
 
 
-def test_serving_logs_sampled_requests_and_counts_every_minute(world):
-    with running(create_app(world.store, "loan", flush_seconds=60)) as client:  # written at shutdown
+def test_serving_logs_sampled_requests_and_counts_every_minute(loans):
+    with running(create_app(loans.store, "loan", flush_seconds=60)) as client:  # written at shutdown
         by_rows = client.post("/predict", json={"rows": ROWS[:2]}).json()
         by_columns = client.post("/predict", json={"columns": COLUMNS}).json()
         assert client.post("/predict", content=b"{").status_code == 422
-    logged = get_inference(world.store, by_rows["request_id"])
-    assert logged.version_id == world.v1.id and logged.n_rows == 2 and logged.inputs == ROWS[:2]
+    logged = get_inference(loans.store, by_rows["request_id"])
+    assert logged.version_id == loans.v1.id and logged.n_rows == 2 and logged.inputs == ROWS[:2]
     assert logged.outputs["predictions"] == by_rows["predictions"]
-    assert get_inference(world.store, by_columns["request_id"]).inputs == ROWS
-    assert len(recent_inferences(world.store, world.v1.model_id)) == 2  # the refused one is only counted
-    minutes = serving_series(world.store, world.v1.model_id, since=utcnow() - timedelta(minutes=5))
+    assert get_inference(loans.store, by_columns["request_id"]).inputs == ROWS
+    assert len(recent_inferences(loans.store, loans.v1.model_id)) == 2  # the refused one is only counted
+    minutes = serving_series(loans.store, loans.v1.model_id, since=utcnow() - timedelta(minutes=5))
     assert sum(m.requests for m in minutes) == 3 and sum(m.errors for m in minutes) == 1
     assert sum(m.rows for m in minutes) == 2 + len(ROWS)
 
 
-def test_serving_sample_rate_zero_keeps_counts_only(world):
-    with running(create_app(world.store, "loan", sample_rate=0.0)) as client:
+def test_serving_sample_rate_zero_keeps_counts_only(loans):
+    with running(create_app(loans.store, "loan", sample_rate=0.0)) as client:
         for _ in range(3):
             assert client.post("/predict", json={"rows": [ROW]}).status_code == 200
-    assert recent_inferences(world.store, world.v1.model_id) == []
-    minutes = serving_series(world.store, world.v1.model_id)
+    assert recent_inferences(loans.store, loans.v1.model_id) == []
+    minutes = serving_series(loans.store, loans.v1.model_id)
     assert sum(m.requests for m in minutes) == 3 and sum(m.rows for m in minutes) == 3
 
 
-def test_serving_keeps_log_entries_while_the_store_refuses_them(world, caplog):
-    with world.store.connect(write=True) as conn:
+def test_serving_keeps_log_entries_while_the_store_refuses_them(loans, caplog):
+    with loans.store.connect(write=True) as conn:
         conn.exec_driver_sql("ALTER TABLE inference_log RENAME TO inference_log_away")
-    with running(create_app(world.store, "loan", flush_seconds=0.05)) as client:
+    with running(create_app(loans.store, "loan", flush_seconds=0.05)) as client:
         for _ in range(3):
             assert client.post("/predict", json={"rows": [ROW]}).status_code == 200
         wait_until(lambda: "keeping them for the next try" in caplog.text, what="the failed write")
         assert client.post("/predict", json={"rows": [ROW]}).status_code == 200
-        with world.store.connect(write=True) as conn:
+        with loans.store.connect(write=True) as conn:
             conn.exec_driver_sql("ALTER TABLE inference_log_away RENAME TO inference_log")
-        wait_until(lambda: len(recent_inferences(world.store, world.v1.model_id)) == 4, what="the kept entries")
+        wait_until(lambda: len(recent_inferences(loans.store, loans.v1.model_id)) == 4, what="the kept entries")
         wait_until(lambda: "the inference log is written again" in caplog.text, what="the recovery")
-    assert sum(m.requests for m in serving_series(world.store, world.v1.model_id)) == 4
+    assert sum(m.requests for m in serving_series(loans.store, loans.v1.model_id)) == 4
 
 
-def test_serving_feedback_attaches_labels(world):
-    with running(create_app(world.store, "loan", flush_seconds=0.05)) as client:
+def test_serving_feedback_attaches_labels(loans):
+    with running(create_app(loans.store, "loan", flush_seconds=0.05)) as client:
         request_id = client.post("/predict", json={"rows": ROWS[:2]}).json()["request_id"]
-        wait_until(lambda: recent_inferences(world.store, world.v1.model_id), what="the log write")
+        wait_until(lambda: recent_inferences(loans.store, loans.v1.model_id), what="the log write")
         response = client.post("/feedback", json={"request_id": request_id, "labels": [1, 0]})
         assert response.status_code == 200 and response.json() == {"request_id": request_id, "labels": 2}
-        assert get_inference(world.store, request_id).labels == [1, 0]
+        assert get_inference(loans.store, request_id).labels == [1, 0]
         unknown = client.post("/feedback", json={"request_id": "nope", "labels": [1]})
         assert unknown.status_code == 404 and "'nope'" in unknown.json()["detail"]
         wrong = client.post("/feedback", json={"request_id": request_id, "labels": [1]})
@@ -377,22 +374,22 @@ def _logged(store: Store, version: VersionRecord, rows: dict[str, int]) -> None:
     ])  # fmt: skip
 
 
-def test_serving_cli_feedback_imports_both_csv_forms(world, tmp_path, monkeypatch, capsys):
+def test_serving_cli_feedback_imports_both_csv_forms(loans, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRACKING_USER", "engineer")
     monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
-    _logged(world.store, world.v1, {"a": 2, "b": 1, "c": 2})
+    _logged(loans.store, loans.v1, {"a": 2, "b": 1, "c": 2})
     per_row = tmp_path / "per_row.csv"
     per_row.write_text("request_id,label\na,1\nb,yes\na,0\n")
     run, _ = _cli("feedback", "--file", str(per_row))
     assert run() == 0 and "labelled 2 request(s) (3 row(s))" in capsys.readouterr().out
-    assert (get_inference(world.store, "a").labels, get_inference(world.store, "b").labels) == ([1, 0], ["yes"])
+    assert (get_inference(loans.store, "a").labels, get_inference(loans.store, "b").labels) == ([1, 0], ["yes"])
     as_lists = tmp_path / "lists.csv"
     as_lists.write_text('request_id,labels\nc,"[0, 1]"\nnope,[1]\n')
     run, _ = _cli("feedback", "--file", str(as_lists))
     assert run() == 1
     out, err = capsys.readouterr()
     assert "labelled 1 request(s) (2 row(s))" in out and "1 not labelled" in out and err.startswith("line 3: ")
-    assert get_inference(world.store, "c").labels == [0, 1]
+    assert get_inference(loans.store, "c").labels == [0, 1]
 
 
 @pytest.mark.parametrize(
@@ -405,7 +402,7 @@ def test_serving_cli_feedback_imports_both_csv_forms(world, tmp_path, monkeypatc
         ("request_id,label\n", "has no labels"),
     ],
 )
-def test_serving_cli_feedback_names_the_bad_line(world, tmp_path, monkeypatch, text, fragment):
+def test_serving_cli_feedback_names_the_bad_line(loans, tmp_path, monkeypatch, text, fragment):
     monkeypatch.setenv("TRACKING_USER", "engineer")
     monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
     path = tmp_path / "feedback.csv"
@@ -415,7 +412,7 @@ def test_serving_cli_feedback_names_the_bad_line(world, tmp_path, monkeypatch, t
         run()
 
 
-def test_serving_cli_commands_check_the_role_first(world, monkeypatch, tmp_path):
+def test_serving_cli_commands_check_the_role_first(loans, monkeypatch, tmp_path):
     monkeypatch.setenv("TRACKING_USER", "viewer")
     monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
     (tmp_path / "f.csv").write_text("request_id,label\na,1\n")

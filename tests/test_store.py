@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
-from tests.conftest import store_at_revision
+from tests.migrations import store_at_revision
 from tracking.runs._queries import get_run, list_experiments, list_runs, metric_history
 from tracking.runs._runs import start_run
 from tracking.store._db import VERSION_TABLE, change_marker, migrate

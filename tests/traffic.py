@@ -126,15 +126,3 @@ def set_monitoring(store: Store, users: dict[str, UserRecord], **settings: objec
     """Keep the model's gates, set its monitoring thresholds (as an admin)."""
     policy = {**effective_policy(store, "loan"), "monitoring": settings}
     set_policy(store, "loan", policy, actor=users["admin"])
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """The store with `loan` v1 in production (built once)."""
-    return production_template(tmp_path_factory)
-
-
-@pytest.fixture
-def served(template: Template, tmp_path: Path) -> Store:
-    """This test's own copy of the template store (SQLite), in its TRACKING_HOME."""
-    return copy_template(template, tmp_path / "home")
