@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import Action, UserRecord, why_not
+from tracking.governance import Action, UserRecord
 from tracking.ml import Assessment
 from tracking.production import ModelCard, card_html, card_markdown, model_card
 from tracking.registry import (
@@ -408,7 +408,7 @@ def decision_panel(request: RequestRecord, user: UserRecord) -> None:
     store = get_store()
     approve_blocked = decision_blockers(request, user)
     reject_blocked = decision_blockers(request, user, verdict="reject")
-    overriding = bool(request.failed_gates) and not why_not(user, Action.promotion_override)
+    overriding = bool(request.failed_gates) and user.may(Action.promotion_override)
     with st.form(f"decide_{request.id}"):
         comment = st.text_area("Comment (required)", disabled=bool(reject_blocked),
                                help="Kept with the decision in the audit trail.")  # fmt: skip

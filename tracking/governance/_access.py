@@ -132,8 +132,9 @@ class UserRecord:
         return ROLE_LABELS[Role(self.role)]
 
     def may(self, action: Action) -> bool:
-        """Whether this account's role allows the action (the store re-checks on every change)."""
-        return not self.disabled and Role(self.role) in PERMISSIONS[action]
+        """Whether this account's role allows the action (`why_not` says why not; the store re-checks on every
+        change)."""
+        return why_not(self, action) is None
 
 
 def _hasher() -> PasswordHasher:
