@@ -106,6 +106,18 @@ def idle(page: object, timeout: float = 60_000) -> None:
     finished.wait_for(state="attached", timeout=timeout)
 
 
+def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> None:
+    """Wait until these controls (one of each kind on the page) are drawn, the app idle and a frame painted.
+
+    Streamlit loads some controls' code on first use and registers a control's value in the browser only
+    once it is drawn; a change sent before that leaves the other controls' values out, and the page's rerun
+    resets them (a sort order seeded from the address comes back as the default)."""
+    for control in controls:
+        control.wait_for(timeout=timeout)
+    idle(page, timeout)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def sign_in(page: object, name: str, password: str) -> None:
     """Sign in through the dashboard's form (every new browser session starts signed out), and wait till drawn."""
     page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)

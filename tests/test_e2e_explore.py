@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import tracking
-from tests.e2e import idle, rerun, sign_in
+from tests.e2e import controls_ready, idle, rerun, sign_in
 from tests.governance import PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,11 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
     page.get_by_text("of 6 matching").wait_for(timeout=60_000)
-    idle(page)  # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
+    controls_ready(
+        page,
+        *(page.get_by_label(label, exact=True) for label in ("Columns", "Descending", "Page (of 1)", "Rows per page")),
+    )
+    # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
     assert page.locator("img[src=x]").count() == 0
 
     box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
