@@ -34,8 +34,7 @@ from tracking.registry._models import VersionRecord, find_version, load_version_
 from tracking.registry._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
 from tracking.runs._artifacts import artifact_file
 from tracking.runs._datasets import load_task
-from tracking.serving import _app
-from tracking.serving._app import MAX_ROWS, create_app
+from tracking.serving import MAX_ROWS, _app, create_app
 from tracking.store._db import Store, _stores, open_store
 from tracking.store._tables import utcnow
 

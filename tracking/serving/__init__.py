@@ -5,11 +5,8 @@ Not imported by `tracking`: FastAPI is only needed by `tracking serve`.
 
 from __future__ import annotations
 
-from tracking.serving._app import (
-    MAX_ROWS,
-    create_app,
-    serve,
-)
+from tracking.serving._app import create_app, serve
+from tracking.serving._input import MAX_ROWS
 
 __all__ = [
     "MAX_ROWS",
