@@ -9,7 +9,7 @@ import streamlit as st
 import tracking
 from tracking.governance import Action, why_not
 from tracking.ml import Assessment
-from tracking.registry import request_blockers, request_promotion, set_stage, stage_blockers, update_version_text
+from tracking.registry import request_promotion, set_stage, stage_blockers, update_version_text
 from ui.data import get_store
 from ui.explore import error_box, md
 from ui.frame import in_frame
@@ -17,6 +17,7 @@ from ui.lifecycle import version_status
 from ui.registry import (
     WORDS,
     cached_card,
+    cached_request_blockers,
     cached_requests,
     cached_version,
     card_files,
@@ -127,7 +128,7 @@ downloads[1].download_button("Model card (Markdown)", markdown, file_name=f"{nam
 
 st.subheader("Promotion to production")
 requests = cached_requests(version_id=version.id)
-request_blocked = request_blockers(store, user, version)
+request_blocked = cached_request_blockers(version, user)
 with st.form(f"promote_{version.id}"):
     justification = st.text_area("Justification", disabled=bool(request_blocked),
                                  placeholder="Why this version should replace the one in production")  # fmt: skip

@@ -179,10 +179,15 @@ def quality_frame(report: MonitoringReport) -> pd.DataFrame:
 # -- reviews -------------------------------------------------------------------------------------------
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _review_blockers(url: str, change: int, version_id: int, user: UserRecord) -> list[str]:
+    return review_blockers(get_store(), user, version_id)
+
+
 def review_panel(report: MonitoringReport | None, version_id: int, label: str, model: str, user: UserRecord) -> None:
     """Open a review of the monitored version (with the report's findings); the open reviews, with Close."""
     reviews = cached_reviews(model)
-    blocked = review_blockers(get_store(), user, version_id)
+    blocked = _review_blockers(get_store().url, marker(), version_id, user)
     with st.form(f"open_review_{version_id}"):
         reason = st.text_area("Reason", disabled=bool(blocked), placeholder="What needs a look, and why")
         submitted = st.form_submit_button(f"Open a review of {label}", icon=":material/rate_review:",

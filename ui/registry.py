@@ -34,6 +34,7 @@ from tracking.registry import (
     register_blockers,
     register_version,
     reject_promotion,
+    request_blockers,
     withdraw_blockers,
     withdraw_promotion,
 )
@@ -91,6 +92,21 @@ def _version(url: str, change: int, version_id: int) -> tuple[VersionRecord, dic
 def cached_version(version_id: int) -> tuple[VersionRecord, dict[str, Any]] | None:
     """A version and its lineage, or None."""
     return _version(get_store().url, marker(), version_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _register_blockers(url: str, change: int, run_id: int, user: UserRecord) -> list[str]:
+    return register_blockers(get_store(), user, run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _request_blockers(url: str, change: int, version: VersionRecord, user: UserRecord) -> list[str]:
+    return request_blockers(get_store(), user, version)
+
+
+def cached_request_blockers(version: VersionRecord, user: UserRecord) -> list[str]:
+    """`request_blockers`, read once per store change (the version page reruns often)."""
+    return _request_blockers(get_store().url, marker(), version, user)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -217,7 +233,7 @@ def reasons(lines: list[str], where: Any = st) -> None:
 
 def register_panel(run: RunRecord, user: UserRecord) -> None:
     """Register the run's model as a new version, and list the versions registered from it."""
-    blocked = register_blockers(get_store(), user, run.id)
+    blocked = _register_blockers(get_store().url, marker(), run.id, user)
     st.subheader("Register model")
     names = [m.name for m in cached_models()]
     choice = st.selectbox(
