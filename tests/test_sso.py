@@ -62,7 +62,7 @@ def test_sso_the_role_in_the_store_decides(store):
 def test_sso_unknown_identity_is_refused_by_default(store):
     make_accounts(store)
     assert sso_new_accounts(store) == "refuse"
-    with pytest.raises(PermissionDenied, match="no account named 'new@example.com'"):
+    with pytest.raises(PermissionDenied, match=r"no account named 'new@example\.com'"):
         sso_user(store, ISSUER, "sub-new", _claims("new@example.com"))
     assert list_sso_links(store) == []
 
@@ -132,7 +132,7 @@ def test_sso_claim_setting_picks_the_claim(store, monkeypatch):
 def test_sso_missing_claim_is_refused_with_the_setting_named(store, monkeypatch):
     make_accounts(store)
     monkeypatch.setenv("TRACKING_SSO_CLAIM", "preferred_username")
-    with pytest.raises(PermissionDenied, match="no 'preferred_username' claim.*TRACKING_SSO_CLAIM"):
+    with pytest.raises(PermissionDenied, match=r"no 'preferred_username' claim.*TRACKING_SSO_CLAIM"):
         sso_user(store, ISSUER, "sub-eng", _claims("engineer"))
 
 
