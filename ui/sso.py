@@ -8,13 +8,28 @@ refused or created as a viewer, disabled) live in `tracking.governance`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.governance import UserRecord, sso_user
+from tracking.governance import (
+    NEW_ACCOUNT_POLICIES,
+    UserRecord,
+    list_sso_links,
+    set_sso_new_accounts,
+    sso_claim,
+    sso_new_accounts,
+    sso_user,
+    unlink_sso,
+)
+
+_POLICY_LABELS = {
+    "refuse": "Refuse it (an admin adds the account first)",
+    "viewer": "Create a viewer account without a password",
+}
 
 
 def sso_providers() -> dict[str, str]:
@@ -56,3 +71,46 @@ def sso_account(store: tracking.Store) -> tuple[UserRecord | None, str | None]:
         return sso_user(store, str(claims.get("iss") or ""), str(claims.get("sub") or ""), claims), None
     except tracking.TrackingError as err:
         return None, str(err)
+
+
+def sso_admin(store: tracking.Store, actor: UserRecord, change: Callable[[str, Callable[[], object]], None]) -> None:
+    """The Users page's single sign-on section for admins (shown once `[auth]` is configured or identities are
+    linked): the policy for identities without an account, and the linked identities with **Unlink**.
+
+    `change(done, make_change)` makes one change and reports it (the page's own helper).
+    """
+    links = list_sso_links(store)
+    if not sso_providers() and not links:
+        return
+    st.subheader("Single sign-on")
+    st.caption(
+        f"A new identity is matched to the account named by its `{sso_claim()}` claim (TRACKING_SSO_CLAIM); later "
+        "sign-ins follow the link. The account's role here decides what it may do."
+    )
+    policy = sso_new_accounts(store)
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.radio(
+        "First sign-in of an identity without an account",
+        NEW_ACCOUNT_POLICIES,
+        index=NEW_ACCOUNT_POLICIES.index(policy),
+        format_func=_POLICY_LABELS.__getitem__,
+        key=f"sso_policy_{policy}",
+    )
+    if right.button("Save", key="sso_policy_save", disabled=chosen == policy):
+        change(f"New single sign-on identities: {_POLICY_LABELS[chosen].lower()}.",
+               lambda: set_sso_new_accounts(store, actor, chosen))  # fmt: skip
+    if not links:
+        st.caption("No identity is linked to an account yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [{"account": k.account, "issuer": k.issuer, "subject": k.subject, "linked (UTC)": k.created_at,
+              "last sign-in (UTC)": k.last_sign_in} for k in links]
+        ),
+        hide_index=True,
+    )  # fmt: skip
+    names = sorted({k.account for k in links})
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    name = left.selectbox("Linked account", names, key="sso_unlink_account")
+    if right.button("Unlink", key="sso_unlink", help="Its next single sign-on is matched by its claim again."):
+        change(f"The identities of {name} were unlinked.", lambda: unlink_sso(store, actor, name))
