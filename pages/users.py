@@ -11,6 +11,7 @@ from tracking.governance import Action, create_user, list_users, reset_password,
 from ui.admin import ROLES, notice, password_twice, role_label, users_frame
 from ui.data import get_store
 from ui.frame import in_frame
+from ui.sso import sso_admin
 
 user = in_frame()
 store = get_store()
@@ -82,3 +83,5 @@ with change:
                     f"The password of {chosen.name} was reset.",
                     lambda: reset_password(store, user, chosen.name, password),
                 )
+
+sso_admin(store, user, _change)

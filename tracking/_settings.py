@@ -77,6 +77,12 @@ SETTINGS: tuple[Setting, ...] = (
         "tests only: a PostgreSQL server URL; every store test also runs there, each in a database of its own "
         "that is dropped afterwards",
     ),
+    Setting(
+        "TRACKING_SSO_CLAIM",
+        "email",
+        "the OpenID Connect claim whose value is the account name a single sign-on identity is matched to on its "
+        "first sign-in (e.g. `email`, `preferred_username`); see [Single sign-on](#single-sign-on)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

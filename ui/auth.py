@@ -1,7 +1,9 @@
-"""Signing in: the first-admin form on a store without accounts, the sign-in form, the signed-in user.
+"""Signing in: the first-admin form on a store without accounts, the sign-in form (and single sign-on when
+`[auth]` is configured, see `ui.sso`), the signed-in user.
 
 Only the session token lives in the browser session (`st.session_state`); the store checks it on
-every rerun, so a timed-out session or a disabled account stops at the next click.
+every rerun, so a timed-out session or a disabled account stops at the next click. `_start_session_for`
+is the one place that opens it, for a password and a single sign-on alike.
 """
 
 from __future__ import annotations
@@ -9,8 +11,17 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking.governance import UserRecord, create_user, has_accounts, session_user, sign_in, sign_out
+from tracking.governance import (
+    UserRecord,
+    authenticate,
+    create_user,
+    has_accounts,
+    open_session,
+    session_user,
+    sign_out,
+)
 from ui.data import get_store
+from ui.sso import sso_account, sso_buttons, sso_providers
 
 _TOKEN = "session_token"
 
@@ -29,6 +40,12 @@ def require_user() -> UserRecord:
     """The signed-in account; otherwise show the first-admin or sign-in form and stop the page."""
     store = get_store()
     user = current_user()
+    refusal = None
+    if user is None and has_accounts(store):  # signed in at the identity provider (st.login): map and open
+        user, refusal = sso_account(store)
+        if user is not None:
+            _start_session_for(user)
+            st.session_state.pop("session_ended", None)
     if user is not None:
         _sidebar(user)
         return user
@@ -36,7 +53,7 @@ def require_user() -> UserRecord:
     if not has_accounts(store):
         _first_admin(store)
     else:
-        _sign_in(store)
+        _sign_in(store, refusal)
     st.stop()
 
 
@@ -61,8 +78,13 @@ def _first_admin(store: tracking.Store) -> None:
                 st.error(str(err))
 
 
-def _sign_in(store: tracking.Store) -> None:
+def _sign_in(store: tracking.Store, refusal: str | None = None) -> None:
     st.subheader("Sign in")
+    if refusal:
+        st.error(refusal)
+    if providers := sso_providers():
+        sso_buttons(providers)
+        st.caption("or with this store's account name and password:")
     if st.session_state.pop("session_ended", False):
         st.info("Your session ended (it times out after a while without activity). Sign in again.")
     with st.form("sign_in"):
@@ -76,9 +98,13 @@ def _sign_in(store: tracking.Store) -> None:
 
 
 def _start(store: tracking.Store, name: str, password: str) -> None:
-    token, _user = sign_in(store, name, password)
-    st.session_state[_TOKEN] = token
+    _start_session_for(authenticate(store, name, password))
     st.rerun()  # the same page and query parameters, now signed in
+
+
+def _start_session_for(user: UserRecord) -> None:
+    """Open the dashboard session of an account already authenticated (by password or single sign-on)."""
+    st.session_state[_TOKEN] = open_session(get_store(), user)
 
 
 def _sidebar(user: UserRecord) -> None:
@@ -86,4 +112,8 @@ def _sidebar(user: UserRecord) -> None:
         st.caption(f"Signed in as **{user.name}** ({user.role_label})")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             sign_out(get_store(), st.session_state.pop(_TOKEN))
-            st.rerun()
+            if st.user.get("is_logged_in"):
+                st.logout()  # else the single sign-on identity would sign this browser straight back in
+                st.stop()  # the browser leaves for the provider's sign-out page
+            else:
+                st.rerun()

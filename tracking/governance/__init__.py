@@ -1,5 +1,5 @@
-"""Who may do what: accounts, roles and sign-in sessions, the permission check behind every change, and the
-hash-chained audit trail.
+"""Who may do what: accounts, roles, sign-in sessions and single sign-on, the permission check behind every
+change, and the hash-chained audit trail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tracking.governance._access import (
     has_accounts,
     list_users,
     local_actor,
+    open_session,
     require,
     reset_password,
     session_user,
@@ -34,13 +35,25 @@ from tracking.governance._audit import (
     record,
     verify_chain,
 )
+from tracking.governance._sso import (
+    NEW_ACCOUNT_POLICIES,
+    SsoLink,
+    list_sso_links,
+    set_sso_new_accounts,
+    sso_claim,
+    sso_new_accounts,
+    sso_user,
+    unlink_sso,
+)
 
 __all__ = [
     "DESCRIPTIONS",
+    "NEW_ACCOUNT_POLICIES",
     "PERMISSIONS",
     "ROLE_LABELS",
     "Action",
     "AuditRecord",
+    "SsoLink",
     "UserRecord",
     "authenticate",
     "authorize",
@@ -50,16 +63,23 @@ __all__ = [
     "get_user",
     "has_accounts",
     "list_events",
+    "list_sso_links",
     "list_users",
     "local_actor",
+    "open_session",
     "record",
     "require",
     "reset_password",
     "session_user",
     "set_disabled",
     "set_role",
+    "set_sso_new_accounts",
     "sign_in",
     "sign_out",
+    "sso_claim",
+    "sso_new_accounts",
+    "sso_user",
+    "unlink_sso",
     "verify_chain",
     "why_not",
 ]

@@ -152,7 +152,8 @@ def _verify(stored: str | None, password: str) -> bool:
     hasher = _hasher()
     try:
         # An unknown account still pays for one hash, so timing does not tell which names exist.
-        return bool(hasher.verify(stored or _dummy_hash(), password)) and stored is not None
+        # An account without a password ("": it signs in only through SSO) pays the same and never matches.
+        return bool(hasher.verify(stored or _dummy_hash(), password)) and bool(stored)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -434,11 +435,16 @@ def _token_hash(token: str) -> str:
 def sign_in(store: Store, name: str, password: str) -> tuple[str, UserRecord]:
     """Authenticate and open a session; the session token (keep it secret) and the account."""
     user = authenticate(store, name, password)
+    return open_session(store, user), user
+
+
+def open_session(store: Store, user: UserRecord) -> str:
+    """Open a session for an account its caller has already authenticated (password or SSO); its token."""
     token = secrets.token_urlsafe(32)
     with store.connect(write=True) as conn:
         conn.execute(insert(UserSession).values(token_sha256=_token_hash(token), user_id=user.id,
                                                 created_at=utcnow(), last_seen=utcnow()))  # fmt: skip
-    return token, user
+    return token
 
 
 def session_user(store: Store, token: str | None) -> UserRecord | None:

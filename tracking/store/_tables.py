@@ -237,7 +237,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     role: Role
-    password_hash: str  # argon2id, never the password
+    password_hash: str  # argon2id, never the password; "" for an account that signs in only through SSO
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     password_changed_at: datetime = Field(default_factory=utcnow)
@@ -430,3 +430,27 @@ class Reproduction(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SsoIdentity(SQLModel, table=True):
+    """An OpenID Connect identity (issuer, subject) linked to an account: single sign-on proves who, the account's
+    role decides what."""
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_sso_identities_issuer_subject"),)
+    id: int | None = Field(default=None, primary_key=True)
+    issuer: str
+    subject: str
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_sign_in: datetime = Field(default_factory=utcnow)
+
+
+class SsoPolicy(SQLModel, table=True):
+    """One row (absent until an admin sets it): what the first sign-in of an unknown identity does."""
+
+    __tablename__ = "sso_policy"
+    id: int | None = Field(default=None, primary_key=True)
+    new_accounts: str = "refuse"  # "refuse" or "viewer"
+    updated_by: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
