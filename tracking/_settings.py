@@ -77,6 +77,25 @@ SETTINGS: tuple[Setting, ...] = (
         "tests only: a PostgreSQL server URL; every store test also runs there, each in a database of its own "
         "that is dropped afterwards",
     ),
+    Setting(
+        "TRACKING_STORE_ANCHOR",
+        None,
+        "the anchor file of a store given by URL (PostgreSQL): its identity and audit heads, kept outside the "
+        "database so an emptied, replaced or rolled-back database is refused; a SQLite store's anchor is always "
+        "the file beside it (`tracking.db.anchor`)",
+    ),
+    Setting(
+        "TRACKING_AUDIT_KEY_FILE",
+        None,
+        "the file holding the key that authenticates audit events (HMAC-SHA256); default `audit.key` in "
+        "`TRACKING_HOME`, created on first use with permissions 0600",
+    ),
+    Setting(
+        "TRACKING_AUDIT_KEY",
+        None,
+        "the audit key itself (at least 32 characters), instead of the key file; every process that writes to "
+        "the store must have the same key",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
