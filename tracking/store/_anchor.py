@@ -185,12 +185,17 @@ def check_file(store: Store) -> None:
 
 
 def _blank(store: Store, version_table: str) -> bool:
-    """No store here at all: no SQLite file, an empty one, or a database without our tables."""
+    """No store here at all: no SQLite file, an empty one, or a database without our schema version."""
+    from alembic.runtime.migration import MigrationContext
+
     path = store.sqlite_path
     if path is not None and (not path.exists() or path.stat().st_size == 0):
         return True
     with store.connect() as conn:
-        return not inspect(conn).has_table(version_table)
+        if not inspect(conn).has_table(version_table):
+            return True
+        context = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return context.get_current_revision() is None  # the version table was emptied with the rest
 
 
 def open_checked(store: Store, migrate: Callable[[Store], None], version_table: str) -> None:
