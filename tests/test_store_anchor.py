@@ -17,6 +17,7 @@ from sqlalchemy import text
 import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD
+from tests.pages import no_exception
 from tracking.governance._access import create_user
 from tracking.governance._audit import record, verify_chain
 from tracking.store._db import _stores, open_store
@@ -245,3 +246,14 @@ def test_anchor_new_store_made_in_its_place_is_refused(store, tmp_path):
     (tmp_path / "kept.anchor").replace(store.anchor)
     with pytest.raises(tracking.StoreError, match="replaced by another store's"):
         _reopen(store)
+
+
+@pytest.mark.parametrize("broken", ["emptied", "corrupt"], indirect=True)
+def test_anchor_dashboard_shows_the_sentence_instead_of_a_new_store(broken):
+    from streamlit.testing.v1 import AppTest
+
+    _home, found = broken  # the test's TRACKING_HOME: the dashboard opens this store
+    at = no_exception(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run())
+    assert [e.value for e in at.error if re.search(found, e.value)], [e.value for e in at.error]
+    assert "Create the first admin" not in [s.value for s in at.subheader]
+    assert not at.text_input  # neither the first-admin form nor the sign-in form
