@@ -6,10 +6,8 @@ store's identity and audit head.
 from __future__ import annotations
 
 from tracking.store._anchor import (
-    AnchorState,
     anchor_line,
     anchor_records,
-    read_anchor,
 )
 from tracking.store._db import (
     MIGRATIONS,
@@ -72,7 +70,6 @@ from tracking.store._tables import (
 __all__ = [
     "MIGRATIONS",
     "VERSION_TABLE",
-    "AnchorState",
     "Artifact",
     "ArtifactRecord",
     "AuditChain",
@@ -121,6 +118,5 @@ __all__ = [
     "normalize_url",
     "note_audit_head",
     "open_store",
-    "read_anchor",
     "utcnow",
 ]

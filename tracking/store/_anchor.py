@@ -49,7 +49,7 @@ class AnchorHead:
 
 
 @dataclass(frozen=True)
-class AnchorState:
+class _AnchorState:
     """What an anchor file says: the store it belongs to and the newest audit head it recorded."""
 
     path: Path
@@ -91,21 +91,10 @@ def _file_error(path: Path, err: OSError, what: str = "anchor file") -> StoreErr
     )
 
 
-def read_anchor(path: Path) -> AnchorState | None:
-    """The anchor's store and newest head; None when there is no anchor file."""
-    try:
-        with open(path, "rb") as f:
-            return _state(f, path)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise _file_error(path, err) from err
-
-
-def _state(f: Any, path: Path) -> AnchorState:
+def _state(f: Any, path: Path) -> _AnchorState:
     first = f.readline()
     if not first.strip():
-        return AnchorState(path, None)
+        return _AnchorState(path, None)
     identity = _parse(first.decode(errors="replace"), path, 1)
     store_id = identity.get("store")
     if identity.get("kind") != "store" or not isinstance(store_id, str):
@@ -125,18 +114,27 @@ def _state(f: Any, path: Path) -> AnchorState:
         ours = isinstance(line, dict) and line.get("store") == store_id and isinstance(line.get("seq"), int)
         if ours and line["seq"] > best.seq:
             best = AnchorHead(line["seq"], str(line.get("hash")), str(line.get("at", "")))
-    return AnchorState(path, store_id, int(identity.get("legacy_events") or 0), best)
+    return _AnchorState(path, store_id, int(identity.get("legacy_events") or 0), best)
 
 
 def anchor_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Every line of an anchor file (or of a file of `audit anchor` outputs), oldest first."""
+    """Every line of an anchor file (or of a file of saved `audit anchor` lines), oldest first.
+
+    Raises:
+        StoreError: the file cannot be read, or a line other than a last one torn by a crash is not a record.
+    """
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            for number, text in enumerate(f, start=1):
-                if text.strip():
-                    yield _parse(text, path, number)
+            lines = [(number, text) for number, text in enumerate(f, start=1) if text.strip()]
     except OSError as err:
         raise _file_error(path, err) from err
+    for number, text in lines:
+        try:
+            yield _parse(text, path, number)
+        except StoreError:
+            if number != lines[-1][0] or text.endswith("\n"):
+                raise
+            return  # the last append was cut short by a crash: the lines before it still count
 
 
 def _open_locked(path: Path, create: bool) -> int:
@@ -245,7 +243,7 @@ def open_checked(store: Store, migrate: Callable[[Store], None], version_table: 
         os.close(fd)
 
 
-def _compare(store: Store, state: AnchorState, store_id: str, seq: int, anchored: str | None) -> None:
+def _compare(store: Store, state: _AnchorState, store_id: str, seq: int, anchored: str | None) -> None:
     path = state.path
     if store_id != state.store_id:
         raise StoreError(
