@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tracking import TrackingError
 from tracking.governance import events_csv, list_events, list_users, verify_chain
 from ui.admin import ACTION_GROUPS, day_bounds, events_frame, parse_day
 from ui.data import get_store
@@ -95,7 +96,11 @@ export.download_button(
     help="Every event matching the filters, with before/after as JSON.",
 )
 if check.button("Verify the chain", icon=":material/verified:", help="Recompute every event's hash, oldest first."):
-    report = verify_chain(store)
+    try:
+        report = verify_chain(store)
+    except TrackingError as err:  # e.g. the audit key is missing: the sentence says where it should be
+        check.error(str(err))
+        st.stop()
     if report.ok:
         check.success(f"The audit trail is intact: {report.checked:,} events verified; head hash `{report.head}`.")
     else:

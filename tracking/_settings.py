@@ -83,6 +83,25 @@ SETTINGS: tuple[Setting, ...] = (
         "the OpenID Connect claim whose value is the account name a single sign-on identity is matched to on its "
         "first sign-in (e.g. `email`, `preferred_username`); see [Single sign-on](#single-sign-on)",
     ),
+    Setting(
+        "TRACKING_STORE_ANCHOR",
+        None,
+        "the anchor file of a store given by URL (PostgreSQL): its identity and audit heads, kept outside the "
+        "database so an emptied, replaced or rolled-back database is refused; a SQLite store's anchor is always "
+        "the file beside it (`tracking.db.anchor`)",
+    ),
+    Setting(
+        "TRACKING_AUDIT_KEY_FILE",
+        None,
+        "the file holding the key that authenticates audit events (HMAC-SHA256); default `audit.key` in "
+        "`TRACKING_HOME`, created on first use with permissions 0600",
+    ),
+    Setting(
+        "TRACKING_AUDIT_KEY",
+        None,
+        "the audit key itself (at least 32 characters), instead of the key file; every process that writes to "
+        "the store must have the same key",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

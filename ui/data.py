@@ -19,9 +19,14 @@ def _open(url: str, home: str) -> tracking.Store:
 
 
 def get_store() -> tracking.Store:
-    """The store named by TRACKING_STORE_URL / TRACKING_HOME, opened once per process."""
+    """The store named by TRACKING_STORE_URL / TRACKING_HOME, opened once per process; a store that cannot be
+    opened or is refused (emptied, replaced, rolled back, damaged) stops the page with its one sentence."""
     home = tracking_home()
-    return _open(store_url(home), str(home))
+    try:
+        return _open(store_url(home), str(home))
+    except tracking.TrackingError as err:  # not cached: the next rerun tries again, e.g. after a restore
+        st.error(str(err), icon=":material/database:")
+        st.stop()
 
 
 def marker() -> int:

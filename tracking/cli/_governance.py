@@ -44,6 +44,7 @@ from tracking.registry import (
     set_stage,
     withdraw_promotion,
 )
+from tracking.store import anchor_line
 
 
 def cli_actor(store: Any) -> Any:
@@ -96,7 +97,14 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
 
     audit = sub.add_parser("audit", help="the audit trail: verify its hash chain, list or export events")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=type(audit))
-    audit_sub.add_parser("verify", parents=[store], help="detect edited, deleted or reordered events")
+    verify = audit_sub.add_parser(
+        "verify", parents=[store], help="detect edited, inserted, deleted, reordered, truncated or emptied trails"
+    )
+    verify.add_argument("--anchor", action="append", default=[], metavar="FILE",
+                        help="also compare with this file of saved `audit anchor` lines (repeatable)")  # fmt: skip
+    audit_sub.add_parser(
+        "anchor", parents=[store], help="verify, then print the head as one line for an outside record"
+    )
     events = audit_sub.add_parser("list", parents=[store], help="list events, newest first")
     events.add_argument("--actor")
     events.add_argument("--action", help="an action, or a prefix ending in '.' such as 'promotion.'")
@@ -181,15 +189,26 @@ def _when(text: str | None) -> datetime | None:
 
 
 def cmd_audit(args: argparse.Namespace, store: Any, print_table: Any) -> int:
-    if args.audit_command == "verify":
-        report = verify_chain(store)
-        if report.ok:
-            print(f"audit trail verified: {report.checked} events, head {report.head}")
+    if args.audit_command in ("verify", "anchor"):
+        report = verify_chain(store, anchors=getattr(args, "anchor", None) or ())
+        if not report.ok:
+            for problem in report.problems:
+                print(f"TAMPERED: {problem}", file=sys.stderr)
+            print(f"audit trail FAILED verification ({len(report.problems)} problem(s) in {report.checked} events)")
+            return 1
+        if args.audit_command == "anchor":
+            sys.stdout.write(anchor_line(report.store_id, report.seq, report.head))
             return 0
-        for problem in report.problems:
-            print(f"TAMPERED: {problem}", file=sys.stderr)
-        print(f"audit trail FAILED verification ({len(report.problems)} problem(s) in {report.checked} events)")
-        return 1
+        print(f"audit trail verified: {report.checked} events, head {report.head}")
+        if report.legacy:
+            print(f"  {report.legacy} unauthenticated legacy events (1 to {report.legacy}, recorded before the "
+                  "store had an audit key): their hash chain is checked, not their authorship")  # fmt: skip
+        if report.anchors:
+            print(f"  matches the anchor {', '.join(report.anchors)} (up to event {report.anchored})")
+        else:
+            print("  no anchor outside the database (set TRACKING_STORE_ANCHOR): events removed at the end "
+                  "with the head moved back cannot be detected")  # fmt: skip
+        return 0
     events = list_events(store, actor=args.actor, action=args.action, object_type=args.object_type,
                          object_id=args.object_id, since=_when(args.since), until=_when(args.until),
                          limit=args.limit)  # fmt: skip

@@ -2,26 +2,45 @@
 
 Events are hash-chained: each event's hash covers its own fields and the hash before it, and the
 one-row `audit_chain` table holds the last sequence number and hash. Appending locks that row, so
-events get gap-free sequence numbers in commit order on SQLite and PostgreSQL alike. `verify_chain`
-recomputes the chain and reports any edited, deleted, inserted or reordered event, and a trail cut
-short at its end (the head no longer matches).
+events get gap-free sequence numbers in commit order on SQLite and PostgreSQL alike.
+
+A hash chain alone does not stop someone who can write to the database: they can edit an event and
+recompute every later hash and the head. So each event also carries a MAC (HMAC-SHA256 over the store's
+id, the event's seq and its hash) made with the audit key, which is kept outside the database
+(`_audit_key`), and every committed head is appended to the store's anchor file, also outside the
+database (`tracking.store._anchor`). `verify_chain` recomputes the chain, checks every MAC, and compares
+the trail with the anchor: an edited, inserted, deleted, reordered, truncated or emptied trail is found
+even when its hashes were recomputed. Events recorded before the store had a key (schema 0008) carry no
+MAC: they are counted as unauthenticated legacy events, and a missing MAC on any later event is a problem.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from tracking.store import AuditChain, AuditEvent, Store
+from tracking._errors import StoreError
+from tracking.governance._audit_key import AuditKey, key_source, load_key
+from tracking.store import (
+    AuditChain,
+    AuditEvent,
+    Store,
+    StoreIdentity,
+    anchor_records,
+    connection_store,
+    note_audit_head,
+)
 
 GENESIS = "0" * 64
 
@@ -45,6 +64,11 @@ class ChainReport:
     checked: int
     head: str
     problems: list[str]
+    seq: int = 0  # the head's sequence number
+    store_id: str = ""
+    legacy: int = 0  # events recorded before the store had an audit key (no MAC)
+    anchors: tuple[str, ...] = ()  # the anchor files compared with the trail (none: nothing outside vouches)
+    anchored: int = 0  # the newest event an anchor recorded
 
 
 def canonical(value: Any) -> str:
@@ -92,6 +116,7 @@ def record(
         update(AuditChain).where(AuditChain.id == 1).values(seq=AuditChain.seq + 1)
         .returning(AuditChain.seq, AuditChain.head)
     ).one()  # fmt: skip
+    key, store_id = _signer(conn)  # after the head row is locked: one writer at a time sets the key id
     fields = {
         "seq": int(seq),
         "recorded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -103,9 +128,42 @@ def record(
         "after": canonical(after),
     }
     digest = _digest(prev, **fields)
-    conn.execute(insert(AuditEvent).values(**fields, prev_hash=prev, hash=digest))
+    mac = key.mac(store_id, int(seq), digest)
+    conn.execute(insert(AuditEvent).values(**fields, prev_hash=prev, hash=digest, mac=mac))
     conn.execute(update(AuditChain).where(AuditChain.id == 1).values(head=digest))
+    note_audit_head(conn, store_id, int(seq), digest)  # appended to the anchor once the change commits
     return int(seq)
+
+
+def _signer(conn: Any) -> tuple[AuditKey, str]:
+    """The audit key and the store id to sign this store's events with (the key made on the first event)."""
+    store = connection_store(conn)
+    cached = store.audit_cache.get("signer")
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    identity = conn.execute(select(StoreIdentity.store_id, StoreIdentity.audit_key_id)).first()
+    if identity is None:
+        raise StoreError(
+            f"The store {store.location} has lost its identity row (table store_identity): it was emptied or "
+            "damaged; restore it from a backup."
+        )
+    key = load_key(store, create=identity.audit_key_id is None)
+    if key is None:
+        raise StoreError(
+            f"The audit key {key_source(store)} is missing, but this store's events are signed with key "
+            f"{identity.audit_key_id}: copy the key file from where the store was created (or set "
+            "TRACKING_AUDIT_KEY_FILE or TRACKING_AUDIT_KEY to it); nothing was changed."
+        )
+    if identity.audit_key_id is None:
+        conn.execute(update(StoreIdentity).where(StoreIdentity.audit_key_id.is_(None)).values(audit_key_id=key.id))
+        return key, identity.store_id  # cached once the id is seen committed
+    if identity.audit_key_id != key.id:
+        raise StoreError(
+            f"The audit key {key.source} (id {key.id}) is not the key this store's events are signed with "
+            f"(id {identity.audit_key_id}): use the store's key file (TRACKING_AUDIT_KEY_FILE); nothing was changed."
+        )
+    store.audit_cache["signer"] = (key, identity.store_id)
+    return key, identity.store_id
 
 
 def list_events(
@@ -157,12 +215,43 @@ def _record(row: AuditEvent) -> AuditRecord:
     )  # fmt: skip
 
 
-def verify_chain(store: Store, batch: int = 5000) -> ChainReport:
-    """Recompute the whole chain; every problem found is one sentence naming the event."""
+MAX_PROBLEMS = 25  # a recomputed chain fails on every later event: the first ones say enough
+
+
+def verify_chain(store: Store, batch: int = 5000, anchors: Sequence[Path | str] = ()) -> ChainReport:
+    """Recompute the whole chain, check every MAC and compare with the anchors; each problem is one sentence.
+
+    Args:
+        store: the store.
+        batch: events read per query.
+        anchors: more anchor files to compare with, besides the store's own (e.g. a file of saved
+            `audit anchor` lines).
+
+    Raises:
+        StoreError: the trail has signed events but the audit key is not available to check them.
+    """
     problems: list[str] = []
-    prev, expected, checked = GENESIS, 1, 0
     with store.connect() as conn:
-        head_seq, head = conn.execute(select(AuditChain.seq, AuditChain.head).where(AuditChain.id == 1)).one()
+        identity = conn.execute(
+            select(StoreIdentity.store_id, StoreIdentity.legacy_events, StoreIdentity.audit_key_id)
+        ).first()
+        chain = conn.execute(select(AuditChain.seq, AuditChain.head).where(AuditChain.id == 1)).first()
+        head_seq, head = (int(chain.seq), chain.head) if chain else (0, GENESIS)
+        if identity is None:
+            problems.append(
+                "The store's identity row (table store_identity) is gone: the database was emptied or altered."
+            )
+        store_id = identity.store_id if identity else ""
+        outside = _Anchors(store, store_id, anchors, problems)
+        legacy_limit = outside.legacy_events if outside.legacy_events is not None else (
+            int(identity.legacy_events) if identity else 0)  # fmt: skip
+        key = load_key(store)
+        if key is not None and identity is not None and identity.audit_key_id not in (None, key.id):
+            problems.append(
+                f"The audit key {key.source} (id {key.id}) is not the key this store records (id "
+                f"{identity.audit_key_id}): the wrong key is configured, or the store's record of its key was changed."
+            )
+        scan = _Scan(store, store_id, key, legacy_limit, outside)
         last = 0
         while True:
             rows = conn.execute(
@@ -171,24 +260,107 @@ def verify_chain(store: Store, batch: int = 5000) -> ChainReport:
             if not rows:
                 break
             for event in rows:
-                checked += 1
-                if event.seq != expected:
-                    problems.append(f"Events {expected} to {event.seq - 1} are missing (deleted).")
-                if event.prev_hash != prev:
-                    problems.append(f"Event {event.seq} does not follow the event before it (reordered or removed).")
-                fields = (event.seq, event.recorded_at, event.actor, event.action, event.object_type,
-                          event.object_id, event.before, event.after)  # fmt: skip
-                if _digest(event.prev_hash, *fields) != event.hash:
-                    problems.append(
-                        f"Event {event.seq} ({event.action} by {event.actor}) was edited after it was recorded."
-                    )
-                prev, expected, last = event.hash, event.seq + 1, event.seq
-    if head_seq != last or head != prev:
+                scan.check(event)
+            last = rows[-1].seq
+    problems += scan.problems
+    if head_seq != scan.last or head != scan.prev:
         problems.append(
-            f"The trail ends at event {last} but its head records event {head_seq}: events at the end were removed "
-            "or the head was changed."
+            f"The trail ends at event {scan.last} but its head records event {head_seq}: events at the end were "
+            "removed or the head was changed."
         )
-    return ChainReport(ok=not problems, checked=checked, head=head, problems=problems)
+    if outside.newest is not None and outside.newest[0] > scan.last:
+        seq, _hash, at, source = outside.newest
+        problems.append(
+            f"The trail ends at event {scan.last}, but the anchor {source} recorded event {seq} at {at}: events "
+            "at the end were removed (or the whole trail emptied) and the head moved back."
+        )
+    if len(problems) > MAX_PROBLEMS:
+        problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more problems."]
+    return ChainReport(
+        ok=not problems, checked=scan.checked, head=head, problems=problems, seq=head_seq, store_id=store_id,
+        legacy=scan.legacy, anchors=tuple(outside.sources), anchored=outside.newest[0] if outside.newest else 0,
+    )  # fmt: skip
+
+
+class _Anchors:
+    """The heads recorded outside the database: the store's anchor file and any others given."""
+
+    def __init__(self, store: Store, store_id: str, extra: Sequence[Path | str], problems: list[str]) -> None:
+        self.heads: dict[int, tuple[str, str, str]] = {}  # seq -> (hash, at, source)
+        self.newest: tuple[int, str, str, str] | None = None
+        self.legacy_events: int | None = None
+        self.sources: list[str] = []
+        files = [store.anchor] if store.anchor is not None and store.anchor.exists() else []
+        for path in [*files, *(Path(p) for p in extra)]:
+            self.sources.append(str(path))
+            for record in anchor_records(path):
+                if record.get("store") != store_id:
+                    problems.append(
+                        f"The anchor {path} belongs to store {record.get('store')}, not to this store ({store_id}): "
+                        "the database was replaced, or the wrong anchor was given."
+                    )
+                    break
+                if record.get("kind") == "store" and self.legacy_events is None:
+                    self.legacy_events = int(record.get("legacy_events") or 0)
+                seq = int(record["seq"])
+                if seq > 0:
+                    self.heads.setdefault(seq, (str(record["hash"]), str(record.get("at", "")), str(path)))
+                    if self.newest is None or seq > self.newest[0]:
+                        self.newest = (seq, *self.heads[seq])
+
+
+class _Scan:
+    """The checks of each event in turn: sequence, link, hash, MAC, and the anchors' record of it."""
+
+    def __init__(self, store: Store, store_id: str, key: AuditKey | None, legacy_limit: int, outside: _Anchors):
+        self.store, self.store_id, self.key, self.outside = store, store_id, key, outside
+        self.legacy_limit = legacy_limit
+        self.prev, self.expected, self.last, self.checked, self.legacy = GENESIS, 1, 0, 0, 0
+        self.signed_seen = self.anchor_reported = False
+        self.problems: list[str] = []
+
+    def check(self, event: Any) -> None:
+        self.checked += 1
+        what = f"Event {event.seq} ({event.action} by {event.actor})"
+        if event.seq != self.expected:
+            self.problems.append(f"Events {self.expected} to {event.seq - 1} are missing (deleted).")
+        if event.prev_hash != self.prev:
+            self.problems.append(f"Event {event.seq} does not follow the event before it (reordered or removed).")
+        fields = (event.seq, event.recorded_at, event.actor, event.action, event.object_type,
+                  event.object_id, event.before, event.after)  # fmt: skip
+        if _digest(event.prev_hash, *fields) != event.hash:
+            self.problems.append(f"{what} was edited after it was recorded.")
+        self._check_mac(event, what)
+        anchored = self.outside.heads.get(event.seq)
+        if anchored is not None and anchored[0] != event.hash and not self.anchor_reported:
+            self.anchor_reported = True  # every later anchored event differs too: the first says where
+            self.problems.append(
+                f"{what} is not the event the anchor {anchored[2]} recorded at {anchored[1]}: the trail was "
+                "rewritten from there on."
+            )
+        self.prev, self.expected, self.last = event.hash, event.seq + 1, event.seq
+
+    def _check_mac(self, event: Any, what: str) -> None:
+        if event.mac is None:
+            if event.seq <= self.legacy_limit and not self.signed_seen:
+                self.legacy += 1
+            else:
+                self.problems.append(
+                    f"{what} carries no MAC although it was recorded after the store had an audit key: it was "
+                    "added or rewritten by someone without the key."
+                )
+            return
+        self.signed_seen = True
+        if self.key is None:
+            raise StoreError(
+                f"The audit key {key_source(self.store)} is missing, so the events' MACs cannot be checked: copy the "
+                "store's key file there (or set TRACKING_AUDIT_KEY_FILE or TRACKING_AUDIT_KEY) and verify again."
+            )
+        if not hmac.compare_digest(str(event.mac), self.key.mac(self.store_id, event.seq, event.hash)):
+            self.problems.append(
+                f"{what} fails its MAC check: it was written or rewritten without the audit key (e.g. its hash "
+                "chain recomputed), or moved from another place."
+            )
 
 
 CSV_COLUMNS = ["seq", "recorded_at", "actor", "action", "object_type", "object_id", "before", "after", "hash"]

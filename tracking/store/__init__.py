@@ -1,17 +1,24 @@
 """The store: one engine per database (SQLite or PostgreSQL), the tables, the read models pages get instead
-of rows, migrations, and Optuna's journal kept in a table.
+of rows, migrations, Optuna's journal kept in a table, and the anchor outside the database that knows the
+store's identity and audit head.
 """
 
 from __future__ import annotations
 
+from tracking.store._anchor import (
+    anchor_line,
+    anchor_records,
+)
 from tracking.store._db import (
     MIGRATIONS,
     VERSION_TABLE,
     Store,
     bump_change_counter,
     change_marker,
+    connection_store,
     migrate,
     normalize_url,
+    note_audit_head,
     open_store,
 )
 from tracking.store._journal import (
@@ -53,6 +60,7 @@ from tracking.store._tables import (
     SsoIdentity,
     SsoPolicy,
     Stage,
+    StoreIdentity,
     Sweep,
     SweepStatus,
     User,
@@ -96,18 +104,23 @@ __all__ = [
     "SsoPolicy",
     "Stage",
     "Store",
+    "StoreIdentity",
     "Sweep",
     "SweepRecord",
     "SweepStatus",
     "User",
     "UserSession",
     "Worker",
+    "anchor_line",
+    "anchor_records",
     "bump_change_counter",
     "change_marker",
+    "connection_store",
     "iso",
     "journal_storage",
     "migrate",
     "normalize_url",
+    "note_audit_head",
     "open_store",
     "utcnow",
 ]

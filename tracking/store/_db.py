@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,8 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from tracking._errors import StoreError
-from tracking._settings import store_url, tracking_home
+from tracking._settings import setting, store_url, tracking_home
+from tracking.store._anchor import ANCHOR_SUFFIX, append_head, open_checked
 from tracking.store._tables import StoreState
 
 # Alembic is imported inside the functions that use it: `import tracking` stays light.
@@ -29,6 +31,11 @@ VERSION_TABLE = "tracking_alembic_version"  # never Optuna's own `alembic_versio
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_MS = 60_000
 _WRITE = "tracking_write"
+# Kept in the DBAPI connection's `info` (it follows the connection through the pool, so both are reset at
+# every checkout): the store the connection belongs to, and the audit head a transaction recorded, which is
+# appended to the store's anchor once the transaction has committed.
+_STORE_REF = "tracking_store"
+_AUDIT_HEAD = "tracking_audit_head"
 
 
 def normalize_url(url: str) -> str:
@@ -56,8 +63,17 @@ class Store:
         # later store could reuse): experiment ids by name, and this process's worker heartbeat.
         self.experiment_ids: dict[str, int] = {}
         self.process_heartbeat: object | None = None
+        # Per-process state of the audit trail's signing (key, store id), filled by `governance`.
+        self.audit_cache: dict[str, object] = {}
         # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
         in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        self.sqlite_path = Path(parsed.database).resolve() if self.dialect == "sqlite" and not in_memory else None
+        anchor = setting("TRACKING_STORE_ANCHOR")
+        if self.sqlite_path is not None:
+            self.anchor: Path | None = self.sqlite_path.with_name(self.sqlite_path.name + ANCHOR_SUFFIX)
+        else:
+            self.anchor = Path(anchor).expanduser().resolve() if anchor and not in_memory else None
+        self._ref = weakref.ref(self)
         self._serial = threading.RLock() if in_memory else contextlib.nullcontext()
         # The transaction each thread has open: a nested `connect` joins it instead of waiting for the
         # write lock that its own outer transaction holds (Optuna's journal is written that way).
@@ -79,6 +95,16 @@ class Store:
         """The URL with any password hidden, for messages and the worker command."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    @property
+    def home(self) -> Path:
+        """The store's home folder (TRACKING_HOME unless given): artifacts, and the audit key by default."""
+        return self.artifact_root.parent
+
+    @property
+    def location(self) -> str:
+        """The SQLite file, else the URL with any password hidden: how messages name the store."""
+        return str(self.sqlite_path) if self.sqlite_path is not None else self.display_url
+
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[Connection]:
         """A Core connection inside one transaction, committed on success and rolled back on error."""
@@ -87,6 +113,8 @@ class Store:
             yield outer[0]  # nested in this thread's open transaction: join it (it commits or rolls back)
             return
         with self._serial, _mapped_errors(self), self.engine.connect() as conn:
+            conn.info[_STORE_REF] = self._ref
+            conn.info.pop(_AUDIT_HEAD, None)  # left by a transaction that rolled back
             if write:
                 conn.execution_options(**{_WRITE: True})
             with conn.begin():
@@ -95,6 +123,9 @@ class Store:
                     yield conn
                 finally:
                     self._active.conn = outer
+            head = conn.info.pop(_AUDIT_HEAD, None)
+        if head is not None and self.anchor is not None:
+            append_head(self.anchor, *head)
 
     @contextmanager
     def session_scope(self, write: bool = False) -> Iterator[Session]:
@@ -123,6 +154,24 @@ def bump_change_counter(conn: Connection | Session) -> None:
     conn.execute(_BUMP)
 
 
+def connection_store(conn: Connection | Session) -> Store:
+    """The store whose transaction `conn` (a Connection or Session from `connect`/`session_scope`) belongs to."""
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    ref = conn.info.get(_STORE_REF)
+    store = ref() if ref is not None else None
+    if store is None:
+        raise RuntimeError("not a connection opened by Store.connect")  # a bug, not a user's mistake
+    return store
+
+
+def note_audit_head(conn: Connection | Session, store_id: str, seq: int, digest: str) -> None:
+    """Remember the audit head this transaction reached: the store's anchor gets it after the commit."""
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    conn.info[_AUDIT_HEAD] = (store_id, int(seq), digest)
+
+
 def change_marker(store: Store) -> int:
     """A number that grows whenever a run, sweep or dataset changes: the key for cached views."""
     with store.connect() as conn:
@@ -137,8 +186,21 @@ def _mapped_errors(store: Store) -> Iterator[None]:
         text = str(err.orig) if err.orig is not None else str(err)
         if "locked" in text:
             raise StoreError(f"The store {store.display_url} stayed locked by another writer: {text}") from err
+        if store.sqlite_path is not None and "unable to open" in text:
+            raise StoreError(
+                f"Could not open the store file {store.sqlite_path} ({text.strip()}): check that it and its folder "
+                "exist and can be read and written by this user."
+            ) from err
         if "connect" in text or "unable to open" in text or "Connection refused" in text:
             raise StoreError(f"Could not open the store {store.display_url}: {text.strip()}") from err
+        raise
+    except exc.DatabaseError as err:
+        text = str(err.orig) if err.orig is not None else str(err)
+        if store.sqlite_path is not None and ("not a database" in text or "malformed" in text):
+            raise StoreError(
+                f"The store file {store.sqlite_path} is not a SQLite database or is damaged ({text.strip()}): "
+                "restore it from a backup, or move it (and its .anchor) aside to start a new store."
+            ) from err
         raise
 
 
@@ -178,14 +240,18 @@ _stores_lock = threading.Lock()
 
 
 def open_store(url: str | None = None, home: Path | str | None = None) -> Store:
-    """Open (and create or migrate, on first use) the store.
+    """Open (and create or migrate, on first use) the store, checked against its anchor.
+
+    A store whose anchor (see `_anchor`) knows a different database than the one found (emptied, replaced,
+    rolled back) is refused, never re-created.
 
     Args:
         url: a SQLAlchemy URL; default `TRACKING_STORE_URL`, else `TRACKING_HOME/tracking.db`.
         home: the folder for artifacts (and the SQLite file); default `TRACKING_HOME`.
 
     Raises:
-        StoreError: the URL is invalid or the database cannot be reached.
+        StoreError: the URL is invalid, the database cannot be reached or is damaged, or it is not the
+            database its anchor knows.
     """
     home_path = Path(home).expanduser().resolve() if home else tracking_home()
     resolved = normalize_url(url or store_url(home_path))
@@ -194,7 +260,11 @@ def open_store(url: str | None = None, home: Path | str | None = None) -> Store:
         store = _stores.get(key)
         if store is None:
             store = Store(resolved, home_path / "artifacts")
-            migrate(store)
+            try:
+                open_checked(store, migrate, VERSION_TABLE)
+            except BaseException:
+                store.engine.dispose()
+                raise
             _stores[key] = store
         return store
 

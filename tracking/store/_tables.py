@@ -278,6 +278,9 @@ class AuditEvent(SQLModel, table=True):
     after: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str
     hash: str
+    # HMAC-SHA256 of (store id, seq, hash) with the audit key kept outside the database (schema 0008);
+    # None on the events a store recorded before it had a key (its `legacy_events`).
+    mac: str | None = None
 
 
 class AuditChain(SQLModel, table=True):
@@ -454,3 +457,18 @@ class SsoPolicy(SQLModel, table=True):
     new_accounts: str = "refuse"  # "refuse" or "viewer"
     updated_by: str = ""
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- store identity (schema 0008) ---
+
+
+class StoreIdentity(SQLModel, table=True):
+    """One row: the store's random id (also kept in its anchor file, outside the database), how many audit
+    events it recorded before it had an audit key, and the id of the key that signs its events."""
+
+    __tablename__ = "store_identity"
+    id: int | None = Field(default=None, primary_key=True)
+    store_id: str
+    created_at: datetime = Field(default_factory=utcnow)
+    legacy_events: int = 0  # events 1..legacy_events carry no MAC (recorded before schema 0008)
+    audit_key_id: str | None = None  # set by the first event signed; a different key is refused

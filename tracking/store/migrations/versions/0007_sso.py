@@ -1,6 +1,6 @@
 """single sign-on: OpenID Connect identities linked to accounts, and the policy for unknown identities
 
-Revision ID: 0007_sso
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0007_sso"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
