@@ -1,5 +1,5 @@
-"""Who may do what: accounts, roles and sign-in sessions, the permission check behind every change, and the
-hash-chained audit trail.
+"""Who may do what: accounts, roles and sign-in sessions, the permission check behind every change, the
+hash-chained audit trail, and the webhooks that announce registry and monitoring events.
 """
 
 from __future__ import annotations
@@ -34,32 +34,82 @@ from tracking.governance._audit import (
     record,
     verify_chain,
 )
+from tracking.governance._delivery import (
+    SIGNATURE_HEADER,
+    DeliveryPass,
+    deliver_pending,
+    sign,
+    start_deliverer,
+    stop_deliverer,
+    verify_signature,
+)
+from tracking.governance._outbox import (
+    EVENTS,
+    TEST_EVENT,
+    queue_event,
+)
+from tracking.governance._webhooks import (
+    DeliveryRecord,
+    NewWebhook,
+    WebhookRecord,
+    add_webhook,
+    check_url,
+    get_delivery,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+    remove_webhook,
+    send_test_event,
+    set_webhook_enabled,
+)
 
 __all__ = [
     "DESCRIPTIONS",
+    "EVENTS",
     "PERMISSIONS",
     "ROLE_LABELS",
+    "SIGNATURE_HEADER",
+    "TEST_EVENT",
     "Action",
     "AuditRecord",
+    "DeliveryPass",
+    "DeliveryRecord",
+    "NewWebhook",
     "UserRecord",
+    "WebhookRecord",
+    "add_webhook",
     "authenticate",
     "authorize",
     "canonical",
+    "check_url",
     "create_user",
+    "deliver_pending",
     "events_csv",
+    "get_delivery",
     "get_user",
+    "get_webhook",
     "has_accounts",
+    "list_deliveries",
     "list_events",
     "list_users",
+    "list_webhooks",
     "local_actor",
+    "queue_event",
     "record",
+    "remove_webhook",
     "require",
     "reset_password",
+    "send_test_event",
     "session_user",
     "set_disabled",
     "set_role",
+    "set_webhook_enabled",
+    "sign",
     "sign_in",
     "sign_out",
+    "start_deliverer",
+    "stop_deliverer",
     "verify_chain",
+    "verify_signature",
     "why_not",
 ]

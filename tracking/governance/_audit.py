@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from tracking.governance._outbox import queue_for_audit
 from tracking.store import AuditChain, AuditEvent, Store
 
 GENESIS = "0" * 64
@@ -105,6 +106,7 @@ def record(
     digest = _digest(prev, **fields)
     conn.execute(insert(AuditEvent).values(**fields, prev_hash=prev, hash=digest))
     conn.execute(update(AuditChain).where(AuditChain.id == 1).values(head=digest))
+    queue_for_audit(conn, fields)  # webhooks subscribed to this action: queued in this same transaction
     return int(seq)
 
 

@@ -13,6 +13,7 @@ from tracking.store._db import (
     migrate,
     normalize_url,
     open_store,
+    store_of,
 )
 from tracking.store._journal import (
     journal_storage,
@@ -55,6 +56,8 @@ from tracking.store._tables import (
     SweepStatus,
     User,
     UserSession,
+    WebhookDelivery,
+    WebhookEndpoint,
     Worker,
     utcnow,
 )
@@ -97,6 +100,8 @@ __all__ = [
     "SweepStatus",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Worker",
     "bump_change_counter",
     "change_marker",
@@ -105,5 +110,6 @@ __all__ = [
     "migrate",
     "normalize_url",
     "open_store",
+    "store_of",
     "utcnow",
 ]

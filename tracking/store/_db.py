@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, exc, select, update
+from sqlalchemy import create_engine, event, exc, orm, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -56,6 +57,7 @@ class Store:
         # later store could reuse): experiment ids by name, and this process's worker heartbeat.
         self.experiment_ids: dict[str, int] = {}
         self.process_heartbeat: object | None = None
+        self.webhook_deliverer: object | None = None  # this process's webhook delivery thread, once started
         # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
         in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
         self._serial = threading.RLock() if in_memory else contextlib.nullcontext()
@@ -69,6 +71,7 @@ class Store:
                 f"The store URL {self.display_url!r} needs a database driver that is not installed ({err}); "
                 "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
             ) from err
+        _by_engine[id(self.engine)] = self
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,7 +115,21 @@ class Store:
         if beat is not None:
             with contextlib.suppress(StoreError):  # the database is already gone: nothing to mark
                 beat.stop()
+        deliverer, self.webhook_deliverer = self.webhook_deliverer, None
+        if deliverer is not None:
+            deliverer.stop()
         self.engine.dispose()
+
+
+# Stores by their engine's id, so code handed only a transaction (the audit hook) can find its store. The
+# values are weak: an entry goes with its store, so a later engine reusing the id never finds a stale one.
+_by_engine: weakref.WeakValueDictionary[int, Store] = weakref.WeakValueDictionary()
+
+
+def store_of(conn: Connection | Session) -> Store | None:
+    """The store whose transaction this is (a Connection or Session of `Store.connect`/`session_scope`)."""
+    bind = conn.connection() if isinstance(conn, orm.Session) else conn
+    return _by_engine.get(id(bind.engine))
 
 
 _BUMP = update(StoreState).values(change_counter=StoreState.change_counter + 1)  # built once: a hot path

@@ -430,3 +430,40 @@ class Reproduction(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- webhooks (schema 0007_webhooks) ---
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An HTTP endpoint that receives signed JSON for the events it subscribes to."""
+
+    __tablename__ = "webhook_endpoints"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    secret: str  # the HMAC key, kept to sign every delivery; shown once at creation, never read back
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    enabled: bool = True
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: the outbox row a deliverer sends, retries and records."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoints.id", index=True)
+    event: str
+    event_id: str  # shared by every endpoint's delivery of one event: receivers dedupe on it
+    dedup_key: str | None = None  # an alert already sent recently is not queued again
+    body: str = Field(sa_column=Column(Text, nullable=False))  # the exact JSON sent on every attempt
+    status: str = "pending"  # "pending", "delivered" or "failed" (gave up)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_status: int | None = None  # the HTTP status of the last attempt (None: no answer)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
