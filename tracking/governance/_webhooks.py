@@ -171,7 +171,8 @@ def _endpoint_row(conn: Any, webhook_id: int) -> Any:
 
 
 def set_webhook_enabled(store: Store, actor: UserRecord | None, webhook_id: int, enabled: bool) -> WebhookRecord:
-    """Disable an endpoint (no new deliveries are queued for it, queued ones wait) or enable it again (admins)."""
+    """Disable an endpoint (no new deliveries are queued for it, queued ones wait) or enable it again (admins): the
+    waiting deliveries go out."""
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.webhook_manage)
         row = _endpoint_row(conn, webhook_id)
@@ -180,6 +181,8 @@ def set_webhook_enabled(store: Store, actor: UserRecord | None, webhook_id: int,
             record(conn, who, "webhook.enable" if enabled else "webhook.disable", "webhook", webhook_id,
                    {"enabled": bool(row.enabled)}, {"enabled": enabled})  # fmt: skip
             bump_change_counter(conn)
+            if enabled:
+                wake_after_commit(conn)  # what waited for it goes out now
     return get_webhook(store, webhook_id)
 
 
