@@ -59,6 +59,7 @@ from tracking.governance._webhooks import (
     list_deliveries,
     list_webhooks,
     remove_webhook,
+    send_test_blockers,
     send_test_event,
     set_webhook_enabled,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "remove_webhook",
     "require",
     "reset_password",
+    "send_test_blockers",
     "send_test_event",
     "session_user",
     "set_disabled",

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 
 from tracking._errors import NotFoundError, ValidationError
-from tracking.governance._access import Action, UserRecord, authorize, require
+from tracking.governance._access import Action, UserRecord, authorize, require, why_not
 from tracking.governance._audit import record
 from tracking.governance._outbox import EVENTS, TEST_EVENT, event_body, insert_deliveries, now_stamp, wake_after_commit
 from tracking.store import Store, WebhookDelivery, WebhookEndpoint, bump_change_counter, utcnow
@@ -197,6 +197,17 @@ def remove_webhook(store: Store, actor: UserRecord | None, webhook_id: int) -> N
         bump_change_counter(conn)
 
 
+def _disabled(webhook_id: int) -> str:
+    return f"Webhook {webhook_id} is disabled; enable it before sending a test event."
+
+
+def send_test_blockers(actor: UserRecord | None, webhook: WebhookRecord) -> list[str]:
+    """Why `actor` cannot send a test event to this endpoint now (empty: they can), as `send_test_event` says."""
+    if reason := why_not(actor, Action.webhook_manage):
+        return [reason]
+    return [] if webhook.enabled else [_disabled(webhook.id)]
+
+
 def send_test_event(store: Store, actor: UserRecord | None, webhook_id: int) -> DeliveryRecord:
     """Queue a `webhook.test` event for one enabled endpoint (admins); its delivery, sent by the deliverer.
 
@@ -207,7 +218,7 @@ def send_test_event(store: Store, actor: UserRecord | None, webhook_id: int) -> 
         who = authorize(conn, actor, Action.webhook_manage)
         row = _endpoint_row(conn, webhook_id)
         if not row.enabled:
-            raise ValidationError(f"Webhook {webhook_id} is disabled; enable it before sending a test event.")
+            raise ValidationError(_disabled(webhook_id))
         body = event_body(conn, TEST_EVENT, now_stamp(), who, "webhook", webhook_id,
                      {"message": f"A test event sent by {who}."})  # fmt: skip
         insert_deliveries(conn, [webhook_id], TEST_EVENT, body)
