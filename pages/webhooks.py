@@ -57,8 +57,10 @@ add, manage = st.columns(2, gap="large")
 with add:
     st.subheader("Add a webhook")
     with st.form("add_webhook", clear_on_submit=True):
-        url = st.text_input("URL", placeholder="https://hooks.example.com/tracking", help="http:// or https://")
-        description = st.text_input("Description", help="What the endpoint is for (optional).")
+        url = st.text_input(
+            "URL", placeholder="https://hooks.example.com/tracking", help="http:// or https://", key="webhook_url"
+        )
+        description = st.text_input("Description", help="What the endpoint is for (optional).", key="webhook_about")
         st.markdown("**Events**")
         events = event_checkboxes("webhook_event")
         if st.form_submit_button("Add webhook", type="primary"):

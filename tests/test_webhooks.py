@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select, text
 
 from tests.polling import wait_until
 from tests.traffic import rows, serve, shifted
+from tests.webhooks import Receiver
 from tracking._errors import PermissionDenied, ValidationError
 from tracking.governance import (
     EVENTS,
@@ -35,57 +34,6 @@ from tracking.registry._models import production_version, register_version
 from tracking.registry._promotions import approve_promotion, reject_promotion, request_promotion
 from tracking.runs._queries import list_runs
 from tracking.store._tables import WebhookDelivery
-
-
-class Receiver:
-    """A real HTTP server on a free port: it checks each delivery's signature (401 when it fails) and answers
-    with the next status of `statuses`, then 200."""
-
-    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
-        self.secret = ""
-        self.statuses = list(statuses)
-        self.received: list[tuple[dict[str, str], bytes, int]] = []  # (headers, body, status answered)
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    verified = verify_signature(receiver.secret, body, self.headers.get("X-Tracking-Signature", ""))
-                    status = (receiver.statuses.pop(0) if receiver.statuses else 200) if verified else 401
-                    receiver.received.append((dict(self.headers), body, status))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"not now" if status >= 300 else b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hooks/tracking?source=test"
-
-    def accepted(self) -> list[dict]:
-        """The bodies answered with 2xx, parsed."""
-        with self.lock:
-            return [json.loads(body) for _h, body, status in self.received if 200 <= status < 300]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    """A receiver that accepts every correctly signed delivery."""
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _closed_port_url() -> str:
@@ -216,7 +164,7 @@ def test_webhooks_promotion_approval_is_delivered_signed_with_the_model(served, 
 
 def test_webhooks_only_subscribed_events_of_enabled_endpoints_are_queued(served, users, receiver):
     _hook(served, users["admin"], receiver, ["promotion.rejected"])
-    disabled = _hook(served, users["admin"], Receiver(), list(EVENTS))
+    disabled = add_webhook(served, users["admin"], _closed_port_url(), list(EVENTS)).webhook.id
     set_webhook_enabled(served, users["admin"], disabled, False)
     v2 = _new_version(served, users)
     request = request_promotion(served, v2.id, "try", actor=users["data_scientist"])
