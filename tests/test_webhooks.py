@@ -5,18 +5,25 @@ in the way of the change itself."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
+from tests.conftest import ROOT
+from tests.governance import PASSWORD
 from tests.polling import wait_until
 from tests.traffic import rows, serve, shifted
 from tests.webhooks import Receiver
 from tracking._errors import PermissionDenied, ValidationError
+from tracking.cli import main
 from tracking.governance import (
     EVENTS,
     add_webhook,
+    check_url,
     deliver_pending,
     get_delivery,
     get_webhook,
@@ -26,6 +33,7 @@ from tracking.governance import (
     send_test_event,
     set_webhook_enabled,
     sign,
+    stop_deliverer,
     verify_signature,
 )
 from tracking.governance._audit import list_events, record
@@ -33,7 +41,7 @@ from tracking.production import monitor, open_review
 from tracking.registry._models import production_version, register_version
 from tracking.registry._promotions import approve_promotion, reject_promotion, request_promotion
 from tracking.runs._queries import list_runs
-from tracking.store._tables import WebhookDelivery
+from tracking.store._tables import WebhookDelivery, WebhookEndpoint
 
 
 def _closed_port_url() -> str:
@@ -53,6 +61,12 @@ def _hook(store, actor, receiver, events) -> int:
 def _deliveries(store) -> list:
     with store.connect() as conn:
         return conn.execute(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+
+
+def _all_delivered(store, actor=None) -> list:
+    """Every delivery, once all are recorded as delivered (else an empty list)."""
+    done = list_deliveries(store, actor)
+    return done if done and all(d.status == "delivered" for d in done) else []
 
 
 def _new_version(store, users):
@@ -84,9 +98,14 @@ def test_webhooks_signature_verifies_only_the_same_body_secret_and_a_recent_time
     ["ftp://example.com/x", "javascript:alert(1)", "file:///etc/passwd", "https://", "example.com/hook",
      "http://exa mple.com/", "http://example.com:notaport/"],
 )  # fmt: skip
-def test_webhooks_refuse_urls_that_are_not_http_with_a_host(served, users, url):
+def test_webhooks_refuse_urls_that_are_not_http_with_a_host(url):
     with pytest.raises(ValidationError, match="webhook URL"):
-        add_webhook(served, users["admin"], url, ["promotion.approved"])
+        check_url(url)
+
+
+def test_webhooks_accept_http_and_https_urls():
+    assert check_url(" https://hooks.example.com:8443/t/x?a=1 ") == "https://hooks.example.com:8443/t/x?a=1"
+    assert check_url("http://127.0.0.1:9000/") == "http://127.0.0.1:9000/"
 
 
 def test_webhooks_need_known_events(served, users, receiver):
@@ -158,7 +177,9 @@ def test_webhooks_promotion_approval_is_delivered_signed_with_the_model(served, 
     headers = {h["X-Tracking-Event"] for h, _b, _s in receiver.received}
     assert headers == {"promotion.approved", "version.stage_changed"}
     assert len({b["id"] for b in bodies}) == 3
-    done = list_deliveries(served, users["admin"])
+    done = wait_until(
+        lambda: _all_delivered(served, users["admin"]), what="the attempts recorded"
+    )  # just after the answers
     assert {(d.status, d.attempts, d.last_status, d.last_error) for d in done} == {("delivered", 1, 200, None)}
 
 
@@ -293,5 +314,69 @@ def test_webhooks_audit_events_are_queued_in_the_changes_transaction_on_every_ba
         assert conn.execute(select(func.count()).select_from(WebhookDelivery)).scalar() == 2
     bodies = wait_until(lambda: len(receiver.accepted()) == 2 and receiver.accepted(), what="both deliveries")
     assert sorted(b["object"]["id"] for b in bodies) == ["41", "42"] and [b["model"] for b in bodies] == [None, None]
-    done = list_deliveries(store, None)
+    done = wait_until(lambda: _all_delivered(store), what="the attempts recorded")
     assert {(d.webhook_id, d.status, d.attempts) for d in done} == {(webhook_id, "delivered", 1)}
+
+
+# ---- the CLI ------------------------------------------------------------------------------------------
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["webhooks", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_webhooks_cli_adds_lists_tests_and_removes(served, users, receiver, monkeypatch, capsys):
+    monkeypatch.setenv("TRACKING_USER", "admin")
+    monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
+    code, out, _ = _cli(capsys, "add", receiver.url, "--event", "review.opened", "--description", "ops")
+    assert code == 0 and out.startswith("webhook 1 added: ")
+    receiver.secret = out.split("secret (shown this once; keep it where the receiver can read it): ")[1].strip()
+    code, out, _ = _cli(capsys, "list", "--format", "json")
+    (listed,) = json.loads(out)
+    assert listed["url"] == receiver.url and listed["events"] == "review.opened" and receiver.secret not in out
+    code, out, _ = _cli(capsys, "test", "1")
+    assert code == 0 and out.startswith("test event delivered to webhook 1: HTTP 200")
+    assert receiver.accepted()[0]["event"] == "webhook.test"
+    code, out, _ = _cli(capsys, "deliveries", "--format", "json")
+    assert [(d["event"], d["status"], d["attempts"], d["last_status"]) for d in json.loads(out)] == [
+        ("webhook.test", "delivered", 1, 200)
+    ]
+    assert _cli(capsys, "disable", "1")[:2] == (0, "webhook 1 disabled\n")
+    code, _, err = _cli(capsys, "test", "1")
+    assert code == 2 and err == "error: Webhook 1 is disabled; enable it before sending a test event.\n"
+    assert _cli(capsys, "remove", "1")[:2] == (0, "webhook 1 removed\n")
+    assert list_webhooks(served, users["admin"]) == []
+
+
+def test_webhooks_cli_test_of_an_endpoint_that_is_down_exits_1(served, users, monkeypatch, capsys):
+    monkeypatch.setenv("TRACKING_USER", "admin")
+    monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
+    add_webhook(served, users["admin"], _closed_port_url(), ["review.opened"])
+    code, out, _ = _cli(capsys, "test", "1")
+    assert code == 1 and "not delivered to webhook 1: ConnectError" in out and "pending" in out
+
+
+def test_webhooks_cli_refuses_non_admins_in_one_line(served, monkeypatch, capsys):
+    monkeypatch.setenv("TRACKING_USER", "engineer")
+    monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)
+    code, out, err = _cli(capsys, "add", "https://hooks.example.com/x", "--all-events")
+    assert code == 2 and out == ""
+    assert err == "error: Your role (engineer) may not manage webhooks; only admins can.\n"
+
+
+def test_webhooks_cli_deliver_sends_what_other_processes_queued(served, users, receiver):
+    webhook_id = _hook(served, users["admin"], receiver, ["version.stage_changed"])
+    with served.connect(write=True) as conn:  # queued while the endpoint is disabled: no deliverer sends it ...
+        record(conn, "dana", "version.stage", "model_version", 1, {"stage": "staging"}, {"stage": "production"})
+        set_webhook_enabled(served, users["admin"], webhook_id, False)
+    stop_deliverer(served)  # the commit started one in this process: this test is about another process's
+    with served.connect(write=True) as conn:  # ... until it is back, with no deliverer of this process woken
+        conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == webhook_id).values(enabled=True))
+    out = subprocess.run([sys.executable, "-m", "tracking", "webhooks", "deliver"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "delivered 1, to retry later 0, given up 0\n"
+    assert [b["event"] for b in receiver.accepted()] == ["version.stage_changed"]
+    assert _deliveries(served)[0].status == "delivered"
