@@ -126,61 +126,61 @@ def deliver_pending(store: Store, *, limit: int = 100, only: Iterable[int] | Non
 
     Args:
         store: the store.
-        limit: the most deliveries claimed in this pass.
+        limit: the most attempts made in this pass.
         only: just these deliveries (ids), when due.
 
-    Each one is claimed first (its next attempt moved past this attempt's timeout), so deliverers of
-    several processes never send one delivery at the same time.
+    Each one is claimed just before its attempt (its next attempt moved past the attempt's timeout), so
+    deliverers of several processes never send one delivery at the same time.
     """
     timeout = number_setting("TRACKING_WEBHOOK_TIMEOUT_SECONDS")
-    claimed = _claim(store, limit, timeout + CLAIM_EXTRA_SECONDS, None if only is None else list(only))
-    if not claimed:
-        return DeliveryPass(0, 0, 0)
-    import httpx
-
+    wanted = None if only is None else list(only)
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
-    with httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": _USER_AGENT}) as client:
-        for row in claimed:
+    client = None
+    try:
+        for _ in range(limit):
+            row = _claim_next(store, timeout + CLAIM_EXTRA_SECONDS, wanted)
+            if row is None:
+                break
+            if client is None:
+                import httpx
+
+                client = httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": _USER_AGENT})
             status, error = _attempt(client, row)
             counts[_settle(store, row, status, error)] += 1
+    finally:
+        if client is not None:
+            client.close()
     return DeliveryPass(**counts)
 
 
-def _claim(store: Store, limit: int, lease: float, only: list[int] | None) -> list[_Claimed]:
-    now = utcnow()
-    query = (
-        select(WebhookDelivery.id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(_due(now))
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
-    )
-    if only is not None:
-        query = query.where(WebhookDelivery.id.in_(only))
-    with store.connect() as conn:  # a read first: an idle deliverer never takes SQLite's write lock
-        due = list(conn.execute(query).scalars())
-    if not due:
-        return []
-    claimed = []
-    with store.connect(write=True) as conn:
-        for delivery_id in due:
-            # Conditional on still being due: a deliverer of another process that claimed it first wins.
-            taken = conn.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
-                       WebhookDelivery.next_attempt_at <= now)
-                .values(next_attempt_at=now + timedelta(seconds=lease))
-            ).rowcount  # fmt: skip
-            if taken == 1:
-                claimed.append(delivery_id)
-        rows = conn.execute(
+def _claim_next(store: Store, lease: float, only: list[int] | None) -> _Claimed | None:
+    """The next due delivery, claimed for this attempt; None when nothing is due."""
+    while True:
+        now = utcnow()
+        query = (
             select(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.event_id, WebhookDelivery.body,
                    WebhookDelivery.attempts, WebhookEndpoint.url, WebhookEndpoint.secret)
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(WebhookDelivery.id.in_(claimed))
-            .order_by(WebhookDelivery.id)
-        ).all() if claimed else []  # fmt: skip
-    return [_Claimed(*row) for row in rows]
+            .where(_due(now))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(1)
+        )  # fmt: skip
+        if only is not None:
+            query = query.where(WebhookDelivery.id.in_(only))
+        with store.connect() as conn:  # a read first: an idle deliverer never takes SQLite's write lock
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        with store.connect(write=True) as conn:
+            # Conditional on still being due: when a deliverer of another process claimed it first, look again.
+            taken = conn.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == row.id, WebhookDelivery.status == "pending",
+                       WebhookDelivery.next_attempt_at <= now)
+                .values(next_attempt_at=now + timedelta(seconds=lease))
+            ).rowcount  # fmt: skip
+        if taken == 1:
+            return _Claimed(*row)
 
 
 def _attempt(client: Any, row: _Claimed) -> tuple[int | None, str | None]:
