@@ -186,6 +186,16 @@ def run(users: dict[str, UserRecord]) -> RunRecord:
     return trained_runs(tracking.open_store(), 1, actor=users["data_scientist"], space=fixed_c(10.0))[0]
 
 
+@pytest.fixture
+def receiver() -> Iterator[object]:
+    """A real HTTP server on a free port that accepts every correctly signed webhook delivery."""
+    from tests.webhooks import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
 # ---- the dashboard in a browser ------------------------------------------------------------------------
 
 

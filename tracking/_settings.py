@@ -102,6 +102,27 @@ SETTINGS: tuple[Setting, ...] = (
         "the audit key itself (at least 32 characters), instead of the key file; every process that writes to "
         "the store must have the same key",
     ),
+    Setting(
+        "TRACKING_WEBHOOK_TIMEOUT_SECONDS",
+        "10",
+        "seconds a webhook endpoint has to answer one delivery attempt",
+    ),
+    Setting(
+        "TRACKING_WEBHOOK_RETRY_SECONDS",
+        "30",
+        "wait before the first retry of a failed webhook delivery; doubled after each further failure, at most an hour",
+    ),
+    Setting(
+        "TRACKING_WEBHOOK_ATTEMPTS",
+        "8",
+        "attempts of one webhook delivery before it is marked failed",
+    ),
+    Setting(
+        "TRACKING_WEBHOOK_POLL_SECONDS",
+        "5",
+        "how often a running deliverer (in the dashboard or the model server) looks for webhook deliveries queued by "
+        "other processes",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

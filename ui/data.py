@@ -11,11 +11,14 @@ import streamlit as st
 import tracking
 from tracking import store_url, tracking_home
 from tracking.explore import sweep_figures
+from tracking.governance import start_deliverer
 
 
 @st.cache_resource(show_spinner=False)
 def _open(url: str, home: str) -> tracking.Store:
-    return tracking.open_store(url, home=home)
+    store = tracking.open_store(url, home=home)
+    start_deliverer(store)  # webhook deliveries queued by the CLI and scripts go out from the dashboard too
+    return store
 
 
 def get_store() -> tracking.Store:

@@ -30,6 +30,7 @@ def navigation() -> st.navigation:
             "Admin": [
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
                 st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
+                st.Page("pages/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
             ],
             # reached through links (?id=N), not from the menu
             "": [

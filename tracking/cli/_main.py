@@ -19,6 +19,7 @@ from tracking._errors import TrackingError
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
 from tracking.cli import _ui as dashboard
+from tracking.cli import _webhooks as webhooks
 from tracking.cli._governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking.ml import FAMILIES, load_space_file
 from tracking.runs import fail_stale_runs, get_run, list_artifacts, list_datasets, list_runs
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_parsers(sub, store)
     lifecycle.add_parsers(sub, store)
     dashboard.add_parsers(sub, store)
+    webhooks.add_parsers(sub, store)
     return parser
 
 
@@ -391,6 +393,7 @@ COMMANDS = {
     "users": _governance(cmd_users),
     "audit": _governance(cmd_audit),
     "registry": _governance(cmd_registry),
+    "webhooks": lambda args: webhooks.cmd_webhooks(args, _print_table),
     **serving.COMMANDS,
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,

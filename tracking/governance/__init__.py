@@ -1,5 +1,5 @@
-"""Who may do what: accounts, roles, sign-in sessions and single sign-on, the permission check behind every
-change, and the hash-chained audit trail.
+"""Who may do what: accounts, roles, sign-in sessions and single sign-on, the permission check behind
+every change, the hash-chained audit trail, and the webhooks that announce registry and monitoring events.
 """
 
 from __future__ import annotations
@@ -35,6 +35,20 @@ from tracking.governance._audit import (
     record,
     verify_chain,
 )
+from tracking.governance._delivery import (
+    SIGNATURE_HEADER,
+    DeliveryPass,
+    deliver_pending,
+    sign,
+    start_deliverer,
+    stop_deliverer,
+    verify_signature,
+)
+from tracking.governance._outbox import (
+    EVENTS,
+    TEST_EVENT,
+    queue_event,
+)
 from tracking.governance._sso import (
     NEW_ACCOUNT_POLICIES,
     SsoLink,
@@ -45,41 +59,79 @@ from tracking.governance._sso import (
     sso_user,
     unlink_sso,
 )
+from tracking.governance._webhooks import (
+    DeliveryRecord,
+    NewWebhook,
+    WebhookRecord,
+    add_webhook,
+    check_url,
+    get_delivery,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+    remove_webhook,
+    send_test_blockers,
+    send_test_event,
+    set_webhook_enabled,
+)
 
 __all__ = [
     "DESCRIPTIONS",
+    "EVENTS",
     "NEW_ACCOUNT_POLICIES",
     "PERMISSIONS",
     "ROLE_LABELS",
+    "SIGNATURE_HEADER",
+    "TEST_EVENT",
     "Action",
     "AuditRecord",
+    "DeliveryPass",
+    "DeliveryRecord",
+    "NewWebhook",
     "SsoLink",
     "UserRecord",
+    "WebhookRecord",
+    "add_webhook",
     "authenticate",
     "authorize",
     "canonical",
+    "check_url",
     "create_user",
+    "deliver_pending",
     "events_csv",
+    "get_delivery",
     "get_user",
+    "get_webhook",
     "has_accounts",
+    "list_deliveries",
     "list_events",
     "list_sso_links",
     "list_users",
+    "list_webhooks",
     "local_actor",
     "open_session",
+    "queue_event",
     "record",
+    "remove_webhook",
     "require",
     "reset_password",
+    "send_test_blockers",
+    "send_test_event",
     "session_user",
     "set_disabled",
     "set_role",
     "set_sso_new_accounts",
+    "set_webhook_enabled",
+    "sign",
     "sign_in",
     "sign_out",
     "sso_claim",
     "sso_new_accounts",
     "sso_user",
+    "start_deliverer",
+    "stop_deliverer",
     "unlink_sso",
     "verify_chain",
+    "verify_signature",
     "why_not",
 ]

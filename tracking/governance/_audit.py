@@ -32,6 +32,7 @@ from sqlalchemy import insert, select, update
 
 from tracking._errors import StoreError
 from tracking.governance._audit_key import AuditKey, key_source, load_key
+from tracking.governance._outbox import queue_for_audit
 from tracking.store import (
     AuditChain,
     AuditEvent,
@@ -132,6 +133,7 @@ def record(
     conn.execute(insert(AuditEvent).values(**fields, prev_hash=prev, hash=digest, mac=mac))
     conn.execute(update(AuditChain).where(AuditChain.id == 1).values(head=digest))
     note_audit_head(conn, store_id, int(seq), digest)  # appended to the anchor once the change commits
+    queue_for_audit(conn, fields)  # webhooks subscribed to this action: queued in this same transaction
     return int(seq)
 
 

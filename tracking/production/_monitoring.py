@@ -32,6 +32,7 @@ reason and the findings), a product owner or admin closes it with a comment; bot
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import warnings
@@ -45,6 +46,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tracking._errors import TrackingError, ValidationError
+from tracking.governance import queue_event
 from tracking.ml import split, task_metrics
 from tracking.production._inference import MinuteRecord, recent_inferences, serving_series
 from tracking.registry import (
@@ -230,11 +232,23 @@ def monitor(
     labelled = recent_inferences(store, registered.id, version_id=version.id, since=since, limit=limit, labelled=True)
     quality, n_labelled = _quality(task_type, version, labelled, thresholds, notes)
     breaches = _breaches(features, prediction, quality, n_labelled)
-    return MonitoringReport(
+    report = MonitoringReport(
         model, registered.id, version.id, version.version, task_type, thresholds, since, len(records), len(rows),
         n_labelled, min((r.received_at for r in records), default=None),
         max((r.received_at for r in records), default=None), features, prediction, quality, serving, breaches, notes,
     )  # fmt: skip
+    if breaches and version.stage == Stage.production:
+        _alert(store, report)
+    return report
+
+
+def _alert(store: Store, report: MonitoringReport) -> None:
+    """Queue the `monitoring.alert` webhook event of a production version's breaches; whoever looks (a page, the
+    `monitor` command), the same breaches of a version are sent at most once a day."""
+    breaches = ",".join(sorted(f"{b.kind}/{b.name}" for b in report.breaches))
+    key = f"monitoring.alert:{report.version_id}:{hashlib.sha256(breaches.encode()).hexdigest()[:16]}"
+    queue_event(store, "monitoring.alert", actor=None, object_type="model_version", object_id=report.version_id,
+                data=report.findings(), dedup_key=key)  # fmt: skip
 
 
 def breach_summary(store: Store) -> list[tuple[str, str]]:

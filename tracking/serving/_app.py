@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 
 from tracking._errors import NotFoundError, TrackingError, ValidationError
+from tracking.governance import start_deliverer
 from tracking.production import InferenceEntry, record_labels, write_batch
 from tracking.registry import get_model, production_version
 from tracking.serving._input import MAX_ROWS, BodyTooLarge, ServedVersion, as_rows, load_served, predict_request
@@ -266,7 +267,7 @@ def create_app(
     """A FastAPI app serving the production version of a registered model (loaded and verified now).
 
     Its threads (registry watcher, log writer) run while the app runs (FastAPI lifespan); the last log
-    entries are written at shutdown.
+    entries are written at shutdown. It also starts the store's webhook deliverer (`tracking.governance`).
 
     Args:
         store: the tracking store.
@@ -296,6 +297,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving.start()
+        start_deliverer(store)  # webhook deliveries queued by the CLI and scripts go out while the server runs
         try:
             yield
         finally:

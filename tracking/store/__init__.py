@@ -65,6 +65,8 @@ from tracking.store._tables import (
     SweepStatus,
     User,
     UserSession,
+    WebhookDelivery,
+    WebhookEndpoint,
     Worker,
     utcnow,
 )
@@ -110,6 +112,8 @@ __all__ = [
     "SweepStatus",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Worker",
     "anchor_line",
     "anchor_records",

@@ -65,6 +65,7 @@ class Store:
         self.process_heartbeat: object | None = None
         # Per-process state of the audit trail's signing (key, store id), filled by `governance`.
         self.audit_cache: dict[str, object] = {}
+        self.webhook_deliverer: object | None = None  # this process's webhook delivery thread, once started
         # An in-memory SQLite database is one connection shared by every thread: one transaction at a time.
         in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
         self.sqlite_path = Path(parsed.database).resolve() if self.dialect == "sqlite" and not in_memory else None
@@ -143,6 +144,9 @@ class Store:
         if beat is not None:
             with contextlib.suppress(StoreError):  # the database is already gone: nothing to mark
                 beat.stop()
+        deliverer, self.webhook_deliverer = self.webhook_deliverer, None
+        if deliverer is not None:
+            deliverer.stop()
         self.engine.dispose()
 
 

@@ -472,3 +472,40 @@ class StoreIdentity(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     legacy_events: int = 0  # events 1..legacy_events carry no MAC (recorded before schema 0008)
     audit_key_id: str | None = None  # set by the first event signed; a different key is refused
+
+
+# --- webhooks (schema 0007_webhooks) ---
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An HTTP endpoint that receives signed JSON for the events it subscribes to."""
+
+    __tablename__ = "webhook_endpoints"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    secret: str  # the HMAC key, kept to sign every delivery; shown once at creation, never read back
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    enabled: bool = True
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: the outbox row a deliverer sends, retries and records."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoints.id", index=True)
+    event: str
+    event_id: str  # shared by every endpoint's delivery of one event: receivers dedupe on it
+    dedup_key: str | None = None  # an alert already sent recently is not queued again
+    body: str = Field(sa_column=Column(Text, nullable=False))  # the exact JSON sent on every attempt
+    status: str = "pending"  # "pending", "delivered" or "failed" (gave up)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_status: int | None = None  # the HTTP status of the last attempt (None: no answer)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
