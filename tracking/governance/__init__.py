@@ -17,6 +17,7 @@ from tracking.governance._access import (
     has_accounts,
     list_users,
     local_actor,
+    open_session,
     require,
     reset_password,
     session_user,
@@ -34,11 +35,13 @@ from tracking.governance._audit import (
     record,
     verify_chain,
 )
+from tracking.governance._tickets import TICKET_SECONDS, issue_sign_in_ticket, redeem_sign_in_ticket
 
 __all__ = [
     "DESCRIPTIONS",
     "PERMISSIONS",
     "ROLE_LABELS",
+    "TICKET_SECONDS",
     "Action",
     "AuditRecord",
     "UserRecord",
@@ -49,10 +52,13 @@ __all__ = [
     "events_csv",
     "get_user",
     "has_accounts",
+    "issue_sign_in_ticket",
     "list_events",
     "list_users",
     "local_actor",
+    "open_session",
     "record",
+    "redeem_sign_in_ticket",
     "require",
     "reset_password",
     "session_user",

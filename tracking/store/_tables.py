@@ -233,7 +233,11 @@ class Role(StrEnum):
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_users_name"),
+        # Names do not depend on case: `ADMIN` is `admin`, so no second account may differ only in case.
+        Index("uq_users_name_lower", text("lower(name)"), unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     name: str
     role: Role
@@ -430,3 +434,13 @@ class Reproduction(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SignInTicket(SQLModel, table=True):
+    """A one-time ticket, valid for a minute, that a browser exchanges for its session cookie; only its sha256."""
+
+    __tablename__ = "sign_in_tickets"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_sha256: str = Field(sa_column_kwargs={"unique": True})
+    user_id: int = Field(foreign_key="users.id", index=True)
+    expires_at: datetime
