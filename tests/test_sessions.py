@@ -71,7 +71,9 @@ def _guess_all_at_once(store: tracking.Store, name: str, passwords: list[str]) -
             checked.answered()
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(argon2.PasswordHasher, "verify", lambda hasher, hashed, password: checked(hasher, hashed, password))
+        patch.setattr(
+            argon2.PasswordHasher, "verify", lambda hasher, hashed, password: checked(hasher, hashed, password)
+        )
         with ThreadPoolExecutor(len(passwords)) as pool:
             outcomes = list(pool.map(guess, passwords))
     return [*outcomes, checked.calls]

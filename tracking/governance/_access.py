@@ -402,7 +402,9 @@ def authenticate(store: Store, name: str, password: str) -> UserRecord:
     with store.connect(write=True) as conn:
         attempt = conn.execute(_reserve_attempt(store, key, now)).scalar_one_or_none()
         if attempt is None:  # locked: refused without checking the password
-            locked_until = conn.execute(select(SignInFailure.locked_until).where(SignInFailure.name == key)).scalar_one()
+            locked_until = conn.execute(
+                select(SignInFailure.locked_until).where(SignInFailure.name == key)
+            ).scalar_one()
         elif attempt >= FREE_FAILURES:
             lock = now + timedelta(seconds=min(MAX_LOCK_SECONDS, 5 * 2 ** (attempt - FREE_FAILURES)))
             conn.execute(update(SignInFailure).where(SignInFailure.name == key).values(locked_until=lock))

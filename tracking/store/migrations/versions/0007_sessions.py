@@ -21,9 +21,13 @@ WHEN = sqlmodel.sql.sqltypes.UTCDateTime
 
 
 def upgrade() -> None:
-    clashes = op.get_bind().execute(
-        sa.text("SELECT lower(name) AS key, count(*) AS n FROM users GROUP BY lower(name) HAVING count(*) > 1")
-    ).all()
+    clashes = (
+        op.get_bind()
+        .execute(
+            sa.text("SELECT lower(name) AS key, count(*) AS n FROM users GROUP BY lower(name) HAVING count(*) > 1")
+        )
+        .all()
+    )
     if clashes:
         names = ", ".join(repr(row.key) for row in clashes)
         raise RuntimeError(
