@@ -68,6 +68,9 @@ def test_e2e_sessions_another_browser_must_sign_in(users, app_url, browser):
     page = mine.new_page()
     page.goto(f"{app_url}/runs")
     sign_in(page, "viewer", PASSWORD)
+    again = mine.new_page()
+    again.goto(f"{app_url}/runs")
+    _signed_in(again)  # this browser's tabs share the session
     other = browser.new_context().new_page()  # another browser: no cookie
     other.goto(f"{app_url}/runs")
     other.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
