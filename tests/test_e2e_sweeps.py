@@ -1,5 +1,5 @@
 """End to end in a real browser, signed in as a data scientist: launch a sweep from the form, watch it,
-close and reopen the tab (a new browser session signs in again), cancel, resume, and open a detail page
+close and reopen the tab (a new browser signs in again; a reload stays signed in), cancel, resume, and open a detail page
 whose charts are drawn."""
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
     store = tracking.open_store()
     (sweep,) = tracking.list_sweeps(store)
     assert sweep.name == "browser-sweep" and sweep.status == "complete" and sweep.owner == "data_scientist"
-    page.reload()
-    sign_in(page, "data_scientist", PASSWORD)
+    page.reload()  # the session is the browser's: still signed in
+    page.get_by_text("Signed in as data_scientist").wait_for(timeout=60_000)
     page.get_by_text("Optimisation history").first.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() >= 6  # live history + the detail charts

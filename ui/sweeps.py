@@ -233,11 +233,17 @@ def sweeps_table(sweeps: list[Any]) -> None:
             for s in sweeps
         ]
     )
-    st.dataframe(
+    chosen = st.dataframe(
         table,
         hide_index=True,
         column_config={
             "sweep": st.column_config.LinkColumn("sweep", display_text=r"/sweep\?id=(\d+)"),
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
         },
+        key="sweeps_table",
+        on_select="rerun",
+        selection_mode="single-row",
     )
+    st.caption("Tick a row to open its sweep here; its link opens it in a new tab.")
+    if chosen.selection.rows:  # a link column always opens a new tab; a ticked row opens the sweep in this one
+        st.switch_page("pages/sweep.py", query_params={"id": str(sweeps[chosen.selection.rows[0]].id)})

@@ -59,6 +59,7 @@ from tracking.governance._sso import (
     sso_user,
     unlink_sso,
 )
+from tracking.governance._tickets import TICKET_SECONDS, issue_sign_in_ticket, redeem_sign_in_ticket
 from tracking.governance._webhooks import (
     DeliveryRecord,
     NewWebhook,
@@ -83,6 +84,7 @@ __all__ = [
     "ROLE_LABELS",
     "SIGNATURE_HEADER",
     "TEST_EVENT",
+    "TICKET_SECONDS",
     "Action",
     "AuditRecord",
     "DeliveryPass",
@@ -103,6 +105,7 @@ __all__ = [
     "get_user",
     "get_webhook",
     "has_accounts",
+    "issue_sign_in_ticket",
     "list_deliveries",
     "list_events",
     "list_sso_links",
@@ -112,6 +115,7 @@ __all__ = [
     "open_session",
     "queue_event",
     "record",
+    "redeem_sign_in_ticket",
     "remove_webhook",
     "require",
     "reset_password",

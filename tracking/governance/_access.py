@@ -21,7 +21,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -176,6 +176,11 @@ def _record(row: Any) -> UserRecord:
     return UserRecord(row.id, row.name, str(row.role), bool(row.disabled), row.created_at)
 
 
+def _named(name: str) -> Any:
+    """The condition that finds an account by name: names do not depend on case (`ADMIN` is `admin`)."""
+    return func.lower(User.name) == name.lower()
+
+
 def has_accounts(store: Store) -> bool:
     """Whether any account exists (until then the store is personal and the first account must be an admin)."""
     with store.connect() as conn:
@@ -286,8 +291,10 @@ def create_user(store: Store, actor: UserRecord | None, name: str, role: str, pa
             by = name
         else:
             by = authorize(conn, actor, Action.user_manage)
-        if conn.execute(select(User.id).where(User.name == name)).first() is not None:
-            raise ValidationError(f"An account named {name!r} already exists.")
+        taken = conn.execute(select(User.name).where(_named(name))).scalar_one_or_none()
+        if taken is not None:
+            same = "" if taken == name else f" (account names do not depend on case, so {name!r} is {taken!r})"
+            raise ValidationError(f"An account named {taken!r} already exists{same}.")
         now = utcnow()
         conn.execute(
             insert(User).values(name=name, role=chosen, password_hash=hashed, disabled=False, created_at=now,
@@ -299,9 +306,9 @@ def create_user(store: Store, actor: UserRecord | None, name: str, role: str, pa
 
 
 def get_user(store: Store, name: str) -> UserRecord:
-    """One account by name. Raises NotFoundError."""
+    """One account by name (in any case: `ADMIN` finds `admin`). Raises NotFoundError."""
     with store.connect() as conn:
-        row = conn.execute(select(User).where(User.name == name)).first()
+        row = conn.execute(select(User).where(_named(name))).first()
     if row is None:
         raise NotFoundError(f"There is no account named {name!r}.")
     return _record(row)
@@ -327,6 +334,7 @@ def set_role(store: Store, actor: UserRecord | None, name: str, role: str) -> Us
     with store.connect(write=True) as conn:
         by = authorize(conn, actor, Action.user_manage)
         row = _user_row(conn, name)
+        name = row.name  # as stored, whatever case it was asked in
         if row.role == Role.admin and chosen != Role.admin and _admins_left(conn, name) == 0:
             raise ValidationError(f"{name} is the last admin; make another account admin first.")
         conn.execute(update(User).where(User.id == row.id).values(role=chosen))
@@ -340,6 +348,7 @@ def set_disabled(store: Store, actor: UserRecord | None, name: str, disabled: bo
     with store.connect(write=True) as conn:
         by = authorize(conn, actor, Action.user_manage)
         row = _user_row(conn, name)
+        name = row.name
         if disabled and row.role == Role.admin and _admins_left(conn, name) == 0:
             raise ValidationError(f"{name} is the last admin; make another account admin first.")
         conn.execute(update(User).where(User.id == row.id).values(disabled=disabled))
@@ -356,7 +365,7 @@ def reset_password(store: Store, actor: UserRecord | None, name: str, password: 
     _check_password(name, password)
     hashed = hash_password(password)
     with store.connect(write=True) as conn:
-        own = actor is not None and actor.name == name
+        own = actor is not None and actor.name.lower() == name.lower()
         if own:
             row = conn.execute(select(User.disabled).where(User.id == actor.id)).first()
             if row is None or row.disabled:
@@ -367,13 +376,13 @@ def reset_password(store: Store, actor: UserRecord | None, name: str, password: 
         row = _user_row(conn, name)
         conn.execute(update(User).where(User.id == row.id).values(password_hash=hashed, password_changed_at=utcnow()))
         conn.execute(delete(UserSession).where(UserSession.user_id == row.id))
-        conn.execute(delete(SignInFailure).where(SignInFailure.name == name))
-        record(conn, by, "user.reset_password", "user", name, None, {"password": "changed"})
+        conn.execute(delete(SignInFailure).where(SignInFailure.name == _throttle_key(name)))
+        record(conn, by, "user.reset_password", "user", row.name, None, {"password": "changed"})
         bump_change_counter(conn)
 
 
 def _user_row(conn: Any, name: str) -> Any:
-    row = conn.execute(select(User).where(User.name == name)).first()
+    row = conn.execute(select(User).where(_named(name))).first()
     if row is None:
         raise NotFoundError(f"There is no account named {name!r}.")
     return row
@@ -383,27 +392,38 @@ def _user_row(conn: Any, name: str) -> Any:
 
 
 def authenticate(store: Store, name: str, password: str) -> UserRecord:
-    """Check a name and password (slowed down after repeated failures); the account.
+    """Check a name (in any case) and password, slowed down after repeated failures; the account.
+
+    Every attempt reserves its place in the account name's failure count before the password is checked,
+    in one statement, and the attempt that uses up the allowance sets the lock in the same transaction.
+    So however many guesses arrive at once, at most `FREE_FAILURES` passwords are checked before the lock,
+    and one more each time a lock runs out; a success resets the count.
 
     Raises:
         PermissionDenied: wrong name or password, a disabled account, or too many recent failures.
     """
-    now = utcnow()
-    with store.connect() as conn:
-        failure = conn.execute(select(SignInFailure).where(SignInFailure.name == name)).first()
-        row = conn.execute(select(User).where(User.name == name)).first()
-    if failure is not None and failure.locked_until is not None and _aware(failure.locked_until) > now:
-        wait = int((_aware(failure.locked_until) - now).total_seconds()) + 1
+    key, now = _throttle_key(name), utcnow()
+    with store.connect(write=True) as conn:
+        attempt = conn.execute(_reserve_attempt(store, key, now)).scalar_one_or_none()
+        if attempt is None:  # locked: refused without checking the password
+            locked_until = conn.execute(
+                select(SignInFailure.locked_until).where(SignInFailure.name == key)
+            ).scalar_one()
+        elif attempt >= FREE_FAILURES:
+            lock = now + timedelta(seconds=min(MAX_LOCK_SECONDS, 5 * 2 ** (attempt - FREE_FAILURES)))
+            conn.execute(update(SignInFailure).where(SignInFailure.name == key).values(locked_until=lock))
+        # Only names an account could have are looked up (Python's lower() maps a few non-ASCII letters to ASCII).
+        row = conn.execute(select(User).where(_named(name))).first() if _NAME.fullmatch(name) else None
+    if attempt is None:
+        wait = int((_aware(locked_until) - now).total_seconds()) + 1
         raise PermissionDenied(f"Too many failed sign-ins for {name!r}; try again in {wait} s.")
+    # Checked outside the transaction: the slow hash holds no lock, and the count is already reserved.
     ok = _verify(row.password_hash if row is not None else None, password)
     if not ok or row is None or row.disabled:
-        _count_failure(store, name)
-        raise PermissionDenied("Wrong account name or password.")
-    if failure is not None:
-        with store.connect(write=True) as conn:
-            conn.execute(delete(SignInFailure).where(SignInFailure.name == name))
-    if _hasher().check_needs_rehash(row.password_hash):
-        with store.connect(write=True) as conn:
+        raise PermissionDenied("Wrong account name or password.")  # counted by the reservation above
+    with store.connect(write=True) as conn:
+        conn.execute(delete(SignInFailure).where(SignInFailure.name == key))
+        if _hasher().check_needs_rehash(row.password_hash):
             conn.execute(update(User).where(User.id == row.id).values(password_hash=hash_password(password)))
     return _record(row)
 
@@ -412,42 +432,49 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _count_failure(store: Store, name: str) -> None:
-    name = name[:200]
-    with store.connect(write=True) as conn:
-        # One statement, so failures racing on PostgreSQL are all counted (no read-then-insert race).
-        conn.execute(_upsert(store, conn, name))
-        failures = conn.execute(select(SignInFailure.failures).where(SignInFailure.name == name)).scalar_one()
-        if failures >= FREE_FAILURES:
-            lock = utcnow() + timedelta(seconds=min(MAX_LOCK_SECONDS, 5 * 2 ** (failures - FREE_FAILURES)))
-            conn.execute(update(SignInFailure).where(SignInFailure.name == name).values(locked_until=lock))
+def _throttle_key(name: str) -> str:
+    """The failure count's key: one per account name, whatever its case (known names or not)."""
+    return name.lower()[:200]
 
 
-def _upsert(store: Store, conn: Any, name: str) -> Any:
+def _reserve_attempt(store: Store, key: str, now: datetime) -> Any:
+    """One statement that counts an attempt unless the name is locked; returns the attempt's number, or no row.
+
+    An upsert with a condition: concurrent attempts queue on the row (PostgreSQL re-checks the condition on the
+    row as the one before left it; SQLite writes one transaction at a time), so no two get the same number and
+    none passes a lock that an earlier attempt set.
+    """
     dialect_insert = postgresql_insert if store.dialect == "postgresql" else sqlite_insert
-    statement = dialect_insert(SignInFailure).values(name=name, failures=1, locked_until=None)
+    statement = dialect_insert(SignInFailure).values(name=key, failures=1, locked_until=None)
     return statement.on_conflict_do_update(
-        index_elements=[SignInFailure.name], set_={"failures": SignInFailure.failures + 1}
-    )
+        index_elements=[SignInFailure.name],
+        set_={"failures": SignInFailure.failures + 1},
+        where=or_(SignInFailure.locked_until.is_(None), SignInFailure.locked_until <= now),
+    ).returning(SignInFailure.failures)
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def open_session(store: Store, user: UserRecord) -> str:
+    """Open a session for an account already checked (by password, single sign-on or a sign-in ticket); its token.
+
+    The token is random and secret; the store keeps only its sha256. `session_user` turns it back into the
+    account while the session lives (idle timeout, 12 hours at most, ended by `sign_out` or disabling).
+    """
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with store.connect(write=True) as conn:
+        conn.execute(insert(UserSession).values(token_sha256=_token_hash(token), user_id=user.id, created_at=now,
+                                                last_seen=now))  # fmt: skip
+    return token
+
+
 def sign_in(store: Store, name: str, password: str) -> tuple[str, UserRecord]:
     """Authenticate and open a session; the session token (keep it secret) and the account."""
     user = authenticate(store, name, password)
     return open_session(store, user), user
-
-
-def open_session(store: Store, user: UserRecord) -> str:
-    """Open a session for an account its caller has already authenticated (password or SSO); its token."""
-    token = secrets.token_urlsafe(32)
-    with store.connect(write=True) as conn:
-        conn.execute(insert(UserSession).values(token_sha256=_token_hash(token), user_id=user.id,
-                                                created_at=utcnow(), last_seen=utcnow()))  # fmt: skip
-    return token
 
 
 def session_user(store: Store, token: str | None) -> UserRecord | None:

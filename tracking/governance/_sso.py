@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from tracking._errors import PermissionDenied, ValidationError
 from tracking._settings import setting
-from tracking.governance._access import _NAME, Action, UserRecord, _record, _user_row, authorize
+from tracking.governance._access import _NAME, Action, UserRecord, _named, _record, _user_row, authorize
 from tracking.governance._audit import record
 from tracking.store import AuditChain, Role, SsoIdentity, SsoPolicy, Store, User, bump_change_counter, utcnow
 
@@ -127,7 +127,7 @@ def _link(conn: Any, issuer: str, subject: str, claims: dict[str, Any]) -> Any:
         raise PermissionDenied(f"Your identity provider has not verified the e-mail address {name}; verify it there.")
     if conn.execute(select(User.id).limit(1)).first() is None:
         raise PermissionDenied("This store has no accounts yet: create the first admin with a password first.")
-    row = conn.execute(select(User).where(User.name == name)).first()
+    row = conn.execute(select(User).where(_named(name))).first()  # account names do not depend on case
     if row is None:
         row = _create_viewer(conn, name, claim, issuer)
     elif conn.execute(
@@ -141,7 +141,7 @@ def _link(conn: Any, issuer: str, subject: str, claims: dict[str, Any]) -> Any:
         now = utcnow()
         conn.execute(insert(SsoIdentity).values(issuer=issuer, subject=subject, user_id=row.id, created_at=now,
                                                 last_sign_in=now))  # fmt: skip
-        record(conn, name, "user.sso_link", "user", name, None, {"issuer": issuer, "subject": subject})
+        record(conn, row.name, "user.sso_link", "user", row.name, None, {"issuer": issuer, "subject": subject})
         bump_change_counter(conn)
     return row
 

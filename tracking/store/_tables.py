@@ -233,7 +233,11 @@ class Role(StrEnum):
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_users_name"),
+        # Names do not depend on case: `ADMIN` is `admin`, so no second account may differ only in case.
+        Index("uq_users_name_lower", text("lower(name)"), unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     name: str
     role: Role
@@ -474,7 +478,7 @@ class StoreIdentity(SQLModel, table=True):
     audit_key_id: str | None = None  # set by the first event signed; a different key is refused
 
 
-# --- webhooks (schema 0007_webhooks) ---
+# --- webhooks (schema 0009) ---
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -509,3 +513,13 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
+
+
+class SignInTicket(SQLModel, table=True):
+    """A one-time ticket, valid for a minute, that a browser exchanges for its session cookie; only its sha256."""
+
+    __tablename__ = "sign_in_tickets"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_sha256: str = Field(sa_column_kwargs={"unique": True})
+    user_id: int = Field(foreign_key="users.id", index=True)
+    expires_at: datetime
