@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tracking.explore import escape_markdown
 from tracking.governance import events_csv, list_events, list_users, verify_chain
 from ui.admin import ACTION_GROUPS, day_bounds, events_frame, parse_day
 from ui.data import get_store
@@ -101,5 +102,5 @@ if check.button("Verify the chain", icon=":material/verified:", help="Recompute 
     else:
         check.error(
             f"The audit trail FAILED verification ({len(report.problems)} problem(s) in {report.checked:,} events):\n"
-            + "\n".join(f"- {problem}" for problem in report.problems)
+            + "\n".join(f"- {escape_markdown(problem)}" for problem in report.problems)
         )

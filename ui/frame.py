@@ -57,6 +57,9 @@ def in_frame() -> UserRecord:
     if PagesManager.uses_pages_directory:
         navigation().run()  # st.navigation switches the old mode off for the rest of the server's life
         st.stop()
+    from ui.address import clean_address
     from ui.auth import require_user
 
-    return require_user()
+    user = require_user()
+    clean_address()  # after the sign-in: a signed-out visitor sees only the form
+    return user
