@@ -3,9 +3,9 @@
 The dashboard renders most strings as markdown (titles, captions, labels, alerts). Two functions keep user
 text in its place there:
 
-- `escape_markdown(value)`: a name, key, id, comment or value shown literally: every ASCII punctuation mark
-  backslash-escaped (no emphasis, links, images, headings, LaTeX `$…$`, `:red[…]` colours or `:icon:`
-  directives from it), and a word joiner (U+2060, invisible) put into web addresses, e-mail addresses and
+- `escape_markdown(value)`: a name, key, id, comment or value shown literally: the marks that would open
+  something backslash-escaped (no emphasis, links, images, headings, lists, LaTeX `$…$`, `:red[…]` colours or
+  `:icon:` directives from it), and a word joiner (U+2060, invisible) put into web addresses, e-mail addresses and
   `:emoji:` codes, which GitHub-flavoured markdown would otherwise turn into links and pictures from plain text.
 - `local_markdown(text)`: notes and descriptions stay markdown, but an image, or a link to another host,
   becomes its own source text; only relative addresses (and the dashboard's own host) stay links and images.
@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 
 WORD_JOINER = "\u2060"
 _PUNCTUATION = frozenset(string.punctuation)
+_ANYWHERE = frozenset("\\`*_{}[]<>~$:&")
+_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
+_LINE_START = re.compile(r"^[ \t]*(?:[#>+\-=|]|\d{1,9}[.)])", re.MULTILINE)
 # Where GitHub-flavoured markdown (remark-gfm, remark-emoji, Streamlit's icon syntax) would make something of
 # plain text: a word joiner goes at the end of each match.
 _LINK_BREAKS = r"https?:(?=//)|www(?=\.)|@(?=[-\w])"
@@ -36,10 +39,18 @@ _SPAN_RULES = ("link", "image", "autolink", "backticks")
 
 
 def escape_markdown(value: Any) -> str:
-    """`value` as markdown that shows exactly its text (None as an empty string)."""
+    """`value` as markdown that shows exactly its text (None as an empty string).
+
+    Escaped: the marks that open something anywhere in a line (emphasis, code, links and images, autolinks and
+    HTML, entities, strikethrough, LaTeX, directives), and at the start of a line those that open a block
+    (heading, quote, list, rule, table); a hyphen or full stop inside a word stays as it is.
+    """
     text = "" if value is None else str(value).replace("\r\n", "\n").replace("\r", "\n")
-    breaks = {m.end() for m in _BREAKS.finditer(text)}
-    return _rebuild(text, set(range(len(text))), breaks, set())
+    escape = {i for i, char in enumerate(text) if char in _ANYWHERE}
+    escape.update(m.end() - 1 for m in _LINE_START.finditer(text))
+    # a line's own indentation as character references: four spaces would make it a code block
+    indents = {i: f"&#{ord(text[i])};" for m in _INDENT.finditer(text) for i in range(m.start(), m.end())}
+    return _rebuild(text, escape, {m.end() for m in _BREAKS.finditer(text)}, set(), indents)
 
 
 def local_markdown(text: str, own_hosts: Collection[str] = ()) -> str:
@@ -219,11 +230,16 @@ def _align(part: str, line: str, start: int) -> tuple[list[int], list[int]] | No
     return found, dropped
 
 
-def _rebuild(source: str, escape: set[int], breaks: set[int], skipped: set[int]) -> str:
+def _rebuild(
+    source: str, escape: set[int], breaks: set[int], skipped: set[int], swap: dict[int, str] | None = None
+) -> str:
     out = []
     for i, char in enumerate(source):
         if i in breaks:
             out.append(WORD_JOINER)
+        if swap and i in swap:
+            out.append(swap[i])
+            continue
         if i in escape and char in _PUNCTUATION and not (char == "|" and i - 1 in skipped):
             out.append("\\")
         out.append(char)
