@@ -4,19 +4,17 @@ address gets one sentence (AppTest through `app.py`, on a real store holding suc
 
 from __future__ import annotations
 
-import html
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
-from tests.pages import open_page
+from tests.pages import open_page, rendered, shown_text
 from tracking.explore import CompareView, save_report
 from tracking.registry import register_version, request_promotion
 from tracking.runs import add_note
@@ -26,7 +24,6 @@ from tracking.sweeps import SweepSpec
 IMAGE = "![x](http://evil.example/x.png)"
 LINK = "[x](http://evil.example)"
 NOTE = "Trained **well**. ![chart](http://evil.example/chart.png) See [the docs](https://evil.example/docs)."
-_RENDER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 @dataclass(frozen=True)
@@ -92,19 +89,14 @@ def _cells(at: AppTest) -> str:
     return "\n".join(frame.value.to_csv() for frame in at.dataframe)
 
 
-def _shown(markdown: str) -> str:
-    """What a reader sees of a markdown text: its rendered text without tags, word joiners or entities."""
-    return html.unescape(re.sub(r"<[^>]+>", "", _RENDER.render(markdown))).replace("\u2060", "")
-
-
 def _check_plain(at: AppTest) -> str:
     """Nothing on the page renders as an image or a link to another host; all that is shown, as one text."""
     texts = _texts(at)
     for text in texts:
-        rendered = _RENDER.render(text)
-        assert "<img" not in rendered and "<a " not in rendered, text
-        assert not re.search(r"https?://|www\.", re.sub(r"<[^>]+>", "", rendered)), text  # GFM would link it
-    return "\n".join(_shown(text) for text in texts) + "\n" + _cells(at)
+        page = rendered(text)
+        assert "<img" not in page and "<a " not in page, text
+        assert not re.search(r"https?://|www\.", re.sub(r"<[^>]+>", "", page)), text  # GFM would link it
+    return "\n".join(shown_text(text) for text in texts) + "\n" + _cells(at)
 
 
 PAGES = [
@@ -139,11 +131,11 @@ def test_pages_notes_keep_markdown_but_show_outside_images_and_links_as_text(hom
     notes = [m.value for m in at.markdown if "chart" in m.value]
     assert notes, [m.value for m in at.markdown]
     for note in notes:
-        rendered = _RENDER.render(note)
-        assert "<strong>well</strong>" in rendered  # the note is still markdown
-        assert "<img" not in rendered and "<a " not in rendered
-        assert "![chart](http://evil.example/chart.png)" in _shown(note)
-        assert "[the docs](https://evil.example/docs)" in _shown(note)
+        page = rendered(note)
+        assert "<strong>well</strong>" in page  # the note is still markdown
+        assert "<img" not in page and "<a " not in page
+        assert "![chart](http://evil.example/chart.png)" in shown_text(note)
+        assert "[the docs](https://evil.example/docs)" in shown_text(note)
 
 
 BAD_ADDRESSES = [
@@ -167,6 +159,6 @@ def test_pages_a_bad_address_gets_one_sentence(home, path, query, sentence):
     at = open_page("data_scientist", path, **query)  # no exception: checked by open_page
     shown = _check_plain(at)
     if sentence:
-        warnings = [_shown(w.value) for w in at.warning]
+        warnings = [shown_text(w.value) for w in at.warning]
         assert any(sentence in w and w.count(".") >= 1 and "\n" not in w.strip() for w in warnings), warnings
     assert "Traceback" not in shown
