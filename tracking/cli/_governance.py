@@ -273,8 +273,11 @@ def _card(args: argparse.Namespace, store: Any) -> int:
     card = model_card(store, find_version(store, args.model, args.version).id)
     text = card_markdown(card) if args.format == "markdown" else card_html(card)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as err:  # a missing folder, a folder given as the file, no permission
+            raise ValidationError(f"The model card cannot be written to {args.output!r}: {err.strerror}.") from None
         print(f"model card written to {args.output}")
     else:
         sys.stdout.write(text)
