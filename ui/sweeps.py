@@ -52,10 +52,10 @@ def data_section() -> dict[str, Any] | None:
     if upload is None:
         st.info("Upload a CSV file to choose its target column.")
         return None
-    path = save_upload(get_store(), upload.getvalue(), upload.name)
     try:
+        path = save_upload(get_store(), upload.getvalue(), upload.name)
         head, columns = preview_csv(path)
-    except tracking.ValidationError as err:
+    except (tracking.ValidationError, tracking.IntegrityError) as err:
         st.error(escape_markdown(err))
         return None
     st.dataframe(head, hide_index=True, height=200)
