@@ -186,3 +186,13 @@ def test_cli_card_output_that_cannot_be_written_is_one_sentence(served, capsys, 
         and len(err.strip().splitlines()) == 1
     ), err
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show", "99999999999999999999999"], ["show", "abc"], ["resume", "9" * 5000], ["registry", "card", "loan", "-1"]],
+    ids=["huge run", "word", "5,000 digits", "negative version"],
+)
+def test_cli_a_bad_id_is_one_line(capsys, args):
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "Traceback" not in err and "is not an id: an id is a whole number from 1 to" in err
