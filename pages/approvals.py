@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.explore import md, seed, sync_url
+from tracking.explore import escape_markdown
+from ui.explore import seed, sync_url
 from ui.frame import in_frame
 from ui.registry import cached_requests, gates_passed, requests_frame, when
 
@@ -26,8 +27,8 @@ for request in pending:
         against = (
             f"against production v{request.baseline_version}" if request.baseline_version else "first in production"
         )
-        what.markdown(f"**{md(request.label)}**  \n{against}")
-        who.markdown(f"requested by **{md(request.requested_by)}**  \n{when(request.created_at)}")
+        what.markdown(f"**{escape_markdown(request.label)}**  \n{against}")
+        who.markdown(f"requested by **{escape_markdown(request.requested_by)}**  \n{when(request.created_at)}")
         failed = len(request.failed_gates)
         mark = ":green[:material/check_circle:]" if not failed else f":red[:material/cancel: **{failed} failed**]"
         gates.markdown(f"{mark} gates passed {gates_passed(request)}")

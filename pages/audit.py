@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from tracking import TrackingError
+from tracking.explore import escape_markdown
 from tracking.governance import events_csv, list_events, list_users, verify_chain
 from ui.admin import ACTION_GROUPS, day_bounds, events_frame, parse_day
 from ui.data import get_store
@@ -99,12 +100,12 @@ if check.button("Verify the chain", icon=":material/verified:", help="Recompute 
     try:
         report = verify_chain(store)
     except TrackingError as err:  # e.g. the audit key is missing: the sentence says where it should be
-        check.error(str(err))
+        check.error(escape_markdown(err))
         st.stop()
     if report.ok:
         check.success(f"The audit trail is intact: {report.checked:,} events verified; head hash `{report.head}`.")
     else:
         check.error(
             f"The audit trail FAILED verification ({len(report.problems)} problem(s) in {report.checked:,} events):\n"
-            + "\n".join(f"- {problem}" for problem in report.problems)
+            + "\n".join(f"- {escape_markdown(problem)}" for problem in report.problems)
         )

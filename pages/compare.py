@@ -12,6 +12,7 @@ from tracking.explore import (
     champion_challenger,
     complete_view,
     delta_figure,
+    escape_markdown,
     get_report,
     history_figure,
     parallel_figure,
@@ -20,7 +21,7 @@ from tracking.explore import (
 )
 from ui.compare import deltas_table, seed_choice, share_panel, side_by_side_table
 from ui.data import get_store
-from ui.explore import cached_comparison, cached_histories, error_box, md, page_url, seed, sync_url
+from ui.explore import cached_comparison, cached_histories, error_box, page_url, seed, show_written, sync_url
 from ui.frame import in_frame
 
 user = in_frame()
@@ -38,14 +39,14 @@ if "cmp_runs" not in st.session_state:  # arriving on the page: its widgets star
         st.session_state.pop(key, None)
 seed({"cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences})
 
-st.title(md(report.title) if report else "Compare runs")
+st.title(escape_markdown(report.title) if report else "Compare runs")
 st.page_link(
     "pages/runs.py", label="Back to the runs (your filter and selection are kept)", icon=":material/arrow_back:"
 )
 if report:
     st.caption(f"Saved report #{report.id} · last changed {report.updated_at:%Y-%m-%d %H:%M} UTC")
     if report.notes.strip():
-        st.markdown(report.notes)
+        show_written(report.notes)
 typed = st.text_input("Runs", key="cmp_runs", help=f"Run ids, separated by commas: 2 to {MAX_COMPARE} runs.")
 ids = list(dict.fromkeys(parse_ids(typed)))
 if not 2 <= len(ids) <= MAX_COMPARE:
@@ -72,7 +73,8 @@ seed_choice("cmp_x", fields, start.x)
 seed_choice("cmp_y", fields, start.y)
 
 st.caption(
-    f"{len(comparison.runs)} runs" + (f" · picked with the filter {md(url_view.filter)}" if url_view.filter else "")
+    f"{len(comparison.runs)} runs"
+    + (f" · picked with the filter {escape_markdown(url_view.filter)}" if url_view.filter else "")
 )
 table_tab, baseline_tab, charts_tab, share_tab = st.tabs(["Side by side", "Champion / challenger", "Charts", "Share"])
 with table_tab:

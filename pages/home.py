@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from tracking.explore import escape_markdown
 from tracking.governance import Action, why_not
 from ui.data import get_store, overview
 from ui.frame import in_frame
@@ -24,7 +25,9 @@ if summary.runs == 0 and summary.sweeps == 0:
         "\n\n```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
     )
     reason = why_not(user, Action.sweep_launch)
-    if st.button("Run a demo sweep", type="primary", disabled=bool(reason), help=reason):
+    if st.button(
+        "Run a demo sweep", type="primary", disabled=bool(reason), help=escape_markdown(reason) if reason else None
+    ):
         launch(DEMO, DEMO_WORKERS, user)
     st.page_link("pages/sweeps.py", label="Launch a sweep of your own", icon=":material/tune:")
     st.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.explore import md, seed, sync_url
+from tracking.explore import escape_markdown
+from ui.explore import seed, show_written, sync_url
 from ui.frame import in_frame
 from ui.registry import cached_models, cached_versions, stage_badge, versions_frame, when
 
@@ -43,17 +44,19 @@ name = st.selectbox("Show the versions of", names, key="models_model")
 sync_url({"model": name})
 model = next(m for m in models if m.name == name)
 
-st.header(md(model.name))
+st.header(escape_markdown(model.name))
 if model.description:
-    st.markdown(model.description)
-st.caption(f"Registered by {md(model.created_by)} on {when(model.created_at)} · {model.n_versions} versions")
+    show_written(model.description)
+st.caption(
+    f"Registered by {escape_markdown(model.created_by)} on {when(model.created_at)} · {model.n_versions} versions"
+)
 versions = cached_versions(model=model.name)
 production = next((v for v in versions if v.stage == "production"), None)
 if production is not None:
     left, right = st.columns([1, 4], vertical_alignment="center")
     with left:
         stage_badge("production")
-    right.page_link("pages/version.py", label=f"{production.label} is in production",
+    right.page_link("pages/version.py", label=f"{escape_markdown(production.label)} is in production",
                     query_params={"id": str(production.id)}, icon=":material/verified:")  # fmt: skip
 else:
     st.caption("No version is in production yet: request a promotion from a version's page.")
@@ -62,4 +65,5 @@ frame, config = versions_frame(versions)
 st.dataframe(frame, hide_index=True, column_config=config)
 st.caption("Open a version for its lineage, model card and promotion requests.")
 for version in versions[:10]:  # the newest, as links that open in this tab
-    st.page_link("pages/version.py", label=f"{version.label} · {version.stage}", query_params={"id": str(version.id)})
+    st.page_link("pages/version.py", label=f"{escape_markdown(version.label)} · {version.stage}",
+                 query_params={"id": str(version.id)})  # fmt: skip

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.explore import md, seed, sync_url
+from tracking.explore import escape_markdown, text
+from ui.explore import seed, sync_url
 from ui.frame import in_frame
 from ui.monitoring import (
     DEFAULT_WINDOW,
@@ -49,12 +50,13 @@ sync_url({"model": name, "window": window})
 
 report = cached_report(name, window)
 if isinstance(report, str):
-    st.error(report, icon=":material/error:")
+    st.error(escape_markdown(report), icon=":material/error:")
     st.stop()
 
 if not report.has_data:
     st.info(
-        f"No requests to {md(report.label)} were logged in {WINDOWS[window][0]}. Serve the model and send it "
+        f"No requests to {escape_markdown(report.label)} were logged in {WINDOWS[window][0]}. Serve the model and send it "
+        # a name holds no line break (the registry refuses control characters), so it cannot end the fence
         f"requests; the server logs them here:\n\n```\npython -m tracking serve --model {name}\n```",
         icon=":material/sensors_off:",
     )
@@ -63,7 +65,7 @@ else:
     first, last = report.first_at, report.last_at
     span = f" from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC" if first and last else ""
     st.caption(
-        f"{md(report.label)}: {report.n_requests:,} sampled requests ({report.n_rows:,} rows){span}, compared with "
+        f"{escape_markdown(report.label)}: {report.n_requests:,} sampled requests ({report.n_rows:,} rows){span}, compared with "
         "the rows the version trained on."
     )
 
@@ -85,7 +87,9 @@ else:
         features = [d.name for d in sorted(report.features, key=lambda d: -d.psi)]
         chosen = detail.selectbox("Distribution of", features, key="monitoring_feature")
         drift = next(d for d in report.features if d.name == chosen)
-        detail.plotly_chart(distribution_figure(drift, f"{chosen}: training vs recent"), key="monitoring_distribution")
+        detail.plotly_chart(
+            distribution_figure(drift, f"{text(chosen)}: training vs recent"), key="monitoring_distribution"
+        )
     else:
         st.caption("Not measured yet (see the note above).")
 

@@ -8,11 +8,12 @@ import hashlib
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, canonical, why_not
 from tracking.registry import POLICY_FORMAT, describe_policy, effective_policy, parse_policy, policy_yaml, set_policy
 from ui.admin import notice
 from ui.data import get_store
-from ui.explore import md, seed, sync_url
+from ui.explore import seed, sync_url
 from ui.frame import in_frame
 from ui.registry import cached_models
 
@@ -40,7 +41,7 @@ notice()
 try:
     policy = effective_policy(store, name)
 except tracking.TrackingError as err:  # a stored policy that no longer fits the model's task
-    st.error(str(err))
+    st.error(escape_markdown(err))
     policy = model.policy or {}
 else:
     st.markdown(
@@ -52,7 +53,7 @@ else:
 reason = why_not(user, Action.policy_edit)
 if reason:
     st.code(policy_yaml(policy), language="yaml")
-    st.info(reason)
+    st.info(escape_markdown(reason))
     st.stop()
 
 version = hashlib.sha256(canonical(model.policy).encode()).hexdigest()[:12]  # a saved policy refills the editor
@@ -64,9 +65,9 @@ if save.button("Save policy", type="primary", icon=":material/save:"):
     try:
         set_policy(store, name, parse_policy(text), actor=user)
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
     else:
-        notice(f"The policy of {md(name)} was saved.")
+        notice(f"The policy of {escape_markdown(name)} was saved.")
         st.rerun()
 if reset.button(
     "Reset to the default",
@@ -77,7 +78,7 @@ if reset.button(
     try:
         set_policy(store, name, None, actor=user)
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
     else:
-        notice(f"{md(name)} follows the default policy of its task again.")
+        notice(f"{escape_markdown(name)} follows the default policy of its task again.")
         st.rerun()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking.explore import delete_report
+from tracking.explore import delete_report, escape_markdown
 from tracking.governance import Action, why_not
 from ui.data import get_store
-from ui.explore import cached_reports, error_box, md, seed, sync_url
+from ui.explore import cached_reports, error_box, seed, show_written, sync_url
 from ui.frame import in_frame
 
 user = in_frame()
@@ -32,18 +32,19 @@ st.caption(f"{len(shown)} of {len(reports)} reports")
 for report in shown:
     with st.container(border=True):
         title, buttons = st.columns([4, 1], vertical_alignment="center")
-        title.markdown(f"#### {md(report.title)}")
+        title.markdown(f"#### {escape_markdown(report.title)}")
         title.caption(
             f"#{report.id} · {len(report.view.runs)} runs ({', '.join(f'#{i}' for i in report.view.runs[:10])}"
             f"{', …' if len(report.view.runs) > 10 else ''}) · changed {report.updated_at:%Y-%m-%d %H:%M} UTC"
-            + (f" · by {md(report.owner)}" if report.owner else "")
+            + (f" · by {escape_markdown(report.owner)}" if report.owner else "")
         )
         if report.notes.strip():
             with title.expander("Notes"):
-                st.markdown(report.notes)
+                show_written(report.notes)
         if buttons.button("Open", key=f"open_{report.id}", type="primary", icon=":material/open_in_new:"):
             st.switch_page("pages/compare.py", query_params={**report.view.to_query(), "report": str(report.id)})
-        with buttons.popover("Delete", icon=":material/delete:", disabled=bool(cannot), help=cannot):
+        blocked = escape_markdown(cannot) if cannot else None
+        with buttons.popover("Delete", icon=":material/delete:", disabled=bool(cannot), help=blocked):
             st.write("Delete this report? Its runs stay.")
             if st.button("Delete for good", key=f"delete_{report.id}", type="primary", disabled=bool(cannot)):
                 try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from tracking.explore import escape_markdown
 from tracking.ml import Assessment
-from ui.explore import md
+from ui.address import query_id
 from ui.frame import in_frame
 from ui.registry import (
     WORDS,
@@ -21,14 +22,13 @@ from ui.registry import (
     metric_sentences,
     number,
     outcome,
-    query_id,
     status_badge,
     when,
 )
 
 user = in_frame()
 
-request_id = query_id()
+request_id = query_id("promotion request")
 request = cached_request(request_id) if request_id else None
 if request is None:
     st.title("Promotion request")
@@ -36,30 +36,32 @@ if request is None:
     st.page_link("pages/approvals.py", label="All requests", icon=":material/approval:")
     st.stop()
 
-st.title(f"Promotion request {request.id}: {md(request.label)}")
+st.title(f"Promotion request {request.id}: {escape_markdown(request.label)}")
 status_badge(request.status)
 against = (
     f"production v{request.baseline_version}" if request.baseline_version else "nothing (no version in production)"
 )
-st.caption(f"Requested by **{md(request.requested_by)}** on {when(request.created_at)} · compared against {against}")
+st.caption(
+    f"Requested by **{escape_markdown(request.requested_by)}** on {when(request.created_at)} · compared against {against}"
+)
 links = st.columns(3)
-links[0].page_link("pages/version.py", label=f"Candidate: {request.label}", query_params={"id": str(request.version_id)},
+links[0].page_link("pages/version.py", label=f"Candidate: {escape_markdown(request.label)}", query_params={"id": str(request.version_id)},
                    icon=":material/inventory_2:")  # fmt: skip
 if request.baseline_version_id:
-    links[1].page_link("pages/version.py", label=f"Production: {request.model} v{request.baseline_version}",
+    links[1].page_link("pages/version.py", label=f"Production: {escape_markdown(request.model)} v{request.baseline_version}",
                        query_params={"id": str(request.baseline_version_id)}, icon=":material/verified:")  # fmt: skip
 links[2].page_link("pages/approvals.py", label="All requests", icon=":material/approval:")
 outcome(request, next((v for v in cached_versions(model=request.model) if v.stage == "production"), None))
 
 st.subheader("Why the requester asks for it")
 with st.container(border=True):
-    st.markdown(md(request.justification))
+    st.markdown(escape_markdown(request.justification))
 
 evaluation = request.evaluation or {}
 assessment = Assessment.from_json(evaluation["assessment"]) if evaluation.get("assessment") else None
 st.subheader("Candidate vs production")
 for note in evaluation.get("notes") or []:
-    st.warning(md(note))
+    st.warning(escape_markdown(note))
 if assessment is None:
     st.warning("The candidate could not be scored on held-out data, so there is no comparison.")
 elif not assessment.deltas:
@@ -82,11 +84,15 @@ if assessment is not None and assessment.groups:
     metric = (request.policy.get("fairness") or {}).get("metric") or (
         "accuracy" if assessment.task_type == "classification" else "mae"
     )
-    st.subheader(f"Fairness across {md(assessment.sensitive)} groups")
+    st.subheader(f"Fairness across {escape_markdown(assessment.sensitive)} groups")
     st.dataframe(groups_frame(assessment, metric), hide_index=True)
     gaps = [(who, largest_gap(assessment, metric, who)) for who in ("candidate", "production")]
     st.markdown(
-        "\n".join(f"- Largest gap in {WORDS.get(metric, metric)} for the **{who}**: {gap}" for who, gap in gaps if gap)
+        "\n".join(
+            f"- Largest gap in {escape_markdown(WORDS.get(metric, metric))} for the **{who}**: {gap}"
+            for who, gap in gaps
+            if gap
+        )
     )
 
 st.subheader("What changed since production")

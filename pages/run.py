@@ -6,11 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking.explore import parse_ids
+from tracking.explore import escape_markdown
 from tracking.governance import Action, why_not
 from tracking.runs import add_note, read_verified, replace_tags
+from ui.address import query_id
 from ui.data import get_store
-from ui.explore import cached_run, error_box, md, seed, sync_url
+from ui.explore import cached_run, error_box, seed, show_written, sync_url
 from ui.frame import in_frame
 from ui.lifecycle import origin_note, reproduce_panel
 from ui.registry import reasons, register_panel
@@ -18,15 +19,14 @@ from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame,
 
 user = in_frame()
 
-ids = parse_ids(str(st.query_params.get("id", "")))
-if not ids:
+run_id = query_id("run")
+if run_id is None:
     st.title("Run")
     st.info("Open a run from the **Runs** page (click its number), or type its id.")
     typed = st.number_input("Run id", min_value=1, step=1, value=None)
     if typed:
         st.switch_page("pages/run.py", query_params={"id": str(int(typed))})
     st.stop()
-run_id = ids[0]
 run, artifacts, notes, history = cached_run(run_id)
 if run is None:
     st.title("Run")
@@ -34,11 +34,11 @@ if run is None:
     st.page_link("pages/runs.py", label="Back to the runs", icon=":material/arrow_back:")
     st.stop()
 
-st.title(f"{md(run.name)} #{run.id}")
+st.title(f"{escape_markdown(run.name)} #{run.id}")
 st.page_link("pages/runs.py", label="Back to the runs", icon=":material/arrow_back:")
 sweep = f" · sweep {run.sweep_id}, trial {run.trial_number}" if run.sweep_id is not None else ""
 st.caption(
-    f"Experiment **{md(run.experiment)}**{sweep} · status **{run.status}** · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    f"Experiment **{escape_markdown(run.experiment)}**{sweep} · status **{run.status}** · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
 )
 if run.status == "failed":
     st.error("This run failed. Its traceback is below.", icon=":material/error:")
@@ -76,7 +76,8 @@ with files_tab:
         st.info("This run stored no artifacts.")
     for artifact, size, present in artifact_rows(get_store(), artifacts):
         name, download = st.columns([4, 1], vertical_alignment="center")
-        name.markdown(f"**{artifact.name}** · {artifact.kind} · {size}  \n`sha256 {artifact.sha256}`")
+        name.markdown(f"**{escape_markdown(artifact.name)}** · {escape_markdown(artifact.kind)} · {size}  \n"
+                      f"`sha256 {artifact.sha256}`")  # fmt: skip
         if present:
             store, digest = get_store(), artifact.sha256
             download.download_button(
@@ -111,8 +112,10 @@ with notes_tab:
     st.subheader("Notes")
     for note in notes:
         with st.container(border=True):
-            st.caption(f"{note.created_at:%Y-%m-%d %H:%M} UTC" + (f" · {note.author}" if note.author else ""))
-            st.markdown(note.body)
+            st.caption(
+                f"{note.created_at:%Y-%m-%d %H:%M} UTC" + (f" · {escape_markdown(note.author)}" if note.author else "")
+            )
+            show_written(note.body)
     with st.form("add_note", clear_on_submit=True):
         body = st.text_area("Add a note (markdown)", height=120, disabled=bool(annotate_blocked))
         if st.form_submit_button("Add note", disabled=bool(annotate_blocked)):

@@ -9,9 +9,11 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, why_not
 from tracking.ml import space_rows
 from tracking.sweeps import resume_blockers
+from ui.address import query_id
 from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
@@ -25,28 +27,30 @@ def _control(*changes: Callable[[], object]) -> None:
         for change in changes:
             change()
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
     st.rerun()
 
 
 store = get_store()
-raw_id = st.query_params.get("id", "")
-found = tracking.list_sweeps(store, sweep_id=int(raw_id)) if raw_id.isdigit() else []
+sweep_id = query_id("sweep")
+found = tracking.list_sweeps(store, sweep_id=sweep_id) if sweep_id is not None else []
 sweep = found[0] if found else None
 if sweep is None:
     st.title("Sweep")
-    st.warning(f"There is no sweep {raw_id!r}." if raw_id else "No sweep chosen.")
+    st.warning(f"There is no sweep {sweep_id}." if sweep_id is not None else "No sweep chosen.")
     st.page_link("pages/sweeps.py", label="All sweeps")
     st.stop()
 
-st.title(f"Sweep {sweep.id}: {sweep.name}")
+st.title(f"Sweep {sweep.id}: {escape_markdown(sweep.name)}")
 config = sweep.config
 data = config.get("data") or {}
 st.caption(
-    f"{config.get('model') or config.get('objective')} on {data.get('name', '–')} · "
-    f"{', '.join(m['key'] + ' (' + m['direction'] + ')' for m in config['metrics'])} · sampler {config['sampler']}, "
-    f"pruner {config['pruner']} · experiment {sweep.experiment} · owner {sweep.owner or '–'}"
+    escape_markdown(
+        f"{config.get('model') or config.get('objective')} on {data.get('name', '–')} · "
+        f"{', '.join(m['key'] + ' (' + m['direction'] + ')' for m in config['metrics'])} · sampler "
+        f"{config['sampler']}, pruner {config['pruner']} · experiment {sweep.experiment} · owner {sweep.owner or '–'}"
+    )
 )
 
 live = sweep.status in ("pending", "running")
@@ -57,14 +61,20 @@ st.fragment(lambda: progress_panel(sweep.id), run_every=2 if live else None)()
 controls = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
 if live and not sweep.cancel_requested:
     cannot = why_not(user, Action.sweep_cancel)
-    if controls[0].button("Cancel", disabled=bool(cannot), help=cannot or "Workers stop after their current trial."):
+    if controls[0].button(
+        "Cancel",
+        disabled=bool(cannot),
+        help=escape_markdown(cannot) if cannot else "Workers stop after their current trial.",
+    ):
         _control(lambda: tracking.cancel_sweep(store, sweep.id, actor=user))
     if controls[1].button(
-        "Stop now", disabled=bool(cannot), help=cannot or "Interrupt the trials under way (they end as killed)."
+        "Stop now",
+        disabled=bool(cannot),
+        help=escape_markdown(cannot) if cannot else "Interrupt the trials under way (they end as killed).",
     ):
         _control(lambda: tracking.cancel_sweep(store, sweep.id, now=True, actor=user))
     if cannot:
-        controls[4].caption(cannot)
+        controls[4].caption(escape_markdown(cannot))
 elif sweep.status in ("interrupted", "cancelled", "complete"):
     cannot = next(iter(resume_blockers(user)), None)
     workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, disabled=bool(cannot))
@@ -72,15 +82,23 @@ elif sweep.status in ("interrupted", "cancelled", "complete"):
         "Add trials", min_value=0, value=0 if sweep.status != "complete" else 10, disabled=bool(cannot)
     )
     label = "Resume" if sweep.status != "complete" else "Add trials"
-    if controls[2].button(label, disabled=bool(cannot) or (sweep.status == "complete" and more == 0), help=cannot):
+    if controls[2].button(
+        label,
+        disabled=bool(cannot) or (sweep.status == "complete" and more == 0),
+        help=escape_markdown(cannot) if cannot else None,
+    ):
         _control(
             lambda: tracking.reopen_sweep(store, sweep.id, add_trials=int(more), actor=user),
             lambda: tracking.launch_workers(store, sweep.id, int(workers), actor=user),
         )
-    if controls[3].button("Run again", disabled=bool(cannot), help=cannot or "A new sweep with the same settings."):
+    if controls[3].button(
+        "Run again",
+        disabled=bool(cannot),
+        help=escape_markdown(cannot) if cannot else "A new sweep with the same settings.",
+    ):
         launch(tracking.spec_from_record(sweep, name=None), int(workers), user)
     if cannot:
-        controls[4].caption(cannot)
+        controls[4].caption(escape_markdown(cannot))
 if sweep.cancel_requested and live:
     st.info("Cancel requested: the workers stop after their current trial.")
 
@@ -91,9 +109,9 @@ with st.expander("Run more workers on other machines"):
 charts, trials, settings = st.tabs(["Charts", "Trials", "Settings"])
 with charts:
     for title, figure in cached_sweep_figures(sweep.id).items():
-        st.subheader(title)
+        st.subheader(escape_markdown(title))
         if isinstance(figure, str):
-            st.caption(figure)
+            st.caption(escape_markdown(figure))
         else:
             st.plotly_chart(figure, key=f"chart-{title}")
 with trials:

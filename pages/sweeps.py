@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, why_not
 from tracking.ml import families_for
 from tracking.sweeps import SweepSpec
@@ -44,7 +45,8 @@ if data is not None:
     space, problems = space_section(family, task_type)
     settings = settings_section(multi=len(metrics) > 1)
     reason = why_not(user, Action.sweep_launch)
-    if st.button("Launch", type="primary", disabled=bool(problems or reason), key="launch", help=reason):
+    if st.button("Launch", type="primary", disabled=bool(problems or reason), key="launch",
+                 help=escape_markdown(reason) if reason else None):  # fmt: skip
         spec = SweepSpec(
             model=family, task=data["task"], csv=data["csv"], target=data["target"], sensitive=data["sensitive"],
             space=space, metrics=metrics, sampler=settings["sampler"], pruner=settings["pruner"],
@@ -55,4 +57,4 @@ if data is not None:
     if problems:
         st.caption("Fix the search space above to launch.")
     elif reason:
-        st.caption(reason)
+        st.caption(escape_markdown(reason))

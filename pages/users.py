@@ -7,6 +7,7 @@ from collections.abc import Callable
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, create_user, list_users, reset_password, set_disabled, set_role, why_not
 from ui.admin import ROLES, notice, password_twice, role_label, users_frame
 from ui.data import get_store
@@ -22,9 +23,9 @@ def _change(done: str, change: Callable[[], object]) -> None:
     try:
         change()
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
-    notice(done)
+    notice(escape_markdown(done))
     st.rerun()
 
 
@@ -68,12 +69,14 @@ with change:
     if right.button("Change role", disabled=new_role == chosen.role):
         _change(f"{chosen.name} is now {role_label(new_role)}.", lambda: set_role(store, user, chosen.name, new_role))
     if chosen.disabled:
-        if st.button(f"Enable {chosen.name}", help="The account can sign in again."):
+        if st.button(f"Enable {escape_markdown(chosen.name)}", help="The account can sign in again."):
             _change(f"{chosen.name} can sign in again.", lambda: set_disabled(store, user, chosen.name, False))
-    elif st.button(f"Disable {chosen.name}", help="The account can no longer sign in; its sessions end." + own):
+    elif st.button(
+        f"Disable {escape_markdown(chosen.name)}", help="The account can no longer sign in; its sessions end." + own
+    ):
         _change(f"{chosen.name} is disabled.", lambda: set_disabled(store, user, chosen.name, True))
     with st.form("reset_password", clear_on_submit=True):
-        st.markdown(f"**New password for {chosen.name}**")
+        st.markdown(f"**New password for {escape_markdown(chosen.name)}**")
         password, repeat = password_twice("reset")
         if st.form_submit_button("Reset password", help="The account's sessions end." + own):
             if password != repeat:

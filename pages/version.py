@@ -7,11 +7,13 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, why_not
 from tracking.ml import Assessment
 from tracking.registry import request_promotion, set_stage, stage_blockers, update_version_text
+from ui.address import query_id
 from ui.data import get_store
-from ui.explore import error_box, md
+from ui.explore import error_box, show_written
 from ui.frame import in_frame
 from ui.lifecycle import version_status
 from ui.registry import (
@@ -23,7 +25,6 @@ from ui.registry import (
     card_files,
     groups_frame,
     number,
-    query_id,
     reasons,
     requests_frame,
     stage_badge,
@@ -32,7 +33,7 @@ from ui.registry import (
 
 user = in_frame()
 
-version_id = query_id()
+version_id = query_id("model version")
 found = cached_version(version_id) if version_id else None
 if found is None:
     st.title("Model version")
@@ -42,29 +43,29 @@ if found is None:
 version, origin = found
 store = get_store()
 
-st.title(md(version.label))
+st.title(escape_markdown(version.label))
 stage_badge(version.stage)
-st.caption(f"Registered by {md(version.created_by)} on {when(version.created_at)} · stage since "
+st.caption(f"Registered by {escape_markdown(version.created_by)} on {when(version.created_at)} · stage since "
            f"{when(version.stage_changed_at)} · model file sha256 `{version.artifact_sha256}`")  # fmt: skip
-st.page_link("pages/models.py", label=f"All versions of {version.model}", query_params={"model": version.model},
+st.page_link("pages/models.py", label=f"All versions of {escape_markdown(version.model)}", query_params={"model": version.model},
              icon=":material/arrow_back:")  # fmt: skip
 
 st.subheader("Lineage")
 run, sweep, dataset = origin["run"], origin["sweep"], origin["dataset"]
 links = st.columns(2)
-links[0].page_link("pages/run.py", label=f"Run {run['name']} #{run['id']}", query_params={"id": str(run["id"])},
+links[0].page_link("pages/run.py", label=f"Run {escape_markdown(run['name'])} #{run['id']}", query_params={"id": str(run["id"])},
                    icon=":material/play_circle:")  # fmt: skip
 if sweep:
-    links[1].page_link("pages/sweep.py", label=f"Sweep {sweep['name']} #{sweep['id']}",
+    links[1].page_link("pages/sweep.py", label=f"Sweep {escape_markdown(sweep['name'])} #{sweep['id']}",
                        query_params={"id": str(sweep["id"])}, icon=":material/tune:")  # fmt: skip
 else:
     links[1].caption("Not from a sweep.")
 st.markdown(
-    f"- **Dataset:** {md(dataset['name'])} · {dataset['rows']:,} rows · sha256 `{dataset['sha256']}`\n"
+    f"- **Dataset:** {escape_markdown(dataset['name'])} · {dataset['rows']:,} rows · sha256 `{dataset['sha256']}`\n"
     if dataset
     else "- **Dataset:** not recorded\n"
 )
-st.markdown(f"- **Code version:** `{origin['code_version'] or 'not recorded'}`")
+st.markdown(f"- **Code version:** {escape_markdown(origin['code_version'] or 'not recorded')}")
 
 st.subheader("Stage")
 stage_blocked = stage_blockers(user, version)
@@ -101,12 +102,12 @@ else:
     for title, text in (("Description", version.description), ("Intended use", version.intended_use),
                         ("Limitations", version.limitations)):  # fmt: skip
         st.markdown(f"**{title}**")
-        st.markdown(text or "_Not written yet._")
+        show_written(text) if text else st.markdown("_Not written yet._")
     reasons([card_blocked])
 
 evaluation = version.evaluation or {}
 if "error" in evaluation or "candidate_scores" not in evaluation:
-    st.warning(f"No held-out scores: {evaluation.get('error', 'the version was not scored')}")
+    st.warning(f"No held-out scores: {escape_markdown(evaluation.get('error', 'the version was not scored'))}")
 else:
     scores = Assessment.from_json(evaluation)
     st.markdown(f"**Held-out scores** on {scores.n_test:,} rows the model never trained on")
@@ -116,7 +117,7 @@ else:
     )
     if scores.groups:
         metric = "accuracy" if scores.task_type == "classification" else "mae"
-        st.markdown(f"**By {md(scores.sensitive)}**")
+        st.markdown(f"**By {escape_markdown(scores.sensitive)}**")
         st.dataframe(groups_frame(scores, metric).drop(columns=[f"production {WORDS[metric]}"]), hide_index=True)
 markdown, html = card_files(version.id)
 downloads = st.columns([1, 1, 2])

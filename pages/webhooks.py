@@ -8,6 +8,7 @@ from collections.abc import Callable
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import (
     Action,
     add_webhook,
@@ -33,7 +34,7 @@ def _change(done: str, change: Callable[[], object]) -> None:
     try:
         change()
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
     notice(done)
     st.rerun()
@@ -67,7 +68,7 @@ with add:
             try:
                 new = add_webhook(store, user, url, events, description)
             except tracking.TrackingError as err:
-                st.error(str(err))
+                st.error(escape_markdown(err))
             else:
                 keep_secret(new.webhook.id, new.secret)
                 notice(f"Webhook {new.webhook.id} added.")

@@ -42,3 +42,8 @@ def fails_negative(params, run):
     if params["x"] < 0:
         raise ValueError("x must not be negative")
     return params["x"]
+
+
+def sum_of_params(params, run):
+    """The sum of the numeric params, whatever their names (a space keyed by odd names)."""
+    return float(sum(v for v in params.values() if isinstance(v, int | float)))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
+from functools import cache
+
 from streamlit.testing.v1 import AppTest
 
 import tracking
@@ -38,6 +42,23 @@ def no_exception(at: AppTest) -> AppTest:
     """`at`, after checking its run raised nothing."""
     assert not at.exception, at.exception[0].value if at.exception else ""
     return at
+
+
+@cache
+def _markdown_renderer():
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+def rendered(markdown: str) -> str:
+    """A page's markdown as HTML (markdown-it, CommonMark with tables, as the browser renders it)."""
+    return _markdown_renderer().render(markdown)
+
+
+def shown_text(markdown: str) -> str:
+    """What a reader sees of a page's markdown: the rendered text, without tags, word joiners or entities."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).replace("\u2060", "").strip()
 
 
 def button(at: AppTest, label: str):

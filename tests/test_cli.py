@@ -174,3 +174,25 @@ def test_cli_cancel_and_resume_detached_sweep(tmp_path, monkeypatch, capsys):
 def test_cli_models_lists_every_family(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and all(name in out for name in tracking.FAMILIES)
+
+
+@pytest.mark.parametrize("where", ["missing/card.md", "."], ids=["missing folder", "a folder"])
+def test_cli_card_output_that_cannot_be_written_is_one_sentence(served, capsys, tmp_path, where):
+    code, _, err = run_cli(capsys, "registry", "card", "loan", "1", "--output", str(tmp_path / where))
+    assert code != 0 and "Traceback" not in err
+    assert (
+        err.startswith("error: The model card cannot be written to ")
+        and err.strip().endswith(".")
+        and len(err.strip().splitlines()) == 1
+    ), err
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show", "99999999999999999999999"], ["show", "abc"], ["resume", "9" * 5000], ["registry", "card", "loan", "-1"]],
+    ids=["huge run", "word", "5,000 digits", "negative version"],
+)
+def test_cli_a_bad_id_is_one_line(capsys, args):
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "Traceback" not in err and "is not an id: an id is a whole number from 1 to" in err

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 import tracking
-from tracking.runs._datasets import BUILTIN_TASKS, describe, get_dataset, list_datasets, load_task, register_dataset
+from tracking.runs._datasets import (
+    BUILTIN_TASKS,
+    describe,
+    get_dataset,
+    list_datasets,
+    load_task,
+    register_dataset,
+    save_upload,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_TYPES = {
@@ -190,3 +198,52 @@ def test_register_dataset_stores_hash_schema_and_stats(store, write_csv):
 def test_get_dataset_unknown_id_is_not_found(store):
     with pytest.raises(tracking.NotFoundError, match="no dataset version 404"):
         get_dataset(store, 404)
+
+
+# -- uploads ------------------------------------------------------------------------------------------
+
+CSV = b"a,b\n1,0\n2,1\n"
+
+
+def _upload_path(store, name: str = "data.csv", content: bytes = CSV) -> Path:
+    return store.artifact_root.parent / "uploads" / hashlib.sha256(content).hexdigest()[:16] / name
+
+
+def test_save_upload_keeps_the_bytes_by_content(file_store):
+    path = save_upload(file_store, CSV, "data.csv")
+    assert path == _upload_path(file_store) and path.read_bytes() == CSV
+    assert save_upload(file_store, CSV, "data.csv") == path
+    assert [p.name for p in path.parent.iterdir()] == ["data.csv"]  # no temporary file left behind
+
+
+def test_save_upload_replaces_a_file_changed_since(file_store):
+    path = save_upload(file_store, CSV, "data.csv")
+    path.write_bytes(b"a,b\n9,9\n")
+    assert save_upload(file_store, CSV, "data.csv").read_bytes() == CSV
+
+
+@pytest.mark.parametrize("target", ["secret.txt", "missing.txt"], ids=["to a file", "dangling"])
+def test_save_upload_refuses_a_planted_link_to_the_file(file_store, tmp_path, target):
+    outside = tmp_path / target
+    if target == "secret.txt":
+        outside.write_bytes(b"secret")
+    path = _upload_path(file_store)
+    path.parent.mkdir(parents=True)
+    path.symlink_to(outside)
+    with pytest.raises(tracking.IntegrityError, match="symbolic link"):
+        save_upload(file_store, CSV, "data.csv")
+    assert (outside.read_bytes() == b"secret") if target == "secret.txt" else not outside.exists()
+    assert path.is_symlink()
+
+
+@pytest.mark.parametrize("level", ["uploads", "content folder"])
+def test_save_upload_refuses_a_linked_folder(file_store, tmp_path, level):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = _upload_path(file_store)
+    link = path.parent.parent if level == "uploads" else path.parent
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(tracking.IntegrityError, match="symbolic link"):
+        save_upload(file_store, CSV, "data.csv")
+    assert list(elsewhere.iterdir()) == []

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD, trained_runs
+from tests.pages import shown_text
 from tracking.governance._access import create_user, get_user, list_users, set_role
 from tracking.governance._audit import list_events, verify_chain
 from tracking.registry._models import effective_policy, register_version
@@ -311,8 +312,9 @@ def test_pages_policies_a_malformed_policy_is_one_sentence_and_saves_nothing(loa
     at = _policy_page("admin")
     at.text_area[0].set_value(text)
     _ok(_button(at, "Save policy").click().run())
-    assert len(at.error) == 1 and at.error[0].value.startswith(message), at.error[0].value
-    assert at.error[0].value.count(". ") == 0 and at.error[0].value.endswith(".")
+    error = shown_text(at.error[0].value)  # the sentence as the reader sees it (escaped markdown)
+    assert len(at.error) == 1 and error.startswith(message), error
+    assert error.count(". ") == 0 and error.endswith(".")
     assert effective_policy(store, "loan") == before and not list_events(store, action="policy.edit")
     assert at.text_area[0].value == text  # the text stays to be fixed
 

@@ -69,7 +69,7 @@ def test_pages_lifecycle_a_run_logged_by_a_script_cannot_be_reproduced(users):
         logged.log_metrics({"cv_accuracy": 0.9})
     at = open_page("data_scientist", "pages/run.py", id=logged.id)
     assert button(at, "Reproduce").disabled
-    assert "not trained by a sweep of a built\\-in model" in _captions(at)  # as markdown, escaped
+    assert "not trained by a sweep of a built-in model" in _captions(at)
 
 
 # -- Home ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.conftest import ROOT
 from tests.governance import make_accounts
-from tests.pages import no_exception, signed_in_app
+from tests.pages import no_exception, shown_text, signed_in_app
 from tracking.governance import list_events, list_sso_links, sso_new_accounts, sso_user
 
 ISSUER = "https://id.example.com"
@@ -69,7 +69,7 @@ def test_pages_sso_refused_identity_sees_why_on_the_sign_in_page():
     make_accounts(tracking.open_store())
     at = no_exception(_app(_identity("nobody@example.com")).run())
     assert _signed_in_as(at) == ""
-    assert "There is no account named 'nobody@example.com'" in at.error[0].value
+    assert "There is no account named 'nobody@example.com'" in shown_text(at.error[0].value)
     assert [b.label for b in at.button] == ["Sign in with Okta", "Sign in"]
 
 

@@ -238,3 +238,17 @@ def test_report_time_stamp_is_the_one_given(store, hostile):
     when = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
     page = report_html(store, CompareView(runs=tuple(hostile[:2])), title="t", generated_at=when)
     assert "Generated 2026-11-01T09:30:00.000000Z" in page
+
+
+def test_report_html_shows_markdown_like_names_as_text_and_draws_no_outside_image(store):
+    image = "![x](http://evil.example/x.png)"
+    with start_run(image, params={image: 1}, store=store, name=image) as first:
+        first.log_metrics({"loss": 0.5})
+    with start_run(image, params={image: 2}, store=store, name="[y](http://evil.example)") as second:
+        second.log_metrics({"loss": 0.4})
+    page = report_html(store, CompareView(runs=(first.id, second.id)), title=image, notes=f"See {image}.")
+    parser = _Collector()
+    parser.feed(page)
+    assert not [attrs for tag, attrs in parser.elements if tag in ("img", "image", "iframe", "source")]
+    assert f"<h1>{image}</h1>" in page and f"<td>{image}</td>" in page  # the names, as the text they are
+    assert "img-src data: blob:" in page  # and the browser would fetch no image from a host anyway

@@ -427,3 +427,33 @@ def test_serving_cli_serve_options(monkeypatch):
     for bad in (("--stage", "staging"), ("--sample", "1.5"), ("--port", "0")):
         with pytest.raises(SystemExit):
             _cli("serve", "--model", "loan", *bad)
+
+
+_HUGE = "9" * 5000
+_ODD_NUMBERS = [
+    ("5,000 digits", json.dumps({"rows": [{**ROW, "age": 0}]}).replace('"age": 0', f'"age": {_HUGE}'), "thousands of digits"),
+    ("5,000 digits and a fraction", json.dumps({"rows": [{**ROW, "age": 0}]}).replace('"age": 0', f'"age": {_HUGE}.5'), "too large"),
+    ("Infinity", json.dumps({"rows": [{**ROW, "age": 0}]}).replace('"age": 0', '"age": Infinity'), "Infinity is not a number"),
+    ("-Infinity", json.dumps({"rows": [{**ROW, "age": 0}]}).replace('"age": 0', '"age": -Infinity'), "-Infinity is not a number"),
+    ("a string", json.dumps({"rows": [{**ROW, "age": "NaN"}]}), 'rows[0]["age"] is the text "NaN"'),
+    ("a huge count of rows", json.dumps({"rows": _HUGE}), '"rows" is the text'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "fragment"), [case[1:] for case in _ODD_NUMBERS], ids=[c[0] for c in _ODD_NUMBERS])
+def test_serving_odd_numbers_get_a_4xx_sentence_not_a_500(shared, body, fragment):
+    _, client = shared
+    response = client.post("/predict", content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert _one_sentence(response.json()["detail"]) and fragment in response.json()["detail"], response.json()
+
+
+@pytest.mark.parametrize("labels", [f"[{_HUGE}]", "[NaN]", "[Infinity]", '"1"', "[1e400]"])
+def test_serving_feedback_with_odd_numbers_gets_a_4xx_sentence(loans, labels):
+    with running(create_app(loans.store, "loan", flush_seconds=0.05)) as client:
+        request_id = client.post("/predict", json={"rows": ROWS[:1]}).json()["request_id"]
+        wait_until(lambda: recent_inferences(loans.store, loans.v1.model_id), what="the log write")
+        body = f'{{"request_id": "{request_id}", "labels": {labels}}}'.encode()
+        response = client.post("/feedback", content=body, headers={"content-type": "application/json"})
+        assert 400 <= response.status_code < 500, response.text
+        assert _one_sentence(response.json()["detail"]), response.json()

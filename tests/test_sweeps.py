@@ -270,3 +270,78 @@ def test_sweep_on_sqlite_keeps_optunas_journal_in_the_store(file_store, tmp_path
     assert sorted(seqs) == list(range(len(seqs))) and len(seqs) > 3  # numbered without gaps
     assert [t.state.name for t in _trials(file_store, sweep.id)] == ["COMPLETE"] * 3
     assert not list(tmp_path.rglob("*.journal"))  # no journal file beside the store
+
+
+def _study_trial_ids(store, sweep_id) -> dict[int, int]:
+    """Optuna's own trial ids (its `trials` table) by trial number."""
+    record = get_sweep(store, sweep_id)
+    study = optuna.load_study(
+        study_name=record.study_name, storage=optuna_storage(store, record.optuna_storage, record.study_name)
+    )
+    return {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
+
+
+def _recovered(store, sweep_id, number):
+    """Run a recovering worker in this process; the trial's state once it is no longer RUNNING."""
+    run_worker(store, sweep_id)
+    state = {t.number: t for t in _trials(store, sweep_id)}[number]
+    return state if state.state != optuna.trial.TrialState.RUNNING else None
+
+
+@pytest.mark.slow
+@pytest.mark.file_backends
+def test_sweep_worker_killed_between_its_run_and_optuna_is_reconciled_on_postgresql(store, tmp_path, monkeypatch):
+    """SIGKILL after the run was recorded complete but before Optuna heard of it: recovery completes the trial."""
+    if store.is_sqlite:
+        pytest.skip("holds Optuna's trial row with a PostgreSQL row lock, so the worker is killed inside its tell")
+    from sqlalchemy import create_engine, text
+
+    sweep, proc, flag = _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials=1)
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    trial_id = _study_trial_ids(store, sweep.id)[run.trial_number]
+    engine = create_engine(store.url)
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("SELECT trial_id FROM trials WHERE trial_id = :id FOR UPDATE"), {"id": trial_id})
+            flag.unlink()  # the trial finishes: its run is recorded complete, then Optuna's tell waits for the lock
+            wait_until(lambda: list_runs(store, sweep_id=sweep.id)[0].status == "complete", timeout=60,
+                       what="the worker to record its run complete")  # fmt: skip
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            lock.rollback()
+    finally:
+        engine.dispose()
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    assert {t.number: t.state for t in _trials(store, sweep.id)}[run.trial_number] == optuna.trial.TrialState.RUNNING
+    trial = wait_until(lambda: _recovered(store, sweep.id, run.trial_number), timeout=60, what="recovery")
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == run.metrics["value"]
+    assert run.status == "complete" and list_runs(store, sweep_id=sweep.id)[0].status == "complete"
+    assert get_sweep(store, sweep.id).status == "complete" and get_sweep(store, sweep.id).finished == 1
+
+
+@pytest.mark.file_backends
+def test_sweep_trial_of_a_worker_dead_after_recording_its_run_ends_as_recorded(store, monkeypatch):
+    """A worker that dies after recording its run complete, before telling Optuna: on every backend, a later
+    worker tells the trial COMPLETE with the run's value, and the sweep still finishes exactly its trials."""
+    spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=3)
+    sweep = create_sweep(store, spec)
+    tell = optuna.Study.tell
+
+    def die_before_telling(study, trial, values=None, state=None, skip_if_finished=False):
+        if state is None and values is not None:
+            raise SystemExit("killed")  # the process ends here, after its run was committed
+        return tell(study, trial, values, state, skip_if_finished)
+
+    monkeypatch.setattr(optuna.Study, "tell", die_before_telling)
+    with pytest.raises(SystemExit):
+        run_worker(store, sweep.id)
+    monkeypatch.setattr(optuna.Study, "tell", tell)
+    (run,) = list_runs(store, sweep_id=sweep.id)
+    assert run.status == "complete"
+    trial = wait_until(lambda: _recovered(store, sweep.id, run.trial_number), timeout=60, what="recovery")
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == run.metrics["value"]
+    runs = list_runs(store, sweep_id=sweep.id)
+    trials = _trials(store, sweep.id)
+    assert len(runs) == 3 and all(r.status == "complete" for r in runs)
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert get_sweep(store, sweep.id).status == "complete"

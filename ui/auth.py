@@ -19,6 +19,7 @@ import html
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import (
     UserRecord,
     authenticate,
@@ -152,7 +153,7 @@ def _first_admin(store: tracking.Store) -> None:
         create_user(store, None, name.strip(), "admin", password)
         user = authenticate(store, name.strip(), password)
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
     start_session(user)
 
@@ -160,7 +161,7 @@ def _first_admin(store: tracking.Store) -> None:
 def _sign_in(store: tracking.Store, refusal: str | None = None) -> None:
     st.subheader("Sign in")
     if refusal:
-        st.error(refusal)
+        st.error(escape_markdown(refusal))
     if providers := sso_providers():
         sso_buttons(providers)
         st.caption("or with this store's account name and password:")
@@ -175,13 +176,14 @@ def _sign_in(store: tracking.Store, refusal: str | None = None) -> None:
     try:
         user = authenticate(store, name.strip(), password)
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
     start_session(user)
 
 
 def _sidebar(user: UserRecord) -> None:
     with st.sidebar:
+        # An account name is letters, digits and "_.@-" (checked at creation): nothing markdown can turn into a fetch.
         st.caption(f"Signed in as **{user.name}** ({user.role_label})")
         signing_out = st.button("Sign out", key="sign_out", icon=":material/logout:")
     if signing_out:

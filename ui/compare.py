@@ -16,6 +16,7 @@ from tracking.explore import (
     champion_challenger,
     comparison_csv,
     comparison_json,
+    escape_markdown,
     params_changed,
     report_html,
     save_report,
@@ -94,7 +95,10 @@ def deltas_table(comparison: Comparison, baseline: int) -> None:
     changed = params_changed(comparison, baseline)
     st.markdown(
         "**Params changed against the baseline**\n\n"
-        + "\n".join(f"- {labels[i]}: {', '.join(f'`{p}`' for p in keys) or 'none'}" for i, keys in changed.items())
+        + "\n".join(
+            f"- {escape_markdown(labels[i])}: {escape_markdown(', '.join(keys) or 'none')}"
+            for i, keys in changed.items()
+        )
     )
 
 
@@ -131,7 +135,8 @@ def share_panel(
     )
     label = "Update saved report" if report else "Save as report"
     cannot = why_not(user, Action.report_share)
-    if save.button(label, icon=":material/bookmark_add:", disabled=bool(cannot), help=cannot):
+    if save.button(label, icon=":material/bookmark_add:", disabled=bool(cannot),
+                   help=escape_markdown(cannot) if cannot else None):  # fmt: skip
         try:
             if report:
                 update_report(store, report.id, title=title, notes=notes, view=view, actor=user)

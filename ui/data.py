@@ -10,7 +10,7 @@ import streamlit as st
 
 import tracking
 from tracking import store_url, tracking_home
-from tracking.explore import sweep_figures
+from tracking.explore import escape_markdown, sweep_figures
 from tracking.governance import start_deliverer
 
 
@@ -28,7 +28,7 @@ def get_store() -> tracking.Store:
     try:
         return _open(store_url(home), str(home))
     except tracking.TrackingError as err:  # not cached: the next rerun tries again, e.g. after a restore
-        st.error(str(err), icon=":material/database:")
+        st.error(escape_markdown(err), icon=":material/database:")
         st.stop()
 
 

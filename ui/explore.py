@@ -9,7 +9,6 @@ values back, so a copied address reopens the same view.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -24,10 +23,12 @@ from tracking.explore import (
     RunKeys,
     RunsPage,
     compare_runs,
+    escape_markdown,
     histories,
     history_keys,
     list_keys,
     list_reports,
+    local_markdown,
     runs_page,
 )
 from tracking.runs import list_notes
@@ -193,11 +194,12 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def md(text: object) -> str:
-    """User text shown literally inside Streamlit markdown (no emphasis, links, HTML or LaTeX from it)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+def show_written(text: str) -> None:
+    """Markdown a person wrote (a note, a description), without images or links from other hosts."""
+    current = st.context.url
+    st.markdown(local_markdown(text, own_hosts=(urlsplit(current).netloc,) if current else ()))
 
 
 def error_box(err: Exception) -> None:
     """A user's mistake, as the one sentence the library wrote for it."""
-    st.error(str(err), icon=":material/error:")
+    st.error(escape_markdown(err), icon=":material/error:")

@@ -9,7 +9,8 @@ from tracking.governance import UserRecord
 
 def navigation() -> st.navigation:
     """Configure the page and return the navigation over the dashboard's views."""
-    st.set_page_config(page_title="Experiment tracking", page_icon=":material/science:", layout="wide")
+    # an emoji, drawn in the browser: a :material/…: icon makes Streamlit fetch the favicon from fonts.gstatic.com
+    st.set_page_config(page_title="Experiment tracking", page_icon="🧪", layout="wide")
     return st.navigation(
         {
             "Experiments": [
@@ -58,6 +59,9 @@ def in_frame() -> UserRecord:
     if PagesManager.uses_pages_directory:
         navigation().run()  # st.navigation switches the old mode off for the rest of the server's life
         st.stop()
+    from ui.address import clean_address
     from ui.auth import require_user
 
-    return require_user()
+    user = require_user()
+    clean_address()  # after the sign-in: a signed-out visitor sees only the form
+    return user

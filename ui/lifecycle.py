@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown, parse_ids
 from tracking.governance import UserRecord
 from tracking.production import (
     DEFAULT_TOLERANCE,
@@ -24,7 +25,7 @@ from tracking.production import (
 )
 from tracking.store import RunRecord
 from ui.data import get_store, marker
-from ui.explore import error_box, md
+from ui.explore import error_box
 from ui.registry import reasons, when
 
 OUTCOME_COLORS = {"matched": "green", "differs": "orange", "failed": "red", "retrained": "green", "skipped": "gray"}
@@ -65,11 +66,11 @@ def alerts_banner() -> None:
         by_model.setdefault(model, []).append(sentence)
     for model, sentences in by_model.items():
         count = len(sentences)
-        lines = "\n".join(f"- {md(sentence)}" for sentence in sentences[:MAX_ALERTS])
+        lines = "\n".join(f"- {escape_markdown(sentence)}" for sentence in sentences[:MAX_ALERTS])
         more = f"\n- … and {count - MAX_ALERTS} more on its Monitoring page." if count > MAX_ALERTS else ""
-        st.warning(f"**{count} monitoring alert{'s' if count != 1 else ''} on {md(model)}** in production\n\n"
+        st.warning(f"**{count} monitoring alert{'s' if count != 1 else ''} on {escape_markdown(model)}** in production\n\n"
                    f"{lines}{more}", icon=":material/warning:")  # fmt: skip
-        st.page_link("pages/monitoring.py", label=f"Open the monitoring of {md(model)}", query_params={"model": model},
+        st.page_link("pages/monitoring.py", label=f"Open the monitoring of {escape_markdown(model)}", query_params={"model": model},
                      icon=":material/monitor_heart:")  # fmt: skip
 
 
@@ -80,7 +81,7 @@ def origin_note(run: RunRecord) -> None:
     """Where a run made by a reproduction or a retrain came from, with a link to the original run."""
     for tag in ("reproduces", "retrained_from"):
         origin = str(run.tags.get(tag, "")).strip()
-        if not origin.isdigit():
+        if not parse_ids(origin) or str(parse_ids(origin)[0]) != origin:
             continue
         attempt = next((a for a in cached_attempts(int(origin)) if a.new_run_id == run.id), None)
         if tag == "reproduces":
@@ -88,9 +89,9 @@ def origin_note(run: RunRecord) -> None:
         else:
             changed = str(run.tags.get("retrain_changes", "")).replace(",", ", ") or "nothing recorded"
             model = str(run.tags.get("retrained_model", "")) or "its model"
-            text = f"This run retrains run #{origin}, the production run of {md(model)} (changed: {md(changed)})."
+            text = f"This run retrains run #{origin}, the production run of {escape_markdown(model)} (changed: {escape_markdown(changed)})."
         if attempt is not None:
-            text += f" Made by **{md(attempt.created_by)}** on {when(attempt.created_at)}: **{attempt.outcome}**."
+            text += f" Made by **{escape_markdown(attempt.created_by)}** on {when(attempt.created_at)}: **{attempt.outcome}**."
         st.info(text, icon=":material/history:")
         st.page_link("pages/run.py", label=f"Original run #{origin}", query_params={"id": origin},
                      icon=":material/arrow_upward:")  # fmt: skip
@@ -136,7 +137,7 @@ def _reproduce(run: RunRecord, tolerance: float, user: UserRecord) -> None:
         error_box(failure)
     elif attempt is not None:
         show = {"matched": st.success, "differs": st.warning}.get(attempt.outcome, st.error)
-        show(f"**{attempt.outcome.capitalize()}.** {md(attempt.summary)}")
+        show(f"**{attempt.outcome.capitalize()}.** {escape_markdown(attempt.summary)}")
 
 
 def reproductions_list(run_id: int) -> None:
@@ -150,7 +151,7 @@ def reproductions_list(run_id: int) -> None:
             tolerance = f" · tolerance {attempt.tolerance:g}" if attempt.tolerance is not None else ""
             head.markdown(
                 f":{OUTCOME_COLORS.get(attempt.outcome, 'gray')}-badge[{attempt.outcome}] "
-                f"{when(attempt.created_at)} by **{md(attempt.created_by)}**{tolerance}  \n{md(attempt.summary)}"
+                f"{when(attempt.created_at)} by **{escape_markdown(attempt.created_by)}**{tolerance}  \n{escape_markdown(attempt.summary)}"
             )
             if attempt.new_run_id is not None:
                 link.page_link("pages/run.py", label=f"Run #{attempt.new_run_id}",
@@ -180,19 +181,19 @@ def version_status(card: ModelCard) -> None:
     st.subheader("Monitoring")
     if status.breaches:
         count = len(status.breaches)
-        lines = "\n".join(f"- {md(b.sentence)}" for b in status.breaches)
-        st.warning(f"**{count} alert{'s' if count != 1 else ''} for {md(version.label)}**\n\n{lines}",
+        lines = "\n".join(f"- {escape_markdown(b.sentence)}" for b in status.breaches)
+        st.warning(f"**{count} alert{'s' if count != 1 else ''} for {escape_markdown(version.label)}**\n\n{lines}",
                    icon=":material/warning:")  # fmt: skip
-    st.caption(md(status.summary))
+    st.caption(escape_markdown(status.summary))
     for note in status.notes:
-        st.caption(f":material/info: {md(note)}")
+        st.caption(f":material/info: {escape_markdown(note)}")
     for review in status.open_reviews:
-        st.markdown(f"**Open review {review.id}**, opened by **{md(review.opened_by)}** on "
-                    f"{when(review.created_at)}: {md(review.reason)}")  # fmt: skip
+        st.markdown(f"**Open review {review.id}**, opened by **{escape_markdown(review.opened_by)}** on "
+                    f"{when(review.created_at)}: {escape_markdown(review.reason)}")  # fmt: skip
     if not status.open_reviews:
         st.caption("No open reviews.")
     if version.stage == "production":
-        st.page_link("pages/monitoring.py", label=f"Monitoring and reviews of {version.model}",
+        st.page_link("pages/monitoring.py", label=f"Monitoring and reviews of {escape_markdown(version.model)}",
                      query_params={"model": version.model}, icon=":material/monitor_heart:")  # fmt: skip
     st.subheader(f"Reproductions of run #{version.run_id}")
     reproductions_list(version.run_id)

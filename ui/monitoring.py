@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown, text
 from tracking.governance import Action, UserRecord, why_not
 from tracking.production import (
     Drift,
@@ -28,7 +29,7 @@ from tracking.production import (
 )
 from tracking.store import utcnow
 from ui.data import get_store, marker
-from ui.explore import error_box, md
+from ui.explore import error_box
 from ui.registry import WORDS, number, reasons, when
 
 WINDOWS = {"1h": ("the last hour", 1), "24h": ("the last 24 hours", 24), "7d": ("the last 7 days", 24 * 7),
@@ -76,14 +77,14 @@ def breach_banner(report: MonitoringReport) -> None:
     """The alerts at the top of the page: one line per breach, or that all is well."""
     if report.breaches:
         count = len(report.breaches)
-        lines = "\n".join(f"- {md(b.sentence)}" for b in report.breaches)
-        st.error(f"**{count} alert{'s' if count != 1 else ''} for {md(report.label)}**\n\n{lines}",
+        lines = "\n".join(f"- {escape_markdown(b.sentence)}" for b in report.breaches)
+        st.error(f"**{count} alert{'s' if count != 1 else ''} for {escape_markdown(report.label)}**\n\n{lines}",
                  icon=":material/warning:")  # fmt: skip
     elif report.features or report.quality:
-        st.success(f"No alerts for {md(report.label)}: no drift and no quality bound crossed.",
+        st.success(f"No alerts for {escape_markdown(report.label)}: no drift and no quality bound crossed.",
                    icon=":material/check_circle:")  # fmt: skip
     for note in report.notes:
-        st.caption(f":material/info: {md(note)}")
+        st.caption(f":material/info: {escape_markdown(note)}")
 
 
 def serving_metrics(report: MonitoringReport) -> None:
@@ -137,7 +138,7 @@ def psi_figure(report: MonitoringReport) -> Any:
     import plotly.graph_objects as go
 
     features = sorted(report.features, key=lambda d: -d.psi)
-    figure = go.Figure(go.Bar(x=[d.name for d in features], y=[d.psi for d in features],
+    figure = go.Figure(go.Bar(x=[text(d.name) for d in features], y=[d.psi for d in features],
                               marker_color=[DRIFT_COLORS[d.drifted] for d in features]))  # fmt: skip
     figure.add_hline(y=report.thresholds["psi"], line_dash="dash", annotation_text="PSI threshold")
     figure.update_layout(title="Population stability index per feature", height=320, margin={"t": 50, "b": 20},
@@ -149,8 +150,9 @@ def distribution_figure(drift: Drift, title: str) -> Any:
     """The training and the recent shares of each bin (or category) side by side."""
     import plotly.graph_objects as go
 
-    figure = go.Figure([go.Bar(x=drift.bins, y=drift.training_share, name="training rows"),
-                        go.Bar(x=drift.bins, y=drift.recent_share, name="recent requests")])  # fmt: skip
+    bins = [text(b) for b in drift.bins]
+    figure = go.Figure([go.Bar(x=bins, y=drift.training_share, name="training rows"),
+                        go.Bar(x=bins, y=drift.recent_share, name="recent requests")])  # fmt: skip
     figure.update_layout(title=title, barmode="group", height=320, margin={"t": 50, "b": 20}, yaxis_tickformat=".0%")
     return figure
 
@@ -190,7 +192,7 @@ def review_panel(report: MonitoringReport | None, version_id: int, label: str, m
     blocked = _review_blockers(get_store().url, marker(), version_id, user)
     with st.form(f"open_review_{version_id}"):
         reason = st.text_area("Reason", disabled=bool(blocked), placeholder="What needs a look, and why")
-        submitted = st.form_submit_button(f"Open a review of {label}", icon=":material/rate_review:",
+        submitted = st.form_submit_button(f"Open a review of {escape_markdown(label)}", icon=":material/rate_review:",
                                           disabled=bool(blocked))  # fmt: skip
         reasons(blocked)
     if submitted:
@@ -205,10 +207,10 @@ def review_panel(report: MonitoringReport | None, version_id: int, label: str, m
     close_blocked = why_not(user, Action.review_close)
     for review in opened:
         with st.container(border=True):
-            st.markdown(f"**Review {review.id} of {md(review.label)}**, opened by {md(review.opened_by)} on "
-                        f"{when(review.created_at)}: {md(review.reason)}")  # fmt: skip
+            st.markdown(f"**Review {review.id} of {escape_markdown(review.label)}**, opened by {escape_markdown(review.opened_by)} on "
+                        f"{when(review.created_at)}: {escape_markdown(review.reason)}")  # fmt: skip
             for breach in review.findings.get("breaches", []):
-                st.caption(f":material/warning: {md(breach.get('sentence', ''))}")
+                st.caption(f":material/warning: {escape_markdown(breach.get('sentence', ''))}")
             comment = st.text_input("Closing comment", key=f"review_comment_{review.id}", disabled=bool(close_blocked))
             if st.button("Close review", key=f"close_review_{review.id}", disabled=bool(close_blocked)):
                 try:

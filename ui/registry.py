@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import Action, UserRecord
 from tracking.ml import Assessment
 from tracking.production import ModelCard, card_html, card_markdown, model_card
@@ -40,7 +41,7 @@ from tracking.registry import (
 )
 from tracking.store import RunRecord
 from ui.data import get_store, marker
-from ui.explore import error_box, md
+from ui.explore import error_box
 
 STAGE_COLORS = {"none": "gray", "staging": "blue", "production": "green", "archived": "orange"}
 STATUS_COLORS = {"pending": "blue", "approved": "green", "rejected": "red", "withdrawn": "gray", "stale": "orange"}
@@ -149,12 +150,6 @@ def card_files(version_id: int) -> tuple[str, str]:
     return _card(get_store().url, marker(), version_id)[1:]
 
 
-def query_id(name: str = "id") -> int | None:
-    """A positive integer from the URL's query params, or None."""
-    raw = str(st.query_params.get(name, "")).strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
-
-
 # -- small pieces ------------------------------------------------------------------------------------
 
 
@@ -225,7 +220,7 @@ def gates_passed(request: RequestRecord) -> str:
 def reasons(lines: list[str], where: Any = st) -> None:
     """Why a button is disabled, beside it."""
     for line in lines:
-        where.caption(f":material/block: {md(line)}")
+        where.caption(f":material/block: {escape_markdown(line)}")
 
 
 # -- the run page's Register panel --------------------------------------------------------------------
@@ -248,8 +243,8 @@ def register_panel(run: RunRecord, user: UserRecord) -> None:
     if st.button("Register model", type="primary", icon=":material/inventory_2:", disabled=bool(blocked)):
         try:
             version = register_version(get_store(), run.id, name or "", description, actor=user)
-            st.success(f"Registered as {md(version.label)}.", icon=":material/check_circle:")
-            st.page_link("pages/version.py", label=f"Open {version.label}", query_params={"id": str(version.id)},
+            st.success(f"Registered as {escape_markdown(version.label)}.", icon=":material/check_circle:")
+            st.page_link("pages/version.py", label=f"Open {escape_markdown(version.label)}", query_params={"id": str(version.id)},
                          icon=":material/open_in_new:")  # fmt: skip
         except tracking.TrackingError as err:
             error_box(err)
@@ -259,7 +254,7 @@ def register_panel(run: RunRecord, user: UserRecord) -> None:
     if not registered:
         st.caption("None yet.")
     for version in registered:
-        st.page_link("pages/version.py", label=f"{version.label} · {version.stage}",
+        st.page_link("pages/version.py", label=f"{escape_markdown(version.label)} · {version.stage}",
                      query_params={"id": str(version.id)}, icon=":material/inventory_2:")  # fmt: skip
 
 
@@ -342,7 +337,7 @@ def largest_gap(assessment: Assessment, metric: str, model: str) -> str | None:
     if len(values) < 2:
         return None
     (low, low_group), (high, high_group) = min(values), max(values)
-    return f"{high - low:.3f} ({md(low_group)} {low:.3f}, {md(high_group)} {high:.3f})"
+    return f"{high - low:.3f} ({escape_markdown(low_group)} {low:.3f}, {escape_markdown(high_group)} {high:.3f})"
 
 
 def change_lines(changes: Mapping[str, Any]) -> tuple[list[str], pd.DataFrame | None]:
@@ -353,8 +348,8 @@ def change_lines(changes: Mapping[str, Any]) -> tuple[list[str], pd.DataFrame | 
         lines.append(f"**Data changed:** production trained on {_dataset(dataset.get('production'))}, "
                      f"the candidate on {_dataset(dataset.get('candidate'))}.")  # fmt: skip
     if code.get("changed"):
-        lines.append(f"**Code changed:** from `{md(code.get('production') or '—')}` "
-                     f"to `{md(code.get('candidate') or '—')}`.")  # fmt: skip
+        lines.append(f"**Code changed:** from {escape_markdown(code.get('production') or '—')} "
+                     f"to {escape_markdown(code.get('candidate') or '—')}.")  # fmt: skip
     table = None
     if params:
         lines.append(f"**{len(params)} parameter{'s' if len(params) != 1 else ''} changed** (below).")
@@ -376,7 +371,7 @@ def change_lines(changes: Mapping[str, Any]) -> tuple[list[str], pd.DataFrame | 
 def _dataset(ref: Mapping[str, Any] | None) -> str:
     if not ref:
         return "an unrecorded dataset"
-    return f"{md(ref.get('name'))} (version {str(ref.get('hash'))[:12]})"
+    return f"{escape_markdown(ref.get('name'))} (version {str(ref.get('hash'))[:12]})"
 
 
 def gate_checklist(gates: list[dict[str, Any]]) -> None:
@@ -384,7 +379,12 @@ def gate_checklist(gates: list[dict[str, Any]]) -> None:
     passed = sum(bool(g["passed"]) for g in gates)
     st.markdown(f"**{passed} of {len(gates)} gates passed.**")
     shown = {True: ":green[:material/check_circle: **passed**]", False: ":red[:material/cancel: **FAILED**]"}
-    st.markdown("\n".join(f"- {shown[bool(g['passed'])]} · **{md(g['label'])}** — {md(g['detail'])}" for g in gates))
+    st.markdown(
+        "\n".join(
+            f"- {shown[bool(g['passed'])]} · **{escape_markdown(g['label'])}** — {escape_markdown(g['detail'])}"
+            for g in gates
+        )
+    )
 
 
 # -- the decision ------------------------------------------------------------------------------------
@@ -392,12 +392,14 @@ def gate_checklist(gates: list[dict[str, Any]]) -> None:
 
 def outcome(request: RequestRecord, production: VersionRecord | None) -> None:
     """How a decided request ended, and which version is in production now."""
-    by = f"by **{md(request.decided_by or '—')}** on {when(request.decided_at)}"
-    comment = f": “{md(request.comment)}”" if request.comment else "."
+    by = f"by **{escape_markdown(request.decided_by or '—')}** on {when(request.decided_at)}"
+    comment = f": “{escape_markdown(request.comment)}”" if request.comment else "."
     if request.status == "approved":
         st.success(f"Approved {by}{comment}", icon=":material/check_circle:")
         if request.override_justification:
-            st.warning(f"Approved over a failed gate. Override justification: “{md(request.override_justification)}”")
+            st.warning(
+                f"Approved over a failed gate. Override justification: “{escape_markdown(request.override_justification)}”"
+            )
     elif request.status == "rejected":
         st.error(f"Rejected {by}{comment}", icon=":material/cancel:")
     elif request.status == "withdrawn":
@@ -410,10 +412,10 @@ def outcome(request: RequestRecord, production: VersionRecord | None) -> None:
     else:
         return
     if production is not None:
-        st.page_link("pages/version.py", label=f"In production now: {production.label}",
+        st.page_link("pages/version.py", label=f"In production now: {escape_markdown(production.label)}",
                      query_params={"id": str(production.id)}, icon=":material/verified:")  # fmt: skip
     else:
-        st.caption(f"No version of {md(request.model)} is in production.")
+        st.caption(f"No version of {escape_markdown(request.model)} is in production.")
 
 
 def decision_panel(request: RequestRecord, user: UserRecord) -> None:

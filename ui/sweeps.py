@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
+from tracking.explore import escape_markdown, text
 from tracking.governance import UserRecord
 from tracking.ml import (
     COST_METRICS,
@@ -51,11 +52,11 @@ def data_section() -> dict[str, Any] | None:
     if upload is None:
         st.info("Upload a CSV file to choose its target column.")
         return None
-    path = save_upload(get_store(), upload.getvalue(), upload.name)
     try:
+        path = save_upload(get_store(), upload.getvalue(), upload.name)
         head, columns = preview_csv(path)
-    except tracking.ValidationError as err:
-        st.error(str(err))
+    except (tracking.ValidationError, tracking.IntegrityError) as err:
+        st.error(escape_markdown(err))
         return None
     st.dataframe(head, hide_index=True, height=200)
     left, right = st.columns(2)
@@ -66,7 +67,7 @@ def data_section() -> dict[str, Any] | None:
     try:
         task_type, rows, cols = _task_info(None, str(path), target, sensitive)
     except tracking.ValidationError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return None
     st.caption(f"Detected task: **{task_type}** ({rows} rows, {cols} features)")
     return {"task": None, "csv": str(path), "target": target, "sensitive": sensitive, "task_type": task_type}
@@ -112,7 +113,7 @@ def space_section(family: str, task_type: str) -> tuple[dict[str, Any], dict[int
     )
     space, errors = space_from_rows(edited.to_dict("records"), FAMILIES[family].accepted_params(task_type))
     for message in errors.values():
-        st.error(message)
+        st.error(escape_markdown(message))
     return space, errors
 
 
@@ -146,7 +147,7 @@ def launch(spec: SweepSpec, workers: int, actor: UserRecord) -> None:
         sweep = tracking.create_sweep(store, spec, actor=actor)
         tracking.launch_workers(store, sweep.id, workers, actor=actor)
     except tracking.TrackingError as err:
-        st.error(str(err))
+        st.error(escape_markdown(err))
         return
     st.switch_page("pages/sweep.py", query_params={"id": str(sweep.id)})
 
@@ -180,8 +181,10 @@ def history_figure(runs: list[Any], key: str, direction: str) -> go.Figure:
     for y in ys:
         best = y if best is None else (max(best, y) if direction == "maximize" else min(best, y))
         line.append(best)
-    figure = go.Figure([go.Scatter(x=xs, y=ys, mode="markers", name=key), go.Scatter(x=xs, y=line, name="best so far")])
-    figure.update_layout(height=320, margin={"t": 30, "b": 30}, xaxis_title="trial", yaxis_title=key)
+    figure = go.Figure(
+        [go.Scatter(x=xs, y=ys, mode="markers", name=text(key)), go.Scatter(x=xs, y=line, name="best so far")]
+    )
+    figure.update_layout(height=320, margin={"t": 30, "b": 30}, xaxis_title="trial", yaxis_title=text(key))
     return figure
 
 
@@ -204,8 +207,9 @@ def progress_panel(sweep_id: int) -> None:
     runs = sweep_runs(sweep_id)
     best = next((r for r in runs if r.id == sweep.best_run_id), None)
     if best is not None:
-        st.success(f"Best {metrics[0]['key']} = **{sweep.best_value:.5g}** (trial {best.trial_number}, run {best.id}) "
-                   f"with {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.params.items())}")  # fmt: skip
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        st.success(f"Best {escape_markdown(metrics[0]['key'])} = **{sweep.best_value:.5g}** (trial {best.trial_number}, "
+                   f"run {best.id}) with {escape_markdown(params)}")  # fmt: skip
     st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off

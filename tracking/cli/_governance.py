@@ -15,6 +15,7 @@ from typing import Any
 
 from tracking._errors import PermissionDenied, ValidationError
 from tracking._settings import setting
+from tracking.cli._args import record_id
 from tracking.governance import (
     authenticate,
     create_user,
@@ -121,35 +122,35 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
     versions = reg.add_parser("versions", parents=[store], help="a registered model's versions")
     versions.add_argument("model")
     register = reg.add_parser("register", parents=[store], help="register a run's model as a new version")
-    register.add_argument("run", type=int, metavar="RUN")
+    register.add_argument("run", type=record_id, metavar="RUN")
     register.add_argument("--name", required=True, metavar="MODEL", help="registered model name")
     register.add_argument("--description", default="")
     stage = reg.add_parser("stage", parents=[store], help="move a version to staging, archived or none")
     stage.add_argument("model")
-    stage.add_argument("version", type=int)
+    stage.add_argument("version", type=record_id)
     stage.add_argument("stage", choices=("none", "staging", "archived"))
     request = reg.add_parser("request", parents=[store], help="request promotion of a version to production")
     request.add_argument("model")
-    request.add_argument("version", type=int)
+    request.add_argument("version", type=record_id)
     request.add_argument("--justification", required=True)
     requests = reg.add_parser("requests", parents=[store], help="promotion requests with their gate results")
     requests.add_argument("--status", choices=("pending", "approved", "rejected", "withdrawn", "stale"))
     requests.add_argument("--format", choices=("table", "json"), default="table")
     for name, text in (("approve", "approve a pending request"), ("reject", "reject a pending request")):
         decide = reg.add_parser(name, parents=[store], help=text)
-        decide.add_argument("request", type=int, metavar="REQUEST")
+        decide.add_argument("request", type=record_id, metavar="REQUEST")
         decide.add_argument("--comment", required=True)
         if name == "approve":
             decide.add_argument("--override", metavar="JUSTIFICATION", help="admins: approve despite failed gates")
     withdraw = reg.add_parser("withdraw", parents=[store], help="withdraw a pending request")
-    withdraw.add_argument("request", type=int, metavar="REQUEST")
+    withdraw.add_argument("request", type=record_id, metavar="REQUEST")
     policy = reg.add_parser("policy", parents=[store], help="show or set a registered model's promotion policy")
     policy.add_argument("model")
     policy.add_argument("--file", metavar="FILE", help="a YAML or JSON policy to set (admins)")
     policy.add_argument("--reset", action="store_true", help="go back to the default policy (admins)")
     card = reg.add_parser("card", parents=[store], help="a version's model card as Markdown or HTML")
     card.add_argument("model")
-    card.add_argument("version", type=int)
+    card.add_argument("version", type=record_id)
     card.add_argument("--format", choices=("markdown", "html"), default="markdown")
     card.add_argument("--output", metavar="FILE", help="write to a file instead of standard output")
 
@@ -292,8 +293,11 @@ def _card(args: argparse.Namespace, store: Any) -> int:
     card = model_card(store, find_version(store, args.model, args.version).id)
     text = card_markdown(card) if args.format == "markdown" else card_html(card)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as err:  # a missing folder, a folder given as the file, no permission
+            raise ValidationError(f"The model card cannot be written to {args.output!r}: {err.strerror}.") from None
         print(f"model card written to {args.output}")
     else:
         sys.stdout.write(text)

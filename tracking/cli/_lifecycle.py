@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from tracking._errors import ValidationError
+from tracking.cli._args import record_id
 from tracking.cli._governance import cli_actor
 from tracking.production import describe_changes, reproduce_run, retrain, short_code, short_sha
 from tracking.store import open_store
@@ -59,7 +60,7 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
     reproduce = sub.add_parser(
         "reproduce", parents=[store], help="retrain a sweep run from its record and compare its metrics"
     )
-    reproduce.add_argument("run", type=int, metavar="RUN")
+    reproduce.add_argument("run", type=record_id, metavar="RUN")
     reproduce.add_argument("--tolerance", type=_tolerance, default=1e-6, metavar="X",
                            help="largest absolute metric difference that still matches (default 1e-6)")  # fmt: skip
 

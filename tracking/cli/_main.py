@@ -20,6 +20,7 @@ from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
 from tracking.cli import _ui as dashboard
 from tracking.cli import _webhooks as webhooks
+from tracking.cli._args import record_id
 from tracking.cli._governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking.ml import FAMILIES, load_space_file
 from tracking.runs import fail_stale_runs, get_run, list_artifacts, list_datasets, list_runs
@@ -94,30 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--detach", action="store_true", help="start the workers and return at once")
 
     worker = sub.add_parser("worker", parents=[store], help="join a sweep and run its trials (also resumes it)")
-    worker.add_argument("--sweep", type=int, required=True, metavar="ID")
+    worker.add_argument("--sweep", type=record_id, required=True, metavar="ID")
     worker.add_argument("--trials", type=_positive_int, help="stop after this many trials of this worker")
 
     resume = sub.add_parser("resume", parents=[store], help="continue an interrupted or cancelled sweep")
-    resume.add_argument("sweep", type=int, metavar="SWEEP")
+    resume.add_argument("sweep", type=record_id, metavar="SWEEP")
     resume.add_argument("--workers", type=_positive_int, default=1)
     resume.add_argument("--add-trials", type=int, default=0, metavar="N", help="raise the sweep's trial count by N")
     resume.add_argument("--detach", action="store_true", help="start the workers and return at once")
 
     cancel = sub.add_parser("cancel", parents=[store], help="stop a sweep after the current trials")
-    cancel.add_argument("sweep", type=int, metavar="SWEEP")
+    cancel.add_argument("sweep", type=record_id, metavar="SWEEP")
 
     sweeps = sub.add_parser("sweeps", parents=[store], help="list sweeps with their progress")
     sweeps.add_argument("--format", choices=("table", "json"), default="table")
 
     runs = sub.add_parser("runs", parents=[store], help="list runs")
-    runs.add_argument("--sweep", type=int, metavar="ID")
+    runs.add_argument("--sweep", type=record_id, metavar="ID")
     runs.add_argument("--experiment")
     runs.add_argument("--filter", metavar="EXPR", help="e.g. 'metrics.test_f1_macro > 0.9 and params.C < 1'")
     runs.add_argument("--limit", type=_positive_int)
     runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     show = sub.add_parser("show", parents=[store], help="one run in full")
-    show.add_argument("run", type=int, metavar="RUN")
+    show.add_argument("run", type=record_id, metavar="RUN")
     show.add_argument("--format", choices=("text", "json"), default="text")
 
     datasets = sub.add_parser("datasets", parents=[store], help="list dataset versions")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tracking.explore._compare import (
     MAX_COMPARE,
+    MAX_ID,
     CompareView,
     Comparison,
     champion_challenger,
@@ -15,6 +16,7 @@ from tracking.explore._compare import (
     histories,
     history_keys,
     params_changed,
+    parse_id,
     parse_ids,
     side_by_side,
 )
@@ -26,6 +28,11 @@ from tracking.explore._compare_charts import (
     scatter_figure,
     text,
     view_figures,
+)
+from tracking.explore._markdown import (
+    escape_markdown,
+    is_local_address,
+    local_markdown,
 )
 from tracking.explore._overview import (
     Overview,
@@ -64,6 +71,7 @@ from tracking.explore._table import (
 __all__ = [
     "BASE_COLUMNS",
     "MAX_COMPARE",
+    "MAX_ID",
     "SORTABLE",
     "CompareView",
     "Comparison",
@@ -82,18 +90,22 @@ __all__ = [
     "delete_report",
     "delta_figure",
     "escape_html",
+    "escape_markdown",
     "get_report",
     "guess_direction",
     "histories",
     "history_figure",
     "history_keys",
     "html_document",
+    "is_local_address",
     "list_keys",
     "list_reports",
+    "local_markdown",
     "markdown_html",
     "overview",
     "parallel_figure",
     "params_changed",
+    "parse_id",
     "parse_ids",
     "report_html",
     "runs_page",

@@ -98,9 +98,33 @@ class CompareView:
         return cls(**values)
 
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns, 32 bits on PostgreSQL: no row has a larger id
+
+
 def parse_ids(text: str) -> list[int]:
-    """`"3, 7,x,12"` -> `[3, 7, 12]`: positive integers in order, anything else skipped."""
-    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit() and int(part) > 0]
+    """`"3, 7,x,12"` -> `[3, 7, 12]`: ids (1 to `MAX_ID`) in order, anything else skipped."""
+    return [number for part in re.split(r"[,\s]+", text) if (number := _whole(part)) is not None]
+
+
+def parse_id(text: str, what: str = "record") -> int:
+    """One id typed or taken from an address: a whole number from 1 to `MAX_ID`.
+
+    Raises:
+        ValidationError: anything else, in one sentence naming `what` the id was for.
+    """
+    number = _whole(str(text).strip())
+    if number is None:
+        shown = str(text).strip()
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise ValidationError(f"{shown!r} is not a {what} id: an id is a whole number from 1 to {MAX_ID:,}.")
+    return number
+
+
+def _whole(part: str) -> int | None:
+    # the length first: int() of thousands of digits is refused (and slow); isascii: int() also reads "٣"
+    if not (0 < len(part) <= 10 and part.isascii() and part.isdigit()):
+        return None
+    return number if 0 < (number := int(part)) <= MAX_ID else None
 
 
 @dataclass(frozen=True)

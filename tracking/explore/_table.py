@@ -35,6 +35,7 @@ from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
+from tracking.explore._compare import parse_ids
 from tracking.runs import compile_filter
 from tracking.store import DatasetVersion, Experiment, Run, RunKey, RunKeyScan, RunStatus, RunTag, Store, Sweep, iso
 
@@ -125,7 +126,7 @@ class RunsView:
 
         def number(key: str, default: int, low: int, high: int) -> int:
             raw = text(key)
-            return min(max(int(raw), low), high) if raw.isdigit() else default
+            return min(max(int(raw), low), high) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else default
 
         columns = []
         for column in text("cols").split(","):
@@ -139,7 +140,7 @@ class RunsView:
             split_column(sort)
         except ValidationError:
             sort = cls.sort
-        selected = [int(p) for p in text("sel").split(",") if p.strip().isdigit() and int(p) > 0]
+        selected = parse_ids(text("sel").replace(",", " "))
         return cls(
             filter=text("filter"),
             columns=tuple(dict.fromkeys(columns)),
@@ -169,9 +170,10 @@ def split_column(column: str) -> tuple[str, str | None]:
     """
     kind, dot, key = column.partition(".")
     if dot and kind in KEYED:
-        if not key or '"' in key:
+        if not key or '"' in key or any(ord(char) < 32 or ord(char) == 127 for char in key):
             raise ValidationError(
-                f"{column!r} is not a usable column: the key must be non-empty, without double quotes."
+                f"{column!r} is not a usable column: the key must be non-empty, without double quotes or "
+                "control characters."
             )
         return kind, key
     if column in SORTABLE:

@@ -8,6 +8,7 @@ server's writer thread, never on a request's path.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -113,6 +114,9 @@ def record_labels(store: Store, request_id: str, labels: list[Any]) -> Inference
     """
     if not isinstance(labels, list) or not labels:
         raise ValidationError("Give the labels as a non-empty list, one per row of the request.")
+    odd = next((i for i, label in enumerate(labels) if not _plain_label(label)), None)
+    if odd is not None:
+        raise ValidationError(f"Label {odd} is {labels[odd]!r:.40}; a label is a finite number, a string, true/false or null.")  # fmt: skip
     with store.connect(write=True) as conn:
         row = conn.execute(
             select(InferenceEvent.id, InferenceEvent.n_rows).where(InferenceEvent.request_id == request_id)
@@ -127,6 +131,12 @@ def record_labels(store: Store, request_id: str, labels: list[Any]) -> Inference
         conn.execute(update(InferenceEvent).where(InferenceEvent.id == row.id).values(labels=labels,
                                                                                      labelled_at=utcnow()))  # fmt: skip
     return get_inference(store, request_id)
+
+
+def _plain_label(label: Any) -> bool:
+    if isinstance(label, float):
+        return math.isfinite(label)
+    return label is None or isinstance(label, str | bool | int)
 
 
 def get_inference(store: Store, request_id: str) -> InferenceRecord:

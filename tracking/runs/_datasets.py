@@ -8,9 +8,13 @@ features and carried beside them for fairness checks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import re
+import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from tracking._errors import NotFoundError, ValidationError
+from tracking._errors import IntegrityError, NotFoundError, ValidationError
 from tracking.store import DatasetRecord, DatasetVersion, Store, bump_change_counter
 
 # scikit-learn and pandas are imported inside the functions that use them: `import tracking` stays light.
@@ -255,15 +259,72 @@ def save_upload(store: Store, content: bytes, filename: str) -> Path:
     """Keep an uploaded CSV under the store's home, by content, so every worker reads the same bytes.
 
     The file lands at `<home>/uploads/<sha256[:16]>/<name>.csv`; the name keeps the user's file name
-    (sanitized) because the dataset version is named after it.
+    (sanitized) because the dataset version is named after it. Nothing is written or read through a
+    symbolic link there (one planted in `uploads/` would send the upload, or a worker's read, elsewhere):
+    each folder is opened without following links, and the file is written to a temporary name beside it
+    and renamed into place, so a reader never sees half a file. A file already there is kept only when it
+    holds exactly these bytes.
+
+    Raises:
+        IntegrityError: `uploads/`, its folder or the file is a symbolic link or not what it should be.
     """
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
-    folder = store.artifact_root.parent / "uploads" / _sha(content)[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem[:80]}.csv"
-    if not path.exists():
-        path.write_bytes(content)
-    return path
+    home = store.artifact_root.parent
+    digest = _sha(content)
+    name = f"{stem[:80]}.csv"
+    folder = home / "uploads" / digest[:16]
+    parent = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in ("uploads", digest[:16]):
+            child = _open_folder(parent, part, folder)
+            os.close(parent)
+            parent = child
+        if _same_file(parent, name, digest, folder / name):
+            return folder / name
+        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=parent)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)  # replaces a link, never follows it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=parent)
+            raise
+    finally:
+        os.close(parent)
+    return folder / name
+
+
+def _open_folder(parent: int, name: str, path: Path) -> int:
+    """The folder `name` inside `parent` (made if missing), opened without following a symbolic link."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o755, dir_fd=parent)
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as err:
+        raise IntegrityError(
+            f"{path if name != 'uploads' else path.parent} is a symbolic link or not a folder ({err.strerror}); "
+            "uploads are not written through links, so remove it."
+        ) from None
+
+
+def _same_file(folder: int, name: str, digest: str, path: Path) -> bool:
+    """Whether `name` in `folder` is a regular file holding the bytes of `digest` (not a link to one)."""
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise IntegrityError(
+            f"{path} is a symbolic link ({err.strerror}); uploads are not read or written through links, so remove it."
+        ) from None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise IntegrityError(f"{path} is not a regular file; remove it.")
+        return _sha(file.read()) == digest
 
 
 def preview_csv(path: str | Path, rows: int = 10) -> tuple[Any, list[str]]:

@@ -36,13 +36,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as BodyError
 from starlette.requests import ClientDisconnect
 
 from tracking._errors import NotFoundError, TrackingError, ValidationError
 from tracking.governance import start_deliverer
 from tracking.production import InferenceEntry, record_labels, write_batch
 from tracking.registry import get_model, production_version
-from tracking.serving._input import MAX_ROWS, BodyTooLarge, ServedVersion, as_rows, load_served, predict_request
+from tracking.serving._input import (
+    MAX_ROWS,
+    BodyTooLarge,
+    ServedVersion,
+    as_rows,
+    load_served,
+    predict_request,
+    read_json,
+)
 from tracking.store import Store, utcnow
 
 # uvicorn is imported inside `serve`: it loads with a server, not an import.
@@ -59,6 +68,7 @@ _PREDICT_BODY = {"required": True, "content": {"application/json": {"schema": {"
     "rows": {"type": "array", "items": {"type": "object"}, "description": "one object of column -> value per row"},
     "columns": {"type": "object", "additionalProperties": {"type": "array"}, "description": "or one list per column"},
 }}}}}  # fmt: skip
+_FEEDBACK_EXAMPLE = 'send a JSON object with "request_id" and "labels" (a list, one label per row)'
 
 
 # --- the running server ---
@@ -338,8 +348,24 @@ def create_app(
         return JSONResponse({"request_id": request_id, "model": served.version.model,
                              "version": served.version.version, "version_id": served.version.id, **answer})  # fmt: skip
 
-    @app.post("/feedback", dependencies=[Depends(authorized)])
-    def feedback(body: FeedbackBody) -> JSONResponse:
+    @app.post("/feedback", dependencies=[Depends(authorized)],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": FeedbackBody.model_json_schema()}}}})  # fmt: skip
+    async def feedback(request: Request) -> JSONResponse:
+        # read here rather than by FastAPI, whose parser answers a number of 5,000 digits with a bare 400
+        try:
+            raw = await _read_body(request)
+            if not raw.strip():
+                raise ValidationError(f"The request body is not a JSON object; {_FEEDBACK_EXAMPLE}.")
+            body = FeedbackBody.model_validate(read_json(raw, _FEEDBACK_EXAMPLE))
+        except (ValidationError, ClientDisconnect) as err:
+            status, detail = _refusal(err, "")
+            return JSONResponse({"detail": detail}, status_code=status)
+        except BodyError as err:
+            return JSONResponse({"detail": _validation_sentence(list(err.errors()))}, status_code=422)
+        return await run_in_threadpool(_feedback, body)
+
+    def _feedback(body: FeedbackBody) -> JSONResponse:
         for attempt in range(2):
             try:
                 found = record_labels(store, body.request_id, body.labels)

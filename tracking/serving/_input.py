@@ -155,6 +155,25 @@ def _no_constant(name: str) -> None:
     raise ValidationError(f"The request body is not valid JSON: {name} is not a number; send null for a missing value.")  # fmt: skip
 
 
+def read_json(body: bytes, example: str) -> Any:
+    """A request body's JSON; NaN, Infinity and numbers of thousands of digits are refused like malformed JSON.
+
+    Raises:
+        ValidationError: one sentence; `example` says what to send instead.
+    """
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except json.JSONDecodeError as err:
+        raise ValidationError(f"The request body is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}.") from None  # fmt: skip
+    except (UnicodeDecodeError, RecursionError) as err:
+        reason = "is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nests too deeply"
+        raise ValidationError(f"The request body {reason}; {example}.") from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        raise ValidationError(
+            "The request body holds a number with thousands of digits; send numbers a float can hold."
+        ) from None
+
+
 def parse_body(served: ServedVersion, body: bytes) -> tuple[dict[str, list[Any]], Any]:
     """Check a `/predict` body against the served version's schema.
 
@@ -166,13 +185,7 @@ def parse_body(served: ServedVersion, body: bytes) -> tuple[dict[str, list[Any]]
     """
     if not body.strip():
         raise ValidationError(f"The request body is empty; {_EXAMPLE}.")
-    try:
-        payload = json.loads(body, parse_constant=_no_constant)
-    except json.JSONDecodeError as err:
-        raise ValidationError(f"The request body is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}.") from None  # fmt: skip
-    except (UnicodeDecodeError, RecursionError) as err:
-        reason = "is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nests too deeply"
-        raise ValidationError(f"The request body {reason}; {_EXAMPLE}.") from None
+    payload = read_json(body, _EXAMPLE)
     if not isinstance(payload, dict) or not payload:
         raise ValidationError(f"The request body is {'{}' if payload == {} else _describe(payload)}; {_EXAMPLE}.")
     unknown = next((key for key in payload if key not in ("rows", "columns")), None)

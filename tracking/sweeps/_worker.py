@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
         try:
             while max_trials is None or ran < max_trials:
                 if time.monotonic() - recovered_at >= heartbeat_seconds():  # a death shows only that often
-                    _recover(store, study, sweep_id)
+                    _recover(store, study, sweep_id, [key for key, _ in metrics])
                     recovered_at = time.monotonic()
                 if deadline is not None and time.monotonic() >= deadline:
                     reason = "timeout"
@@ -206,7 +208,8 @@ def _run_trial(store: Store, study: Any, run_id: int, trial: Any, objective: Cal
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
     run.end(RunStatus.complete)
-    study.tell(trial, values if len(values) > 1 else values[0])
+    # skip_if_finished: a worker recovering a (wrongly) silent one may have told this trial as recorded
+    study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
 
 
 def _make_objective(config: Mapping[str, Any], data: TaskData | None, metrics: list[tuple[str, str]]) -> Callable:
@@ -254,23 +257,58 @@ def _make_objective(config: Mapping[str, Any], data: TaskData | None, metrics: l
     return builtin_objective
 
 
-def _recover(store: Store, study: Any, sweep_id: int) -> None:
-    """Fail the runs and Optuna trials of workers that died."""
+def _recover(store: Store, study: Any, sweep_id: int, keys: list[str]) -> None:
+    """Make Optuna agree with the store about the trials of workers that died.
+
+    A dead worker's running run ends `killed` and its trial `FAIL`. A worker killed after its run was
+    recorded but before Optuna was told (the two are separate commits: on PostgreSQL, separate database
+    connection) leaves a RUNNING trial beside a finished run: the store's record wins, so the trial ends
+    as its run did (COMPLETE with the run's objective values, PRUNED, or FAIL), and the sweep still finishes
+    exactly its requested number of trials, each counted once on both sides. A trial that no run points at
+    (the worker died between `ask` and recording it) fails once it is older than the grace period.
+    """
     import optuna
 
     for stale in fail_stale_runs(store, sweep_id):
         if stale.trial_number is not None:
             study.tell(stale.trial_number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-    # A worker that died between `ask` and recording the trial number leaves an Optuna trial that no
-    # run points at; once it is older than the grace period, nobody will finish it.
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return
     cutoff = time.time() - grace_seconds()
     with store.connect() as conn:
-        live_trials = {
-            n for (n,) in conn.execute(
-                select(Run.trial_number).where(Run.sweep_id == sweep_id, Run.status == RunStatus.running)
+        runs = {
+            row.trial_number: row
+            for row in conn.execute(
+                select(Run.trial_number, Run.status, Run.metrics, Run.finished_at).where(
+                    Run.sweep_id == sweep_id, Run.trial_number.in_([t.number for t in running])
+                )
             )
-        }  # fmt: skip
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        started = trial.datetime_start.timestamp() if trial.datetime_start else cutoff
-        if trial.number not in live_trials and started < cutoff:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        }
+    for trial in running:
+        run = runs.get(trial.number)
+        if run is None:
+            started = trial.datetime_start.timestamp() if trial.datetime_start else cutoff
+            if started < cutoff:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        elif run.status != RunStatus.running and _timestamp(run.finished_at) < cutoff:  # its worker would have told
+            _tell_as_recorded(study, trial.number, RunStatus(run.status), run.metrics or {}, keys)
+
+
+def _timestamp(moment: Any) -> float:
+    if moment is None:
+        return -float("inf")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _tell_as_recorded(study: Any, number: int, status: RunStatus, metrics: Mapping[str, Any], keys: list[str]) -> None:
+    """Finish an Optuna trial the way the store recorded its run."""
+    import optuna
+
+    values = [metrics.get(key) for key in keys]
+    if status == RunStatus.complete and all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        study.tell(number, values if len(values) > 1 else values[0], skip_if_finished=True)
+    elif status == RunStatus.pruned:
+        study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+    else:
+        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
