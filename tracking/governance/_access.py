@@ -64,6 +64,7 @@ class Action(StrEnum):
     review_close = "review.close"
     model_retrain = "model.retrain"
     run_reproduce = "run.reproduce"
+    run_import = "run.import"
 
 
 _BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
@@ -88,6 +89,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.review_close: frozenset({Role.product_owner, Role.admin}),
     Action.model_retrain: _BUILDERS,
     Action.run_reproduce: _BUILDERS,
+    Action.run_import: _BUILDERS,
 }
 DESCRIPTIONS: dict[Action, str] = {
     Action.sweep_launch: "launch sweeps",
@@ -109,6 +111,7 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.review_close: "close reviews of production versions",
     Action.model_retrain: "retrain models",
     Action.run_reproduce: "reproduce runs",
+    Action.run_import: "import runs from other trackers (MLflow)",
 }
 
 MIN_PASSWORD = 8
