@@ -55,6 +55,15 @@ def test_runs_frame_filters_and_picks_columns_in_order(store):
     }  # fmt: skip
 
 
+def test_runs_frame_limit_and_experiment_apply_to_the_tags_too(store):
+    ids = _runs(store, 4)
+    with tracking.start_run("other", store=store):
+        pass
+    df = tracking.runs_frame(store, columns=["tags.stage", "experiment"], experiment="frames", limit=3)
+    assert list(df.index) == ids[:3] and df["tags.stage"].isna().tolist() == [False, True, False]
+    assert list(tracking.runs_frame(store, columns=["name"], experiment="other").columns) == ["name"]
+
+
 def test_runs_frame_a_key_no_run_has_is_a_column_of_missing_values(store):
     _runs(store, 2)
     df = tracking.runs_frame(store, columns=["metrics.nothing", "tags.*"])
