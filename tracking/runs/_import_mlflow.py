@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import Action, UserRecord, authorize, record, require
@@ -95,6 +96,14 @@ def _client(tracking_uri: str) -> Any:
         if not Path(folder).is_dir():
             raise NotFoundError(f"There is no MLflow store at {tracking_uri} (no such folder).")
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _display(uri: str) -> str:
+    """The URI for messages and the record, with any password hidden."""
+    try:
+        return make_url(uri).render_as_string(hide_password=True) if "://" in uri else uri
+    except ArgumentError:
+        return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
 def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
@@ -179,7 +188,7 @@ def import_mlflow(
     """
     require(store, actor, Action.run_import)
     client = _client(tracking_uri)
-    display = make_url(tracking_uri).render_as_string(hide_password=True) if "://" in tracking_uri else tracking_uri
+    display = _display(tracking_uri)
     experiments = _experiments(client, experiment, display)
     work = [(exp, run) for exp in experiments for run in _runs(client, exp.experiment_id)]
     work.sort(key=lambda item: (item[1].info.start_time or 0, item[1].info.run_id))  # parents before children
