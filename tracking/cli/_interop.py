@@ -23,7 +23,7 @@ from tracking.sweeps import get_sweep, optuna_storage
 def add_parsers(sub: Any, store: argparse.ArgumentParser) -> None:
     """Add the `import` and `optuna-dashboard` commands to the top-level subparsers."""
     imports = sub.add_parser("import", help="import runs from another tracker (MLflow)")
-    sources = imports.add_subparsers(dest="import_source", required=True, parser_class=type(imports))
+    sources = imports.add_subparsers(dest="import_source", metavar="SOURCE", required=True, parser_class=type(imports))
     mlflow = sources.add_parser("mlflow", parents=[store], help="experiments, runs, histories and artifacts from MLflow",
                                 description="Import experiments, runs (status, times, params, final metrics, metric "
                                 "histories, tags, notes) and artifacts from an MLflow tracking store, through MLflow's "
