@@ -39,7 +39,7 @@ EXPECTED = {
     "version.register": B, "model.edit": W, "version.stage": B, "promotion.request": B,
     "promotion.decide": P, "promotion.override": A, "policy.edit": A, "user.manage": A,
     "model.serve": B, "feedback.import": B, "review.open": W, "review.close": P, "model.retrain": B,
-    "run.reproduce": B, "webhook.manage": A,
+    "run.reproduce": B, "webhook.manage": A, "run.import": B,
 }  # fmt: skip
 NOT_IN_LIBRARY = ("model.serve", "feedback.import")  # checked by the `serve` and `feedback` commands
 SPEC = tracking.SweepSpec(objective="tests.objectives:quadratic", space={"x": {"type": "float", "low": -1, "high": 1}},
@@ -75,9 +75,21 @@ def _candidate(world, model: str = "loan"):
     return request_promotion(store, version.id, "matrix", actor=users["data_scientist_2"])
 
 
+def _mlflow_uri(world) -> str:
+    """An empty MLflow tracking store (its schema made by MLflow's client), made once for the matrix."""
+    if "mlflow" not in world:
+        from mlflow import MlflowClient
+
+        world["mlflow"] = f"sqlite:///{world['home'] / 'mlflow.db'}"
+        MlflowClient(tracking_uri=world["mlflow"]).search_experiments()
+    return world["mlflow"]
+
+
 def _library_call(action: str, world, actor):
     store, users = world["store"], world["users"]
     admin = users["admin"]
+    if action == "run.import":
+        return lambda: tracking.import_mlflow(store, _mlflow_uri(world), actor=actor)
     if action == "sweep.launch":
         return lambda: tracking.create_sweep(store, SPEC, actor=actor)
     if action == "sweep.cancel":
@@ -222,6 +234,8 @@ def _cli_args(action: str, world) -> tuple[list[str], str | None]:
         return ["reproduce", str(world["good"].id)], None
     if action == "webhook.manage":
         return ["webhooks", "add", "https://hooks.example.com/x", "--event", "promotion.approved"], None
+    if action == "run.import":
+        return ["import", "mlflow", "--tracking-uri", _mlflow_uri(world)], None
     assert action == "user.manage"
     return ["users", "add", f"cli-{os.urandom(3).hex()}", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"
 
@@ -234,6 +248,7 @@ CLI_REFUSES_LATER = {"model.serve": 2, "feedback.import": 1}  # allowed roles th
 @pytest.mark.parametrize(("role", "action"), list(itertools.product(ROLES, CLI_ACTIONS)))
 def test_permissions_cli_allows_exactly_the_matrix(world, role, action, monkeypatch, capsys):
     args, stdin = _cli_args(action, world)
+    capsys.readouterr()  # what making the arguments printed (MLflow logs creating its store)
     monkeypatch.setenv("TRACKING_HOME", str(world["home"]))
     monkeypatch.setenv("TRACKING_USER", role)
     monkeypatch.setenv("TRACKING_PASSWORD", PASSWORD)

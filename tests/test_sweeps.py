@@ -19,7 +19,7 @@ from tracking.sweeps._sweeps import (
     create_sweep,
     get_sweep,
     launch_workers,
-    optuna_storage,
+    load_study,
     reopen_sweep,
 )
 from tracking.sweeps._worker import run_worker
@@ -40,9 +40,7 @@ FAST = {
 
 def _trials(store, sweep_id):
     record = get_sweep(store, sweep_id)
-    study = optuna.load_study(
-        study_name=record.study_name, storage=optuna_storage(store, record.optuna_storage, record.study_name)
-    )
+    study = load_study(store, record)
     return study.get_trials(deepcopy=False)
 
 
@@ -274,10 +272,7 @@ def test_sweep_on_sqlite_keeps_optunas_journal_in_the_store(file_store, tmp_path
 
 def _study_trial_ids(store, sweep_id) -> dict[int, int]:
     """Optuna's own trial ids (its `trials` table) by trial number."""
-    record = get_sweep(store, sweep_id)
-    study = optuna.load_study(
-        study_name=record.study_name, storage=optuna_storage(store, record.optuna_storage, record.study_name)
-    )
+    study = tracking.load_study(store, sweep_id)
     return {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tracking._errors import TrackingError
+from tracking.cli import _interop as interop
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
 from tracking.cli import _ui as dashboard
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     lifecycle.add_parsers(sub, store)
     dashboard.add_parsers(sub, store)
     webhooks.add_parsers(sub, store)
+    interop.add_parsers(sub, store)
     return parser
 
 
@@ -398,4 +400,5 @@ COMMANDS = {
     **serving.COMMANDS,
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,
+    **interop.COMMANDS,
 }

@@ -12,19 +12,9 @@ from typing import Any
 from sqlalchemy import select
 
 from tracking.store import Run, Store, SweepRecord, Worker, utcnow
-from tracking.sweeps import get_sweep, optuna_storage
+from tracking.sweeps import get_sweep, load_study
 
 # Optuna and Plotly are imported inside the functions that use them: `import tracking` stays light.
-
-
-def load_study(store: Store, sweep: SweepRecord) -> Any:
-    """The sweep's Optuna study (read-only use)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(
-        study_name=sweep.study_name, storage=optuna_storage(store, sweep.optuna_storage, sweep.study_name)
-    )
 
 
 def _targets(sweep: SweepRecord) -> list[tuple[str, Callable[[Any], float] | None]]:

@@ -65,6 +65,7 @@ class Action(StrEnum):
     model_retrain = "model.retrain"
     run_reproduce = "run.reproduce"
     webhook_manage = "webhook.manage"
+    run_import = "run.import"
 
 
 _BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
@@ -90,6 +91,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.model_retrain: _BUILDERS,
     Action.run_reproduce: _BUILDERS,
     Action.webhook_manage: frozenset({Role.admin}),
+    Action.run_import: _BUILDERS,
 }
 DESCRIPTIONS: dict[Action, str] = {
     Action.sweep_launch: "launch sweeps",
@@ -112,6 +114,7 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.model_retrain: "retrain models",
     Action.run_reproduce: "reproduce runs",
     Action.webhook_manage: "manage webhooks",
+    Action.run_import: "import runs from other trackers (MLflow)",
 }
 
 MIN_PASSWORD = 8

@@ -41,6 +41,14 @@ from tracking.runs._filters import (
     FilterError,
     compile_filter,
 )
+from tracking.runs._frames import (
+    history_frame,
+    runs_frame,
+)
+from tracking.runs._import_mlflow import (
+    ImportReport,
+    import_mlflow,
+)
 from tracking.runs._liveness import (
     Heartbeat,
     fail_stale_runs,
@@ -79,6 +87,7 @@ __all__ = [
     "ActiveRun",
     "FilterError",
     "Heartbeat",
+    "ImportReport",
     "TaskData",
     "add_note",
     "artifact_file",
@@ -95,6 +104,8 @@ __all__ = [
     "get_run",
     "grace_seconds",
     "heartbeat_seconds",
+    "history_frame",
+    "import_mlflow",
     "insert_run",
     "json_safe",
     "list_artifacts",
@@ -115,6 +126,7 @@ __all__ = [
     "replace_tags",
     "run_row",
     "run_scope",
+    "runs_frame",
     "safe_name",
     "save_upload",
     "set_tags",

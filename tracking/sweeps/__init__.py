@@ -11,10 +11,12 @@ from tracking.sweeps._sweeps import (
     get_sweep,
     launch_workers,
     list_sweeps,
+    load_study,
     optuna_storage,
     reopen_sweep,
     resume_blockers,
     spec_from_record,
+    study_storage,
     worker_command,
 )
 from tracking.sweeps._worker import (
@@ -31,11 +33,13 @@ __all__ = [
     "get_sweep",
     "launch_workers",
     "list_sweeps",
+    "load_study",
     "objective_code_path",
     "optuna_storage",
     "reopen_sweep",
     "resume_blockers",
     "run_worker",
     "spec_from_record",
+    "study_storage",
     "worker_command",
 ]

@@ -246,7 +246,7 @@ def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None)
     storage_ref = "store-journal" if store.is_sqlite else "rdb"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(
-        storage=optuna_storage(store, storage_ref, study_name),
+        storage=study_storage(store, storage_ref, study_name),
         study_name=study_name,
         directions=[way for _, way in objectives],
     )
@@ -294,9 +294,9 @@ def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None)
     return get_sweep(store, sweep_id)
 
 
-def optuna_storage(store: Store, ref: str, study_name: str) -> Any:
-    """The sweep's Optuna storage: its journal in the SQLite store, or Optuna's RDB storage in the
-    PostgreSQL store's database (`journal:PATH`, a journal file, is read for older sweeps)."""
+def study_storage(store: Store, ref: str, study_name: str) -> Any:
+    """The Optuna storage a sweep's record names: `store-journal` (its journal in the SQLite store), `rdb`
+    (Optuna's RDB storage in the PostgreSQL store's database) or `journal:PATH` (a journal file, older sweeps)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
@@ -305,6 +305,45 @@ def optuna_storage(store: Store, ref: str, study_name: str) -> Any:
     if ref.startswith("journal:"):
         return optuna.storages.JournalStorage(JournalFileBackend(ref.split(":", 1)[1]))
     return optuna.storages.RDBStorage(store.url, engine_kwargs={"pool_pre_ping": True})
+
+
+def optuna_storage(store: Store, sweep: int | SweepRecord) -> Any:
+    """The Optuna storage that holds a sweep's study, for Optuna's own tools (`optuna.load_study`,
+    optuna-dashboard, `optuna.copy_study`).
+
+    On a SQLite store it is a `JournalStorage` over the store's `optuna_journal` table (one journal per
+    sweep, holding only that sweep's study); on PostgreSQL it is Optuna's `RDBStorage` on the store's own
+    database (every sweep's study). Either one pickles. Writing to it changes the sweep's Optuna state,
+    not the runs: tell trials through the sweep's workers, not through this storage.
+
+    Args:
+        store: the tracking store.
+        sweep: a sweep id or a `SweepRecord` (from `get_sweep` / `list_sweeps`).
+
+    Raises:
+        NotFoundError: there is no such sweep.
+    """
+    record = sweep if isinstance(sweep, SweepRecord) else get_sweep(store, int(sweep))
+    return study_storage(store, record.optuna_storage, record.study_name)
+
+
+def load_study(store: Store, sweep: int | SweepRecord) -> Any:
+    """A sweep's `optuna.Study`, loaded from its storage: `study.trials`, `study.best_trial`,
+    `study.trials_dataframe()`, `optuna.visualization.*(study)`.
+
+    Args:
+        store: the tracking store.
+        sweep: a sweep id or a `SweepRecord`.
+
+    Raises:
+        NotFoundError: there is no such sweep.
+    """
+    import optuna
+
+    record = sweep if isinstance(sweep, SweepRecord) else get_sweep(store, int(sweep))
+    return optuna.load_study(
+        study_name=record.study_name, storage=study_storage(store, record.optuna_storage, record.study_name)
+    )
 
 
 def get_sweep(store: Store, sweep_id: int) -> SweepRecord:

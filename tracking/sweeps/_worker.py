@@ -53,7 +53,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
         raise ValidationError(f"Sweep {sweep_id} was cancelled; resume it with `python -m tracking resume {sweep_id}`.")
     config = sweep.config
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna_storage(store, sweep.optuna_storage, sweep.study_name)
+    storage = optuna_storage(store, sweep)
     adopt = setting("TRACKING_WORKER_ID")  # set by launch_workers for the processes it starts
     beat = Heartbeat(
         store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id), adopt=int(adopt) if adopt else None
