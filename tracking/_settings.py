@@ -77,6 +77,17 @@ SETTINGS: tuple[Setting, ...] = (
         "tests only: a PostgreSQL server URL; every store test also runs there, each in a database of its own "
         "that is dropped afterwards",
     ),
+    Setting(
+        "TRACKING_TOKEN",
+        None,
+        "an access token (`python -m tracking tokens create`): scripts, workers and the CLI act as its account on "
+        "a store with accounts; the workers a sweep launch starts get a sweep token here",
+    ),
+    Setting(
+        "TRACKING_SWEEP_TOKEN_HOURS",
+        "72",
+        "hours after which the token given to a sweep's workers expires, if the sweep has not ended before",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -18,6 +18,7 @@ from typing import Any
 from tracking._errors import TrackingError
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
+from tracking.cli import _tokens as tokens
 from tracking.cli import _ui as dashboard
 from tracking.cli._governance import add_parsers, cli_actor, cmd_audit, cmd_registry, cmd_users
 from tracking.ml import FAMILIES, load_space_file
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, store)
     serving.add_parsers(sub, store)
     lifecycle.add_parsers(sub, store)
+    tokens.add_parsers(sub, store)
     dashboard.add_parsers(sub, store)
     return parser
 
@@ -243,7 +245,7 @@ def _print_best(store: Any, sweep: Any) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     store = _store(args)
-    ran = run_worker(store, args.sweep, max_trials=args.trials)
+    ran = run_worker(store, args.sweep, max_trials=args.trials, actor=cli_actor(store))
     print(f"worker finished: ran {ran} trial(s) of sweep {args.sweep}")
     return 0
 
@@ -391,6 +393,7 @@ COMMANDS = {
     "users": _governance(cmd_users),
     "audit": _governance(cmd_audit),
     "registry": _governance(cmd_registry),
+    "tokens": lambda args: tokens.cmd_tokens(args, _print_table),
     **serving.COMMANDS,
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,

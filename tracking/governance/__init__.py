@@ -1,5 +1,5 @@
-"""Who may do what: accounts, roles and sign-in sessions, the permission check behind every change, and the
-hash-chained audit trail.
+"""Who may do what: accounts, roles, sign-in sessions and access tokens, the permission check behind every
+change, and the hash-chained audit trail.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from tracking.governance._access import (
     DESCRIPTIONS,
     PERMISSIONS,
     ROLE_LABELS,
+    SCOPED_ACTIONS,
     Action,
     UserRecord,
     authenticate,
@@ -34,32 +35,53 @@ from tracking.governance._audit import (
     record,
     verify_chain,
 )
+from tracking.governance._tokens import (
+    TokenRecord,
+    actor_from_env,
+    create_sweep_token,
+    create_token,
+    expire_sweep_tokens,
+    get_token,
+    list_tokens,
+    revoke_token,
+    verify_token,
+)
 
 __all__ = [
     "DESCRIPTIONS",
     "PERMISSIONS",
     "ROLE_LABELS",
+    "SCOPED_ACTIONS",
     "Action",
     "AuditRecord",
+    "TokenRecord",
     "UserRecord",
+    "actor_from_env",
     "authenticate",
     "authorize",
     "canonical",
+    "create_sweep_token",
+    "create_token",
     "create_user",
     "events_csv",
+    "expire_sweep_tokens",
+    "get_token",
     "get_user",
     "has_accounts",
     "list_events",
+    "list_tokens",
     "list_users",
     "local_actor",
     "record",
     "require",
     "reset_password",
+    "revoke_token",
     "session_user",
     "set_disabled",
     "set_role",
     "sign_in",
     "sign_out",
     "verify_chain",
+    "verify_token",
     "why_not",
 ]

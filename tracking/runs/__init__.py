@@ -9,6 +9,7 @@ from tracking.runs._annotations import (
     delete_note,
     list_notes,
     replace_tags,
+    set_tags,
     update_note,
 )
 from tracking.runs._artifacts import (
@@ -61,12 +62,12 @@ from tracking.runs._queries import (
 )
 from tracking.runs._runs import (
     ActiveRun,
+    check_open,
     get_or_create_experiment,
     insert_run,
     json_safe,
     run_row,
     run_scope,
-    set_tags,
     start_run,
 )
 
@@ -82,6 +83,7 @@ __all__ = [
     "TaskData",
     "add_note",
     "artifact_file",
+    "check_open",
     "code_version",
     "compile_filter",
     "delete_note",

@@ -26,6 +26,7 @@ from tracking.store._records import (
     iso,
 )
 from tracking.store._tables import (
+    AccessToken,
     Artifact,
     AuditChain,
     AuditEvent,
@@ -62,6 +63,7 @@ from tracking.store._tables import (
 __all__ = [
     "MIGRATIONS",
     "VERSION_TABLE",
+    "AccessToken",
     "Artifact",
     "ArtifactRecord",
     "AuditChain",

@@ -430,3 +430,20 @@ class Reproduction(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AccessToken(SQLModel, table=True):
+    """A personal or sweep-scoped access token for scripts, workers and the CLI; only its sha256 is stored."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (UniqueConstraint("token_sha256", name="uq_access_tokens_token_sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str
+    token_sha256: str
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id")  # set: it may only log that sweep's runs
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
