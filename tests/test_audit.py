@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 import tracking
-from tests.governance import PASSWORD, make_accounts
+from tests.governance import PASSWORD, first_admin, make_accounts
 from tracking.governance._access import create_user, set_role
 from tracking.governance._audit import events_csv, list_events, verify_chain
 from tracking.store._tables import AuditChain, AuditEvent
@@ -105,7 +105,7 @@ def test_audit_filters_by_actor_action_prefix_object_and_time(trail):
 
 
 def test_audit_csv_export_has_every_event_and_defuses_formulas(file_store):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     tracking.create_sweep(file_store, tracking.SweepSpec(task="iris", model="knn", name="=HYPERLINK(1)"), actor=admin)
     rows = list(csv.DictReader(io.StringIO(events_csv(list_events(file_store)))))
     assert [r["action"] for r in rows] == ["sweep.launch", "user.create"]
