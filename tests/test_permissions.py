@@ -39,7 +39,7 @@ EXPECTED = {
     "version.register": B, "model.edit": W, "version.stage": B, "promotion.request": B,
     "promotion.decide": P, "promotion.override": A, "policy.edit": A, "user.manage": A,
     "model.serve": B, "feedback.import": B, "review.open": W, "review.close": P, "model.retrain": B,
-    "run.reproduce": B,
+    "run.reproduce": B, "run.log": B,
 }  # fmt: skip
 NOT_IN_LIBRARY = ("model.serve", "feedback.import")  # checked by the `serve` and `feedback` commands
 SPEC = tracking.SweepSpec(objective="tests.objectives:quadratic", space={"x": {"type": "float", "low": -1, "high": 1}},
@@ -125,6 +125,8 @@ def _library_call(action: str, world, actor):
         return lambda: retrain(store, "loan", actor=actor)  # nothing changed: skipped, but checked
     if action == "run.reproduce":
         return lambda: reproduce_run(store, world["good"].id, actor=actor)
+    if action == "run.log":
+        return lambda: tracking.start_run("matrix", store=store, actor=actor).__enter__().end()
     assert action == "user.manage"
     return lambda: tracking.create_user(store, actor, f"new-{actor.name if actor else 'x'}-{os.urandom(3).hex()}",
                                         "viewer", PASSWORD)  # fmt: skip
@@ -155,7 +157,7 @@ def test_permissions_disabled_account_may_do_nothing(world):
     tracking.set_disabled(store, users["admin"], "engineer")
     try:
         with pytest.raises(tracking.PermissionDenied, match="disabled"):
-            tracking.create_sweep(store, SPEC, actor=get_user(store, "engineer"))
+            tracking.create_sweep(store, SPEC, actor=world["users"]["engineer"])
     finally:
         tracking.set_disabled(store, users["admin"], "engineer", disabled=False)
 
@@ -218,6 +220,8 @@ def _cli_args(action: str, world) -> tuple[list[str], str | None]:
         return ["retrain", "--model", "loan"], None
     if action == "run.reproduce":
         return ["reproduce", str(world["good"].id)], None
+    if action == "run.log":  # a worker logs the sweep's trials as runs
+        return ["worker", "--sweep", str(tracking.create_sweep(store, SPEC, actor=admin).id), "--trials", "1"], None
     assert action == "user.manage"
     return ["users", "add", f"cli-{os.urandom(3).hex()}", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"
 

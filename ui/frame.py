@@ -30,6 +30,7 @@ def navigation() -> st.navigation:
             "Admin": [
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
                 st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
+                st.Page("pages/tokens.py", title="Access tokens", icon=":material/key:", url_path="tokens"),
             ],
             # reached through links (?id=N), not from the menu
             "": [
