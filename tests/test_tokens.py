@@ -263,8 +263,7 @@ def test_sweep_launched_on_a_team_store_runs_its_workers_with_a_sweep_token(team
     procs = launch_workers(store, sweep.id, 2, actor=users["engineer"])
     assert all(not any(arg.startswith("trk_") for arg in proc.args) for proc in procs)  # not on the command line
     wait_until(lambda: get_sweep(store, sweep.id).status == "complete", timeout=180, what="the sweep to finish")
-    for proc in procs:
-        proc.wait(timeout=60)
+    assert [proc.wait(timeout=60) for proc in procs] == [0, 0]  # no worker met an ended token
     runs = list_runs(store, sweep_id=sweep.id)
     assert sorted(r.status for r in runs) == ["complete"] * 3 and {r.owner for r in runs} == {"engineer"}
     (token,) = list_tokens(store, users["engineer"])

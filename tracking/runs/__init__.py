@@ -62,6 +62,7 @@ from tracking.runs._queries import (
 )
 from tracking.runs._runs import (
     ActiveRun,
+    RunClosed,
     check_open,
     get_or_create_experiment,
     insert_run,
@@ -80,6 +81,7 @@ __all__ = [
     "ActiveRun",
     "FilterError",
     "Heartbeat",
+    "RunClosed",
     "TaskData",
     "add_note",
     "artifact_file",

@@ -94,12 +94,16 @@ def _find_or_insert_experiment(store: Store, name: str) -> int:
         return int(row.id)
 
 
+class RunClosed(ValidationError):
+    """A write to a run that has finished: its params, metrics, artifacts and status can no longer change."""
+
+
 def check_open(conn: Connection, run_id: int, actor: UserRecord | None) -> str:
     """Inside the caller's transaction: the name of the actor logging to a run that is still running.
 
     Raises:
         NotFoundError: there is no such run.
-        ValidationError: the run has finished (a finished run is closed).
+        RunClosed: the run has finished (a finished run is closed).
         PermissionDenied: the actor may not log runs, its token is scoped to another sweep, or the run is
             someone else's own run (not a sweep's).
     """
@@ -108,7 +112,7 @@ def check_open(conn: Connection, run_id: int, actor: UserRecord | None) -> str:
         raise NotFoundError(f"There is no run {run_id}.")
     status = RunStatus(row.status)
     if status != RunStatus.running:
-        raise ValidationError(
+        raise RunClosed(
             f"Run {run_id} is {status.value}, and a finished run is closed: its params, metrics, artifacts and "
             "status can no longer change (tags and notes still can), so log to a new run instead."
         )
@@ -236,7 +240,7 @@ class ActiveRun:
         """Flush and close the run with a final status (done by `start_run` on exit); a finished run is closed.
 
         Raises:
-            ValidationError: the run has already finished.
+            RunClosed: the run has already finished (a ValidationError).
         """
         with self._lock:
             points, self._buffer = self._buffer, []

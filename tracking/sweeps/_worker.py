@@ -29,6 +29,7 @@ from tracking.ml import FAMILIES, task_metrics, to_distributions, train_and_scor
 from tracking.runs import (
     ActiveRun,
     Heartbeat,
+    RunClosed,
     TaskData,
     fail_stale_runs,
     grace_seconds,
@@ -172,13 +173,13 @@ def _claim(
     Returns (run id, trial), or None when the sweep is full or cancelled.
     """
     with store.connect(write=True) as conn:
-        authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
         sweep = conn.execute(select(*_CLAIM_COLUMNS).where(Sweep.id == sweep_id).with_for_update()).one()
         if sweep.cancel_requested:
             return None
         taken = conn.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
         if taken >= sweep.n_trials:
-            return None
+            return None  # before the credential check: a full sweep has ended, and its workers' token with it
+        authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
         # On a SQLite store Optuna's journal is in this transaction too, so trial and run commit together;
         # with the RDB storage (PostgreSQL) an insert that fails leaves a trial that `_recover` fails later.
         trial = ask()
@@ -207,6 +208,15 @@ def objective_code_path(config: Mapping[str, Any]) -> Path:
 def _run_trial(
     store: Store, study: Any, run_id: int, trial: Any, objective: Callable, actor: UserRecord | None = None
 ) -> None:
+    import optuna
+
+    try:
+        _trial(store, study, run_id, trial, objective, actor)
+    except RunClosed:  # ended meanwhile by someone else (killed after missed heartbeats): its record stands
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _trial(store: Store, study: Any, run_id: int, trial: Any, objective: Callable, actor: UserRecord | None) -> None:
     import optuna
 
     run = ActiveRun(store, run_id, actor)
