@@ -129,9 +129,10 @@ class ActiveRun:
     `actor` may not log to; every later write checks again.
     """
 
-    def __init__(self, store: Store, run_id: int, actor: UserRecord | None = None) -> None:
-        with store.connect() as conn:
-            check_open(conn, run_id, actor)
+    def __init__(self, store: Store, run_id: int, actor: UserRecord | None = None, *, _checked: bool = False) -> None:
+        if not _checked:  # `start_run` has just checked, in the transaction that inserted the run
+            with store.connect() as conn:
+                check_open(conn, run_id, actor)
         self.store = store
         self.actor = actor
         self.id = run_id
@@ -357,7 +358,7 @@ def start_run(
     with store.connect(write=True) as conn:
         values["owner"] = authorize(conn, actor, Action.run_log)
         run_id = insert_run(conn, values)
-    run = ActiveRun(store, run_id, actor)
+    run = ActiveRun(store, run_id, actor, _checked=True)
     if tags:
         run.set_tags(tags)
     with run_scope(run):
