@@ -19,6 +19,7 @@ from tracking.governance._audit import list_events
 from tracking.governance._tokens import create_sweep_token, create_token, list_tokens, revoke_token, verify_token
 from tracking.registry._models import register_version
 from tracking.runs._annotations import add_note, replace_tags, set_tags
+from tracking.runs._datasets import load_task, register_dataset
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._queries import get_run, list_runs, metric_history
 from tracking.runs._runs import ActiveRun, get_or_create_experiment, insert_run, run_row, run_scope, start_run
@@ -109,6 +110,7 @@ def test_token_write_without_a_credential_is_refused(team, monkeypatch):
         lambda: ActiveRun(store, running.id),
         lambda: set_tags(store, running.id, {"a": "b"}),
         lambda: add_note(store, running.id, "anonymous"),
+        lambda: register_dataset(store, load_task("iris")),
     ):
         with pytest.raises(tracking.PermissionDenied, match="this store has accounts"):
             write()

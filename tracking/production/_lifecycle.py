@@ -510,7 +510,7 @@ def retrain(
         return RetrainResult(_save(store, actor, Action.model_retrain, audit_object, new_run_id=None,
                                    outcome="skipped", details=details, **save), None)  # fmt: skip
     what = describe_changes(changes)
-    dataset_id = register_dataset(store, data)  # the recorded version's id when the content is the same
+    dataset_id = register_dataset(store, data, actor)  # the recorded version's id when the content is the same
     if "dataset" in changes:
         changes["dataset"]["dataset_version_id"] = dataset_id
     new_id, new_run, error = _train(

@@ -259,7 +259,7 @@ def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None)
         study_name=study_name,
         directions=[way for _, way in objectives],
     )
-    dataset_id = register_dataset(store, data) if data else None
+    dataset_id = register_dataset(store, data, actor) if data else None
     config = {
         "model": spec.model,
         "objective": spec.objective,
