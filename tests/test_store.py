@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
-from tests.migrations import store_at_revision
-from tracking.runs._liveness import process_worker_id
+from tests.migrations import legacy_run, store_at_revision
 from tracking.runs._queries import get_run, list_experiments, list_runs, metric_history
-from tracking.runs._runs import get_or_create_experiment, insert_points, insert_run, run_row, start_run
+from tracking.runs._runs import start_run
 from tracking.store._db import VERSION_TABLE, change_marker, migrate
 
 
@@ -80,14 +79,7 @@ def test_store_unreachable_server_is_a_clear_error(tmp_path):
 
 def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
     old = store_at_revision(backend_url, tmp_path, "0001")
-    # Written with the run API's building blocks: `start_run` itself first asks the store (users table, from
-    # 0005 on) whether it has accounts, and a store is migrated when opened, so an old schema never meets it.
-    values = run_row(
-        experiment_id=get_or_create_experiment(old, "legacy"), worker_id=process_worker_id(old), name="kept"
-    )
-    with old.connect(write=True) as conn:
-        run_id = insert_run(conn, values)
-        insert_points(conn, [(run_id, "m", 0, 1.0, 0.0)])
+    run_id = legacy_run(old, "legacy", "kept", {}, {"m": 1.0})
     migrate(old)  # to head
     assert get_run(old, run_id).name == "kept"
     assert "stop_now" in {c["name"] for c in inspect(old.engine).get_columns("sweeps")}
