@@ -105,6 +105,7 @@ def test_token_write_without_a_credential_is_refused(team, monkeypatch):
     with pytest.raises(tracking.PermissionDenied, match="access token is not valid"):
         start_run("team", store=store).__enter__()
     assert list_runs(store) == []
+    monkeypatch.delenv("TRACKING_TOKEN")
     running = _running_run(store, users["data_scientist"])
     for write in (
         lambda: ActiveRun(store, running.id),
