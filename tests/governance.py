@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracking.governance._access import UserRecord, create_user
+from tracking.governance._access import UserRecord, authenticate, create_user
 from tracking.runs._queries import list_runs
 from tracking.store._db import Store
 from tracking.store._records import RunRecord
@@ -16,12 +16,19 @@ SPACE = {"C": {"type": "float", "low": 0.001, "high": 10.0, "log": True}}
 
 
 def make_accounts(store: Store) -> dict[str, UserRecord]:
-    """One account per role (named after it, password `PASSWORD`); the admin is created first."""
-    users = {"admin": create_user(store, None, "admin", "admin", PASSWORD)}
-    for role in ROLES[1:]:
-        users[role] = create_user(store, users["admin"], role, role, PASSWORD)
-    users["data_scientist_2"] = create_user(store, users["admin"], "data_scientist_2", "data_scientist", PASSWORD)
-    return users
+    """One account per role (named after it, password `PASSWORD`), each signed in: the records act as those
+    accounts (a record built by hand, or read with `get_user`, cannot). The admin is created first."""
+    create_user(store, None, "admin", "admin", PASSWORD)
+    admin = authenticate(store, "admin", PASSWORD)
+    for name, role in [(role, role) for role in ROLES[1:]] + [("data_scientist_2", "data_scientist")]:
+        create_user(store, admin, name, role, PASSWORD)
+    return {name: authenticate(store, name, PASSWORD) for name in (*ROLES, "data_scientist_2")}
+
+
+def first_admin(store: Store, name: str = "root") -> UserRecord:
+    """Create the store's first account (an admin, password `PASSWORD`) and sign it in."""
+    create_user(store, None, name, "admin", PASSWORD)
+    return authenticate(store, name, PASSWORD)
 
 
 def fixed_c(value: float) -> dict:
@@ -42,7 +49,7 @@ def trained_runs(
     spec = SweepSpec(model="logistic_regression", task=task, space=space, n_trials=n_trials, sampler=sampler,
                      pruner="none", folds=3)  # fmt: skip
     sweep = create_sweep(store, spec, actor=actor)
-    run_worker(store, sweep.id)
+    run_worker(store, sweep.id, actor=actor)
     return [run for run in list_runs(store, sweep_id=sweep.id) if run.status == "complete"]
 
 

@@ -7,6 +7,29 @@ from pathlib import Path
 from tracking.store._db import Store
 
 
+def legacy_run(store: Store, experiment: str, name: str, params: dict, metrics: dict) -> int:
+    """A finished run written into an old schema with the run API's building blocks; its id.
+
+    `start_run` itself first asks the store whether it has accounts (the users table, from 0005 on), and
+    `open_store` migrates a store before anything logs to it, so an old schema never meets `start_run`.
+    """
+    from tracking.runs._liveness import process_worker_id
+    from tracking.runs._runs import get_or_create_experiment, insert_points, insert_run, run_row
+    from tracking.store._tables import Run, RunStatus, utcnow
+
+    values = run_row(experiment_id=get_or_create_experiment(store, experiment), worker_id=process_worker_id(store),
+                     params=params, name=name)  # fmt: skip
+    with store.connect(write=True) as conn:
+        run_id = insert_run(conn, values)
+        insert_points(conn, [(run_id, key, 0, value, 0.0) for key, value in metrics.items()])
+        conn.execute(
+            Run.__table__.update()
+            .where(Run.id == run_id)
+            .values(metrics=metrics, status=RunStatus.complete, finished_at=utcnow())
+        )
+    return run_id
+
+
 def store_at_revision(url: str, tmp_path: Path, revision: str) -> Store:
     """A store whose schema stops at an older migration (to test upgrades); not registered or cached."""
     from alembic import command

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 import tracking
-from tests.governance import PASSWORD, make_accounts
+from tests.governance import PASSWORD, first_admin, make_accounts
 from tracking.governance._access import (
     authenticate,
     create_user,
@@ -55,7 +55,7 @@ def test_access_first_account_must_be_an_admin_and_needs_no_sign_in(store):
     assert not has_accounts(store)
     with pytest.raises(tracking.ValidationError, match="first account must be an admin"):
         create_user(store, None, "ana", "data_scientist", PASSWORD)
-    admin = create_user(store, None, "root", "admin", PASSWORD)
+    admin = first_admin(store)
     assert admin.role == "admin" and has_accounts(store)
     with pytest.raises(tracking.PermissionDenied, match="Sign in"):
         create_user(store, None, "mallory", "admin", PASSWORD)
@@ -77,7 +77,7 @@ def test_access_bad_names_and_passwords_are_refused(file_store, name, password, 
 
 
 def test_access_duplicate_name_and_unknown_role_are_refused(file_store):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     with pytest.raises(tracking.ValidationError, match="already exists"):
         create_user(file_store, admin, "root", "viewer", PASSWORD)
     with pytest.raises(tracking.ValidationError, match="Unknown role"):
@@ -85,7 +85,7 @@ def test_access_duplicate_name_and_unknown_role_are_refused(file_store):
 
 
 def test_access_last_admin_cannot_be_demoted_or_disabled(file_store):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     with pytest.raises(tracking.ValidationError, match="last admin"):
         set_role(file_store, admin, "root", "viewer")
     with pytest.raises(tracking.ValidationError, match="last admin"):

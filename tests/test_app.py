@@ -5,7 +5,9 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 import tracking
+from tests.governance import PASSWORD
 from tests.pages import signed_in_app
+from tracking.governance._access import authenticate
 
 
 def _app() -> AppTest:
@@ -40,8 +42,8 @@ def test_app_home_shows_counts_and_recent_runs():
 
 def test_app_home_rereads_the_store_after_a_change():
     store = tracking.open_store()
-    at = _app()
-    with tracking.start_run("late", store=store, name="new-run"):
+    at = _app()  # signed in: the store now has accounts, so the script needs a credential too
+    with tracking.start_run("late", store=store, name="new-run", actor=authenticate(store, "engineer", PASSWORD)):
         pass
     at.run()
     assert "new-run" in list(at.dataframe[-1].value["name"])

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, insert, select, text, update
 
 import tracking
-from tests.governance import PASSWORD, make_accounts
+from tests.governance import PASSWORD, first_admin, make_accounts
 from tests.migrations import store_at_revision
 from tracking.cli import main
 from tracking.governance._access import create_user, set_role
@@ -93,7 +93,7 @@ def test_audit_reordered_events_are_detected(trail):
 
 def test_audit_refused_change_writes_no_event(trail):
     before = len(list_events(trail))
-    viewer = tracking.governance._access.get_user(trail, "engineer")
+    viewer = tracking.authenticate(trail, "engineer", PASSWORD)
     with pytest.raises(tracking.PermissionDenied):
         create_user(trail, viewer, "intruder", "admin", PASSWORD)
     assert len(list_events(trail)) == before
@@ -110,7 +110,7 @@ def test_audit_filters_by_actor_action_prefix_object_and_time(trail):
 
 
 def test_audit_csv_export_has_every_event_and_defuses_formulas(file_store):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     tracking.create_sweep(file_store, tracking.SweepSpec(task="iris", model="knn", name="=HYPERLINK(1)"), actor=admin)
     rows = list(csv.DictReader(io.StringIO(events_csv(list_events(file_store)))))
     assert [r["action"] for r in rows] == ["sweep.launch", "user.create"]
@@ -216,7 +216,7 @@ def test_audit_events_are_signed_with_a_key_file_made_owner_only(file_store):
 
 
 def test_audit_other_key_is_refused_and_nothing_changes(file_store, monkeypatch):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     monkeypatch.setenv("TRACKING_AUDIT_KEY", "another-key-of-enough-characters-0123456789")
     file_store.audit_cache.clear()  # as a new process would start
     with pytest.raises(tracking.StoreError, match="is not the key this store's events are signed with"):
@@ -227,7 +227,7 @@ def test_audit_other_key_is_refused_and_nothing_changes(file_store, monkeypatch)
 
 
 def test_audit_missing_key_file_is_one_sentence_not_a_new_key(file_store, capsys):
-    admin = create_user(file_store, None, "root", "admin", PASSWORD)
+    admin = first_admin(file_store)
     (file_store.home / "audit.key").unlink()
     file_store.audit_cache.clear()
     with pytest.raises(tracking.StoreError, match=r"audit key .* is missing"):

@@ -36,8 +36,8 @@ def hostile(users) -> tuple[int, int]:
         objective="tests.objectives:sum_of_params", space={IMAGE: {"type": "float", "low": 0.0, "high": 1.0}},
         metrics=["value:min"], n_trials=2, name=IMAGE, experiment=LINK,
     ), actor=author)  # fmt: skip
-    tracking.run_worker(store, sweep.id)
-    with tracking.start_run(LINK, name=IMAGE, params={LINK: 1}, store=store) as run:
+    tracking.run_worker(store, sweep.id, actor=author)
+    with tracking.start_run(LINK, name=IMAGE, params={LINK: 1}, store=store, actor=author) as run:
         run.log_metrics({"value": 0.5})
     add_note(store, run.id, NOTE, actor=author)
     return sweep.id, run.id
@@ -62,8 +62,7 @@ def test_e2e_markdown_like_names_and_notes_fetch_nothing_from_outside(hostile, a
     assert f"Sweep {sweep_id}: {IMAGE}" in shown and f"experiment {LINK}" in shown, shown
     assert f"{IMAGE}=0." in shown  # the best trial's params, by the parameter's own name
 
-    page.goto(f"{app_url}/run?id={run_id}")
-    sign_in(page, "data_scientist", PASSWORD)
+    page.goto(f"{app_url}/run?id={run_id}")  # still signed in: the session is the browser's
     page.get_by_role("tab", name="Tags and notes").click()
     page.get_by_text("evil.example/chart.png").first.wait_for(timeout=60_000)
     idle(page)

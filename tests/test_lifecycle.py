@@ -34,7 +34,7 @@ def _csv_run(store, path, actor):
                      space=fixed_c(10.0), sampler="grid", pruner="none", n_trials=1, folds=3,
                      experiment="loans")  # fmt: skip
     sweep = create_sweep(store, spec, actor=actor)
-    run_worker(store, sweep.id)
+    run_worker(store, sweep.id, actor=actor)
     (run,) = list_runs(store, sweep_id=sweep.id)
     return run
 

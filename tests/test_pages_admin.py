@@ -16,7 +16,7 @@ import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD, trained_runs
 from tests.pages import shown_text
-from tracking.governance._access import create_user, get_user, list_users, set_role
+from tracking.governance._access import authenticate, create_user, get_user, list_users, set_role
 from tracking.governance._audit import list_events, verify_chain
 from tracking.registry._models import effective_policy, register_version
 from tracking.store._tables import AuditEvent
@@ -212,7 +212,8 @@ def test_pages_users_non_admins_see_the_accounts_but_no_controls(role):
 def second_admin(users):
     """The engineer made admin, who then adds the account `late`: events by two actors."""
     store = tracking.open_store()
-    engineer = set_role(store, users["admin"], "engineer", "admin")
+    set_role(store, users["admin"], "engineer", "admin")
+    engineer = authenticate(store, "engineer", PASSWORD)
     create_user(store, engineer, "late", "viewer", PASSWORD)
     return engineer
 

@@ -65,7 +65,9 @@ def test_pages_lifecycle_a_viewer_sees_reproduce_disabled(run):
 
 
 def test_pages_lifecycle_a_run_logged_by_a_script_cannot_be_reproduced(users):
-    with tracking.start_run("scripts", {"C": 1.0}, store=tracking.open_store()) as logged:
+    with tracking.start_run(
+        "scripts", {"C": 1.0}, store=tracking.open_store(), actor=users["data_scientist"]
+    ) as logged:
         logged.log_metrics({"cv_accuracy": 0.9})
     at = open_page("data_scientist", "pages/run.py", id=logged.id)
     assert button(at, "Reproduce").disabled

@@ -50,8 +50,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             objective="tests.objectives:sum_of_params", space={IMAGE: {"type": "float", "low": 0.0, "high": 1.0}},
             metrics=["value:min"], n_trials=2, name=IMAGE, experiment=LINK,
         ), actor=ds)  # fmt: skip
-        tracking.run_worker(store, sweep.id)
-        with tracking.start_run(LINK, name=IMAGE, params={LINK: 1}, store=store) as run:
+        tracking.run_worker(store, sweep.id, actor=ds)
+        with tracking.start_run(LINK, name=IMAGE, params={LINK: 1}, store=store, actor=ds) as run:
             run.log_metrics({"value": 0.5})
             run.set_tags({IMAGE: LINK})
         add_note(store, run.id, NOTE, actor=ds)

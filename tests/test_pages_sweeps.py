@@ -7,9 +7,10 @@ from streamlit.testing.v1 import AppTest
 
 import tracking
 from tests.conftest import ROOT
+from tests.governance import PASSWORD
 from tests.pages import shown_text, signed_in_app
 from tests.polling import wait_until
-from tracking.governance._access import get_user
+from tracking.governance._access import authenticate
 from tracking.sweeps._sweeps import SweepSpec
 
 EDITOR = "space_editor_logistic_regression_classification"
@@ -113,14 +114,14 @@ def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
 
 
 @pytest.mark.slow
-def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatch):
+def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatch, users):
     flag = tmp_path / "slow"
     flag.touch()
     monkeypatch.setenv("SLOW_FLAG", str(flag))
     store = tracking.open_store()
     spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=3)
-    sweep = tracking.create_sweep(store, spec)
-    tracking.launch_workers(store, sweep.id, 1)
+    sweep = tracking.create_sweep(store, spec, actor=users["data_scientist"])
+    tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])  # its worker gets a sweep token
     wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, 180, "a running trial")
     at = _page("pages/sweep.py", id=str(sweep.id))
     next(b for b in at.button if b.label == "Cancel").click().run()
@@ -172,7 +173,7 @@ def test_pages_home_demo_button_launches_the_demo_sweep():
         assert sweep.name == "demo" and sweep.n_trials == 24 and sweep.config["model"] == "hist_gradient_boosting"
         assert sweep.owner == "data_scientist"
     finally:
-        tracking.cancel_sweep(store, sweep.id, now=True, actor=get_user(store, "data_scientist"))
+        tracking.cancel_sweep(store, sweep.id, now=True, actor=authenticate(store, "data_scientist", PASSWORD))
         wait_until(
             lambda: tracking.get_sweep(store, sweep.id).status in ("cancelled", "interrupted", "complete"),
             120,

@@ -39,7 +39,7 @@ EXPECTED = {
     "version.register": B, "model.edit": W, "version.stage": B, "promotion.request": B,
     "promotion.decide": P, "promotion.override": A, "policy.edit": A, "user.manage": A,
     "model.serve": B, "feedback.import": B, "review.open": W, "review.close": P, "model.retrain": B,
-    "run.reproduce": B, "webhook.manage": A, "run.import": B,
+    "run.reproduce": B, "webhook.manage": A, "run.import": B, "run.log": B,
 }  # fmt: skip
 NOT_IN_LIBRARY = ("model.serve", "feedback.import")  # checked by the `serve` and `feedback` commands
 SPEC = tracking.SweepSpec(objective="tests.objectives:quadratic", space={"x": {"type": "float", "low": -1, "high": 1}},
@@ -139,9 +139,16 @@ def _library_call(action: str, world, actor):
         return lambda: reproduce_run(store, world["good"].id, actor=actor)
     if action == "webhook.manage":
         return lambda: tracking.add_webhook(store, actor, "https://hooks.example.com/x", ["promotion.approved"])
+    if action == "run.log":
+        return lambda: _log_a_run(store, actor)
     assert action == "user.manage"
     return lambda: tracking.create_user(store, actor, f"new-{actor.name if actor else 'x'}-{os.urandom(3).hex()}",
                                         "viewer", PASSWORD)  # fmt: skip
+
+
+def _log_a_run(store, actor) -> None:
+    with tracking.start_run("matrix", store=store, actor=actor) as run:
+        run.log_metric("loss", 0.5)
 
 
 LIBRARY_ACTIONS = [a for a in EXPECTED if a not in NOT_IN_LIBRARY]
@@ -169,7 +176,7 @@ def test_permissions_disabled_account_may_do_nothing(world):
     tracking.set_disabled(store, users["admin"], "engineer")
     try:
         with pytest.raises(tracking.PermissionDenied, match="disabled"):
-            tracking.create_sweep(store, SPEC, actor=get_user(store, "engineer"))
+            tracking.create_sweep(store, SPEC, actor=world["users"]["engineer"])
     finally:
         tracking.set_disabled(store, users["admin"], "engineer", disabled=False)
 
@@ -236,6 +243,8 @@ def _cli_args(action: str, world) -> tuple[list[str], str | None]:
         return ["webhooks", "add", "https://hooks.example.com/x", "--event", "promotion.approved"], None
     if action == "run.import":
         return ["import", "mlflow", "--tracking-uri", _mlflow_uri(world)], None
+    if action == "run.log":  # a worker logs the sweep's trials as runs
+        return ["worker", "--sweep", str(tracking.create_sweep(store, SPEC, actor=admin).id), "--trials", "1"], None
     assert action == "user.manage"
     return ["users", "add", f"cli-{os.urandom(3).hex()}", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"
 

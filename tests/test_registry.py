@@ -83,7 +83,7 @@ def test_registry_lineage_reaches_run_sweep_dataset_and_code(two_runs):
 def test_registry_refuses_runs_without_a_complete_model(two_runs):
     store, users, _, _ = two_runs
     ds = users["data_scientist"]
-    with tracking.start_run("scripts", store=store) as plain:
+    with tracking.start_run("scripts", store=store, actor=ds) as plain:
         plain.log_metrics({"loss": 0.1})
     with pytest.raises(tracking.ValidationError, match="no model artifact"):
         register_version(store, plain.id, "loan", actor=ds)

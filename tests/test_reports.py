@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 
 import tracking
 from tests.e2e import chromium
-from tests.migrations import store_at_revision
+from tests.migrations import legacy_run, store_at_revision
 from tracking.explore._compare import CompareView, compare_runs
 from tracking.explore._reports import (
     comparison_csv,
@@ -222,15 +222,14 @@ def test_report_migration_0003_upgrades_a_0002_store_and_reads_its_runs(backend_
 
     old = store_at_revision(backend_url, tmp_path, "0002")
     assert "reports" not in inspect(old.engine).get_table_names()
-    with start_run("legacy", params={"old_param": 1}, store=old, name="kept") as run:
-        run.log_metric("old_metric", 1.0)
+    run_id = legacy_run(old, "legacy", "kept", {"old_param": 1}, {"old_metric": 1.0})
     migrate(old)
     assert {"reports", "run_keys", "run_key_scans"} <= set(inspect(old.engine).get_table_names())
     keys = list_keys(old)  # the catalogue's first refresh reads the runs from before the migration
     assert keys.params == ("old_param",) and keys.metrics == ("old_metric",)
-    saved = save_report(old, title="after upgrade", view=CompareView(runs=(run.id,)))
-    assert get_report(old, saved.id).view.runs == (run.id,)
-    assert tracking.get_run(old, run.id).name == "kept"
+    saved = save_report(old, title="after upgrade", view=CompareView(runs=(run_id,)))
+    assert get_report(old, saved.id).view.runs == (run_id,)
+    assert tracking.get_run(old, run_id).name == "kept"
     old.dispose()
 
 

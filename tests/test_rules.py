@@ -79,7 +79,7 @@ def test_register_blockers_are_what_register_version_raises(promotion):
     ds = users["data_scientist"]
     assert register_blockers(store, ds, good.id) == []
     assert register_blockers(store, users["viewer"], good.id) == [why_not(users["viewer"], Action.version_register)]
-    with pytest.raises(RuntimeError), tracking.start_run("scratch", store=store) as failed:
+    with pytest.raises(RuntimeError), tracking.start_run("scratch", store=store, actor=ds) as failed:
         raise RuntimeError("the script broke")
     [reason] = register_blockers(store, ds, failed.id)
     with pytest.raises(tracking.ValidationError) as raised:

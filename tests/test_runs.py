@@ -23,8 +23,9 @@ from sqlmodel import select
 
 import tracking
 import tracking.runs._runs
+from tests.governance import first_admin
 from tests.polling import wait_until
-from tracking.governance._access import create_user, local_actor
+from tracking.governance._access import local_actor
 from tracking.runs._liveness import fail_stale_runs
 from tracking.runs._queries import get_run, list_runs, metric_history
 from tracking.runs._runs import start_run
@@ -225,13 +226,13 @@ def test_set_tags_overwrites_by_key(store):
 
 def test_add_note_is_stored(file_store):
     with start_run("runs", store=file_store) as run:
-        run.add_note("Looks **good** on the holdout.", author="ana")
+        run.add_note("Looks **good** on the holdout.")
         run.add_note("Second thoughts.")
     with file_store.session_scope() as session:
         notes = session.exec(select(Note).where(Note.run_id == run.id).order_by(Note.id)).all()
-        assert [(n.author, n.body) for n in notes] == [
-            ("ana", "Looks **good** on the holdout."),
-            (local_actor(), "Second thoughts."),  # scripts write as the operating-system user
+        assert [(n.author, n.body) for n in notes] == [  # a personal store: the operating-system user writes
+            (local_actor(), "Looks **good** on the holdout."),
+            (local_actor(), "Second thoughts."),
         ]
 
 
@@ -322,13 +323,18 @@ def test_threads_logging_to_one_run_lose_no_points(store, monkeypatch):
     assert _point_rows(store, run.id) == 2 * n_threads * n_points
 
 
-def test_logging_from_a_script_needs_no_account_on_a_team_store(file_store):
-    create_user(file_store, None, "root", "admin", "long-enough-pw")
+def test_logging_on_a_team_store_needs_a_token(file_store, monkeypatch):
+    admin = first_admin(file_store)
+    with pytest.raises(tracking.PermissionDenied, match="set TRACKING_TOKEN"), start_run("runs", store=file_store):
+        pass
+    assert list_runs(file_store) == []
+    token, _ = tracking.create_token(file_store, admin, "script")
+    monkeypatch.setenv("TRACKING_TOKEN", token)
     with start_run("runs", store=file_store, params={"C": 1.0}) as run:
         run.log_metrics({"loss": 0.5})
         run.set_tags({"team": "risk"})
-        run.add_note("from a script", author="ana")
+        run.add_note("from a script")
     logged = tracking.get_run(file_store, run.id)
-    assert (logged.status, logged.tags) == ("complete", {"team": "risk"})
-    with pytest.raises(tracking.PermissionDenied):  # the dashboard's edits still need an account
+    assert (logged.status, logged.tags, logged.owner) == ("complete", {"team": "risk"}, "root")
+    with pytest.raises(tracking.PermissionDenied):  # a library call without a credential is still refused
         tracking.add_note(file_store, run.id, "drive-by")

@@ -28,7 +28,7 @@ import tracking
 from tests.governance import PASSWORD, good_and_bad, make_accounts
 from tests.polling import wait_until
 from tracking.cli._serving import COMMANDS, add_parsers
-from tracking.governance._access import UserRecord, list_users
+from tracking.governance._access import UserRecord, authenticate, list_users
 from tracking.production._inference import InferenceEntry, get_inference, recent_inferences, serving_series, write_batch
 from tracking.registry._models import VersionRecord, find_version, load_version_model, register_version
 from tracking.registry._promotions import RequestRecord, approve_promotion, list_requests, request_promotion
@@ -75,7 +75,7 @@ def serving_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _world(store: Store) -> World:
-    users = {user.name: user for user in list_users(store)}
+    users = {user.name: authenticate(store, user.name, PASSWORD) for user in list_users(store)}  # signed in
     pending = list_requests(store, status="pending")[0]
     return World(store, users, find_version(store, "loan", 1), find_version(store, "loan", 2), pending)
 

@@ -128,7 +128,8 @@ def test_sessions_the_lock_holds_for_the_name_in_any_case(file_store):
 
 
 def test_sessions_a_name_differing_only_in_case_is_taken_with_one_sentence(store):
-    admin = create_user(store, None, "admin", "admin", PASSWORD)
+    create_user(store, None, "admin", "admin", PASSWORD)
+    admin = tracking.authenticate(store, "admin", PASSWORD)
     with pytest.raises(tracking.ValidationError) as taken:
         create_user(store, admin, "ADMIN", "viewer", PASSWORD)
     assert str(taken.value) == (

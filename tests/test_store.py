@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect
 
 import tracking
-from tests.migrations import store_at_revision
+from tests.migrations import legacy_run, store_at_revision
 from tracking.runs._queries import get_run, list_experiments, list_runs, metric_history
 from tracking.runs._runs import start_run
 from tracking.store._db import VERSION_TABLE, change_marker, migrate
@@ -79,10 +79,9 @@ def test_store_unreachable_server_is_a_clear_error(tmp_path):
 
 def test_store_upgrades_an_old_schema_and_keeps_its_rows(backend_url, tmp_path):
     old = store_at_revision(backend_url, tmp_path, "0001")
-    with start_run("legacy", store=old, name="kept") as run:
-        run.log_metric("m", 1.0)
+    run_id = legacy_run(old, "legacy", "kept", {}, {"m": 1.0})
     migrate(old)  # to head
-    assert get_run(old, run.id).name == "kept"
+    assert get_run(old, run_id).name == "kept"
     assert "stop_now" in {c["name"] for c in inspect(old.engine).get_columns("sweeps")}
     old.dispose()
 

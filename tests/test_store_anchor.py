@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 import tracking
 from tests.conftest import ROOT
-from tests.governance import PASSWORD
+from tests.governance import PASSWORD, first_admin
 from tests.pages import no_exception
 from tracking.governance._access import create_user
 from tracking.governance._audit import record, verify_chain
@@ -38,7 +38,7 @@ def _reopen(store: tracking.Store) -> tracking.Store:
 def _sqlite_store(home: Path, events: int = 2) -> tracking.Store:
     """A new SQLite store in `home` with `events` audited changes (accounts)."""
     store = open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
-    admin = create_user(store, None, "root", "admin", PASSWORD)
+    admin = first_admin(store)
     for i in range(events - 1):
         create_user(store, admin, f"user{i}", "viewer", PASSWORD)
     return store
@@ -104,7 +104,7 @@ def broken(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
     _close(store)
     shutil.copyfile(home / "tracking.db", tmp_path / "older.db")
     store = open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
-    create_user(store, tracking.governance.get_user(store, "root"), "late", "viewer", PASSWORD)
+    create_user(store, tracking.authenticate(store, "root", PASSWORD), "late", "viewer", PASSWORD)
     _close(store)
     for leftover in ("tracking.db-wal", "tracking.db-shm"):
         (home / leftover).unlink(missing_ok=True)
@@ -163,7 +163,7 @@ def test_anchor_moved_aside_accepts_an_older_copy_on_purpose(tmp_path):
     _close(store)
     shutil.copyfile(home / "tracking.db", tmp_path / "older.db")
     store = open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
-    create_user(store, tracking.governance.get_user(store, "root"), "late", "viewer", PASSWORD)
+    create_user(store, tracking.authenticate(store, "root", PASSWORD), "late", "viewer", PASSWORD)
     _close(store)
     shutil.copyfile(tmp_path / "older.db", home / "tracking.db")
     with pytest.raises(tracking.StoreError, match="rolled back"):

@@ -123,6 +123,17 @@ SETTINGS: tuple[Setting, ...] = (
         "how often a running deliverer (in the dashboard or the model server) looks for webhook deliveries queued by "
         "other processes",
     ),
+    Setting(
+        "TRACKING_TOKEN",
+        None,
+        "an access token (`python -m tracking tokens create`): scripts, workers and the CLI act as its account on "
+        "a store with accounts; the workers a sweep launch starts get a sweep token here",
+    ),
+    Setting(
+        "TRACKING_SWEEP_TOKEN_HOURS",
+        "72",
+        "hours after which the token given to a sweep's workers expires, if the sweep has not ended before",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

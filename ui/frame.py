@@ -32,6 +32,7 @@ def navigation() -> st.navigation:
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
                 st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
                 st.Page("pages/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
+                st.Page("pages/tokens.py", title="Access tokens", icon=":material/key:", url_path="tokens"),
             ],
             # reached through links (?id=N), not from the menu
             "": [

@@ -1,7 +1,8 @@
 """The CLI's accounts, audit and registry commands (`users`, `audit`, `registry`).
 
 Who acts is read from `TRACKING_USER` and `TRACKING_PASSWORD` (asked on the terminal when only the
-name is set); the library checks the account's role for every change, as it does for the pages.
+name is set), else from the access token in `TRACKING_TOKEN`; the library checks the account's role for
+every change, as it does for the pages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tracking._errors import PermissionDenied, ValidationError
 from tracking._settings import setting
 from tracking.cli._args import record_id
 from tracking.governance import (
+    actor_from_env,
     authenticate,
     create_user,
     events_csv,
@@ -49,10 +51,11 @@ from tracking.store import anchor_line
 
 
 def cli_actor(store: Any) -> Any:
-    """The account named by TRACKING_USER, authenticated; None when no name is set."""
+    """The account named by TRACKING_USER, authenticated; else the account of TRACKING_TOKEN's access token;
+    None when neither is set (or the store has no accounts and no name is given)."""
     name = setting("TRACKING_USER")
     if not name:
-        return None
+        return actor_from_env(store)
     password = setting("TRACKING_PASSWORD")
     if password is None:
         if not sys.stdin.isatty():

@@ -19,6 +19,7 @@ from tracking._errors import TrackingError
 from tracking.cli import _interop as interop
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
+from tracking.cli import _tokens as tokens
 from tracking.cli import _ui as dashboard
 from tracking.cli import _webhooks as webhooks
 from tracking.cli._args import record_id
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, store)
     serving.add_parsers(sub, store)
     lifecycle.add_parsers(sub, store)
+    tokens.add_parsers(sub, store)
     dashboard.add_parsers(sub, store)
     webhooks.add_parsers(sub, store)
     interop.add_parsers(sub, store)
@@ -248,7 +250,7 @@ def _print_best(store: Any, sweep: Any) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     store = _store(args)
-    ran = run_worker(store, args.sweep, max_trials=args.trials)
+    ran = run_worker(store, args.sweep, max_trials=args.trials, actor=cli_actor(store))
     print(f"worker finished: ran {ran} trial(s) of sweep {args.sweep}")
     return 0
 
@@ -397,6 +399,7 @@ COMMANDS = {
     "audit": _governance(cmd_audit),
     "registry": _governance(cmd_registry),
     "webhooks": lambda args: webhooks.cmd_webhooks(args, _print_table),
+    "tokens": lambda args: tokens.cmd_tokens(args, _print_table),
     **serving.COMMANDS,
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,

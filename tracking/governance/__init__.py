@@ -1,5 +1,5 @@
-"""Who may do what: accounts, roles, sign-in sessions and single sign-on, the permission check behind
-every change, the hash-chained audit trail, and the webhooks that announce registry and monitoring events.
+"""Who may do what: accounts, roles, sign-in sessions, single sign-on and access tokens, the permission check
+behind every change, the hash-chained audit trail, and the webhooks that announce registry and monitoring events.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from tracking.governance._access import (
     DESCRIPTIONS,
     PERMISSIONS,
     ROLE_LABELS,
+    SCOPED_ACTIONS,
     Action,
     UserRecord,
     authenticate,
@@ -60,6 +61,17 @@ from tracking.governance._sso import (
     unlink_sso,
 )
 from tracking.governance._tickets import TICKET_SECONDS, issue_sign_in_ticket, redeem_sign_in_ticket
+from tracking.governance._tokens import (
+    TokenRecord,
+    actor_from_env,
+    create_sweep_token,
+    create_token,
+    expire_sweep_tokens,
+    get_token,
+    list_tokens,
+    revoke_token,
+    verify_token,
+)
 from tracking.governance._webhooks import (
     DeliveryRecord,
     NewWebhook,
@@ -82,6 +94,7 @@ __all__ = [
     "NEW_ACCOUNT_POLICIES",
     "PERMISSIONS",
     "ROLE_LABELS",
+    "SCOPED_ACTIONS",
     "SIGNATURE_HEADER",
     "TEST_EVENT",
     "TICKET_SECONDS",
@@ -91,17 +104,23 @@ __all__ = [
     "DeliveryRecord",
     "NewWebhook",
     "SsoLink",
+    "TokenRecord",
     "UserRecord",
     "WebhookRecord",
+    "actor_from_env",
     "add_webhook",
     "authenticate",
     "authorize",
     "canonical",
     "check_url",
+    "create_sweep_token",
+    "create_token",
     "create_user",
     "deliver_pending",
     "events_csv",
+    "expire_sweep_tokens",
     "get_delivery",
+    "get_token",
     "get_user",
     "get_webhook",
     "has_accounts",
@@ -109,6 +128,7 @@ __all__ = [
     "list_deliveries",
     "list_events",
     "list_sso_links",
+    "list_tokens",
     "list_users",
     "list_webhooks",
     "local_actor",
@@ -119,6 +139,7 @@ __all__ = [
     "remove_webhook",
     "require",
     "reset_password",
+    "revoke_token",
     "send_test_blockers",
     "send_test_event",
     "session_user",
@@ -137,5 +158,6 @@ __all__ = [
     "unlink_sso",
     "verify_chain",
     "verify_signature",
+    "verify_token",
     "why_not",
 ]

@@ -5,6 +5,11 @@ without any account is a personal store: state changes are allowed and recorded 
 system's user name. Once the first account exists (it must be an admin), every state-changing call
 needs a signed-in account whose current role allows it; the role is read from the store inside the
 transaction that makes the change, so a role changed or an account disabled a moment ago counts.
+
+The actor of a change is a `UserRecord` issued by one of the library's credential checks (a password
+in `authenticate`, a dashboard session in `session_user`, an access token in `verify_token`): each
+carries a proof made with a key of this process, and `authorize` refuses a record without a valid
+one, so a record built by hand (or a name passed by the caller) never acts for an account.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import functools
 import getpass
 import hashlib
+import hmac
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -28,7 +34,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
 from tracking._settings import number_setting, setting
 from tracking.governance._audit import record
-from tracking.store import AuditChain, Role, SignInFailure, Store, User, UserSession, bump_change_counter, utcnow
+from tracking.store import (
+    AccessToken,
+    AuditChain,
+    Role,
+    SignInFailure,
+    Store,
+    User,
+    UserSession,
+    bump_change_counter,
+    utcnow,
+)
 
 ROLE_LABELS = {
     Role.viewer: "viewer",
@@ -66,6 +82,7 @@ class Action(StrEnum):
     run_reproduce = "run.reproduce"
     webhook_manage = "webhook.manage"
     run_import = "run.import"
+    run_log = "run.log"
 
 
 _BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
@@ -92,6 +109,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.run_reproduce: _BUILDERS,
     Action.webhook_manage: frozenset({Role.admin}),
     Action.run_import: _BUILDERS,
+    Action.run_log: _BUILDERS,
 }
 DESCRIPTIONS: dict[Action, str] = {
     Action.sweep_launch: "launch sweeps",
@@ -115,7 +133,10 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.run_reproduce: "reproduce runs",
     Action.webhook_manage: "manage webhooks",
     Action.run_import: "import runs from other trackers (MLflow)",
+    Action.run_log: "log runs (params, metrics, artifacts)",
 }
+# What a sweep-scoped access token may do, and only on the runs of its sweep.
+SCOPED_ACTIONS = frozenset({Action.run_log, Action.run_annotate})
 
 MIN_PASSWORD = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -125,13 +146,22 @@ SESSION_ABSOLUTE = timedelta(hours=12)
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
+_PROOF_KEY = secrets.token_bytes(32)  # this process's own: only records issued here carry a valid proof
+
+
 @dataclass(frozen=True)
 class UserRecord:
+    """An account. As the actor of a change it must come from a credential check (see the module docstring):
+    `token_id` names the access token it was issued for, `sweep_id` the sweep such a token is scoped to."""
+
     id: int
     name: str
     role: str
     disabled: bool
     created_at: datetime
+    token_id: int | None = None
+    sweep_id: int | None = None
+    proof: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def role_label(self) -> str:
@@ -176,12 +206,31 @@ def session_minutes() -> float:
 
 
 def _record(row: Any) -> UserRecord:
+    """An account to read (lists, look-ups): it carries no proof, so it cannot act."""
     return UserRecord(row.id, row.name, str(row.role), bool(row.disabled), row.created_at)
 
 
 def _named(name: str) -> Any:
     """The condition that finds an account by name: names do not depend on case (`ADMIN` is `admin`)."""
     return func.lower(User.name) == name.lower()
+
+
+def _proof(user_id: int, name: str, token_id: int | None, sweep_id: int | None) -> bytes:
+    message = f"{user_id}\x00{name}\x00{token_id}\x00{sweep_id}".encode()
+    return hmac.new(_PROOF_KEY, message, hashlib.sha256).digest()
+
+
+def issue(row: Any, token_id: int | None = None, sweep_id: int | None = None) -> UserRecord:
+    """The actor record of an account whose credential was just checked (for the library's credential checks
+    only: `authenticate`, `session_user`, `verify_token`)."""
+    proof = _proof(int(row.id), row.name, token_id, sweep_id)
+    return UserRecord(row.id, row.name, str(row.role), bool(row.disabled), row.created_at, token_id, sweep_id, proof)
+
+
+def is_issued(actor: UserRecord) -> bool:
+    """Whether `actor` came from one of this process's credential checks (not built by hand or altered)."""
+    expected = _proof(actor.id, actor.name, actor.token_id, actor.sweep_id)
+    return isinstance(actor.proof, bytes) and hmac.compare_digest(actor.proof, expected)
 
 
 def has_accounts(store: Store) -> bool:
@@ -198,26 +247,79 @@ def local_actor() -> str:
         return "local"
 
 
-def authorize(conn: Any, actor: UserRecord | None, action: Action) -> str:
+def authorize(conn: Any, actor: UserRecord | None, action: Action, *, sweep_id: int | None = None) -> str:
     """Check, inside the caller's transaction, that `actor` may take `action`; the name to record.
 
+    Args:
+        sweep_id: the sweep the change touches (a run's sweep), which a sweep-scoped token must match.
+
     Raises:
-        PermissionDenied: nobody is signed in on a store with accounts, the account is disabled, or its
-            role does not allow the action (the sentence `why_not` gives).
+        PermissionDenied: no credential on a store with accounts; a record not issued by a credential check;
+            a revoked or expired token, or one scoped to another sweep; a disabled account, or a role that
+            does not allow the action (the sentence `why_not` gives).
     """
     if actor is None:
         if conn.execute(select(User.id).limit(1)).first() is not None:
             raise PermissionDenied(
-                f"Sign in to {DESCRIPTIONS[action]}: this store has accounts (from the shell, set TRACKING_USER "
-                "and TRACKING_PASSWORD)."
+                f"Sign in to {DESCRIPTIONS[action]}: this store has accounts (from a script or worker, set "
+                "TRACKING_TOKEN to an access token from `python -m tracking tokens create`; the CLI also takes "
+                "TRACKING_USER and TRACKING_PASSWORD)."
             )
         return local_actor()
-    row = conn.execute(select(User.role, User.disabled).where(User.id == actor.id)).first()
-    current = replace(actor, role=str(row.role), disabled=bool(row.disabled)) if row is not None else None
-    refusal = why_not(current, action) if current is not None else _disabled(actor.name, action)
+    row = verified_row(conn, actor)
+    if actor.sweep_id is not None and (action not in SCOPED_ACTIONS or sweep_id != actor.sweep_id):
+        raise PermissionDenied(
+            f"This access token is scoped to sweep {actor.sweep_id}: it may only log and tag that sweep's runs, "
+            f"not {DESCRIPTIONS[action]}{f' for sweep {sweep_id}' if sweep_id is not None else ''}."
+        )
+    refusal = why_not(replace(actor, role=str(row.role), disabled=bool(row.disabled)), action)
     if refusal:
         raise PermissionDenied(refusal)
     return actor.name
+
+
+def verified_row(conn: Any, actor: UserRecord) -> Any:
+    """The account row behind an issued actor record, read inside the caller's transaction.
+
+    Raises:
+        PermissionDenied: the record was not issued by a credential check, its account is gone, or the token
+            it was issued for has been revoked or has expired.
+    """
+    if not is_issued(actor):
+        raise PermissionDenied(
+            f"The account record for {actor.name!r} was not issued by a sign-in or an access token, so it cannot "
+            "act: sign in, or set TRACKING_TOKEN to an access token."
+        )
+    row = conn.execute(select(User.name, User.role, User.disabled).where(User.id == actor.id)).first()
+    if row is None or row.name != actor.name:
+        raise PermissionDenied(f"There is no account {actor.name!r} on this store; sign in again.")
+    if actor.token_id is not None:
+        token = conn.execute(
+            select(AccessToken.user_id, AccessToken.expires_at, AccessToken.revoked_at).where(
+                AccessToken.id == actor.token_id
+            )
+        ).first()
+        refusal = token_refusal(token, actor.id)
+        if refusal:
+            raise PermissionDenied(refusal)
+    return row
+
+
+def token_refusal(token: Any, user_id: int | None = None) -> str | None:
+    """Why an access token row (user_id, expires_at, revoked_at) no longer works, or None while it does."""
+    if token is None or (user_id is not None and token.user_id != user_id):
+        return "This access token is not valid; create one with `python -m tracking tokens create`."
+    if token.revoked_at is not None:
+        return (
+            f"This access token was revoked on {_aware(token.revoked_at):%Y-%m-%d %H:%M} UTC; create a new one with "
+            "`python -m tracking tokens create`."
+        )
+    if _aware(token.expires_at) <= utcnow():
+        return (
+            f"This access token expired on {_aware(token.expires_at):%Y-%m-%d %H:%M} UTC; create a new one with "
+            "`python -m tracking tokens create`."
+        )
+    return None
 
 
 def why_not(actor: UserRecord | None, action: Action) -> str | None:
@@ -368,10 +470,10 @@ def reset_password(store: Store, actor: UserRecord | None, name: str, password: 
     _check_password(name, password)
     hashed = hash_password(password)
     with store.connect(write=True) as conn:
-        own = actor is not None and actor.name.lower() == name.lower()
+        # A token cannot set a password.
+        own = actor is not None and actor.name.lower() == name.lower() and actor.token_id is None
         if own:
-            row = conn.execute(select(User.disabled).where(User.id == actor.id)).first()
-            if row is None or row.disabled:
+            if verified_row(conn, actor).disabled:
                 raise PermissionDenied(f"The account {name!r} is disabled.")
             by = name
         else:
@@ -428,7 +530,7 @@ def authenticate(store: Store, name: str, password: str) -> UserRecord:
         conn.execute(delete(SignInFailure).where(SignInFailure.name == key))
         if _hasher().check_needs_rehash(row.password_hash):
             conn.execute(update(User).where(User.id == row.id).values(password_hash=hash_password(password)))
-    return _record(row)
+    return issue(row)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -513,7 +615,7 @@ def session_user(store: Store, token: str | None) -> UserRecord | None:
     if idle > _TOUCH_EVERY:  # a write per minute of activity, not one per page view
         with store.connect(write=True) as conn:
             conn.execute(update(UserSession).where(UserSession.id == row.session_id).values(last_seen=now))
-    return _record(row)
+    return issue(row)
 
 
 def sign_out(store: Store, token: str) -> None:

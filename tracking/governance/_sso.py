@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from tracking._errors import PermissionDenied, ValidationError
 from tracking._settings import setting
-from tracking.governance._access import _NAME, Action, UserRecord, _named, _record, _user_row, authorize
+from tracking.governance._access import _NAME, Action, UserRecord, _named, _user_row, authorize, issue
 from tracking.governance._audit import record
 from tracking.store import AuditChain, Role, SsoIdentity, SsoPolicy, Store, User, bump_change_counter, utcnow
 
@@ -110,7 +110,7 @@ def sso_user(store: Store, issuer: str, subject: str, claims: dict[str, Any]) ->
             conn.execute(update(SsoIdentity).where(SsoIdentity.id == link.id).values(last_sign_in=utcnow()))
         if row.disabled:
             raise PermissionDenied(f"The account {row.name!r} is disabled; ask an admin to enable it.")
-    return _record(row)
+    return issue(row)  # the identity provider vouched for it
 
 
 def _link(conn: Any, issuer: str, subject: str, claims: dict[str, Any]) -> Any:

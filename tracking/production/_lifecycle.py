@@ -199,6 +199,7 @@ def _train(
     dataset_version_id: int | None,
     tags: Mapping[str, Any],
     owner: str,
+    actor: UserRecord | None,
 ) -> tuple[int, RunRecord | None, str | None]:
     """Train and score one configuration like a sweep trial and log it as a run.
 
@@ -216,7 +217,7 @@ def _train(
     )
     with store.connect(write=True) as conn:
         run_id = insert_run(conn, values)
-    run = ActiveRun(store, run_id)
+    run = ActiveRun(store, run_id, actor)
     run.set_tags(tags)
     family = FAMILIES[recipe.model]
 
@@ -358,7 +359,7 @@ def reproduce_run(
                      details=details, **save)  # fmt: skip
     new_id, new_run, error = _train(
         store, recipe, data, experiment=run.experiment, name=f"reproduce-{run_id}", params=run.params,
-        dataset_version_id=dataset_id, tags={"reproduces": run_id}, owner=who,
+        dataset_version_id=dataset_id, tags={"reproduces": run_id}, owner=who, actor=actor,
     )  # fmt: skip
     if new_run is None:
         details.update(summary=error + code_note, reason=error)
@@ -509,12 +510,12 @@ def retrain(
         return RetrainResult(_save(store, actor, Action.model_retrain, audit_object, new_run_id=None,
                                    outcome="skipped", details=details, **save), None)  # fmt: skip
     what = describe_changes(changes)
-    dataset_id = register_dataset(store, data)  # the recorded version's id when the content is the same
+    dataset_id = register_dataset(store, data, actor)  # the recorded version's id when the content is the same
     if "dataset" in changes:
         changes["dataset"]["dataset_version_id"] = dataset_id
     new_id, new_run, error = _train(
         store, recipe, data, experiment=run.experiment, name=f"retrain-{model}", params=new_params,
-        dataset_version_id=dataset_id, owner=who,
+        dataset_version_id=dataset_id, owner=who, actor=actor,
         tags={"retrained_from": run.id, "retrained_model": model, "retrain_changes": ",".join(changes)},
     )  # fmt: skip
     if new_run is None:

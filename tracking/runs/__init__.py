@@ -9,6 +9,7 @@ from tracking.runs._annotations import (
     delete_note,
     list_notes,
     replace_tags,
+    set_tags,
     update_note,
 )
 from tracking.runs._artifacts import (
@@ -69,12 +70,13 @@ from tracking.runs._queries import (
 )
 from tracking.runs._runs import (
     ActiveRun,
+    RunClosed,
+    check_open,
     get_or_create_experiment,
     insert_run,
     json_safe,
     run_row,
     run_scope,
-    set_tags,
     start_run,
 )
 
@@ -88,9 +90,11 @@ __all__ = [
     "FilterError",
     "Heartbeat",
     "ImportReport",
+    "RunClosed",
     "TaskData",
     "add_note",
     "artifact_file",
+    "check_open",
     "code_version",
     "compile_filter",
     "delete_note",

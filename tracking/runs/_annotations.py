@@ -1,7 +1,8 @@
 """What people add to a run after the fact: tags (key -> text) and markdown notes.
 
-Each change is one short write transaction and bumps the store's change marker, so every open view
-shows it on its next rerun.
+Each change is one short write transaction, checked (`authorize`) and audited under the verified actor,
+and bumps the store's change marker, so every open view shows it on its next rerun. Tags and notes stay
+editable after a run finished; its params, metrics and status do not (see `_runs`).
 """
 
 from __future__ import annotations
@@ -43,18 +44,18 @@ def list_notes(store: Store, run_id: int) -> list[NoteRecord]:
         return [NoteRecord(*row) for row in rows]
 
 
-def add_note(store: Store, run_id: int, body: str, author: str = "", actor: UserRecord | None = None) -> NoteRecord:
-    """Attach a markdown note to a run (written by `actor`, or `author` on a store without accounts).
+def add_note(store: Store, run_id: int, body: str, actor: UserRecord | None = None) -> NoteRecord:
+    """Attach a markdown note to a run, written by `actor` (on a store without accounts, the operating-system user).
 
     Raises:
         NotFoundError: there is no such run.
         ValidationError: the note is empty or longer than `MAX_NOTE` characters.
-        PermissionDenied: the actor may not annotate runs.
+        PermissionDenied: the actor may not annotate runs (or no credential on a store with accounts).
     """
     body = _note_body(body)
     with store.connect(write=True) as conn:
-        who = authorize(conn, actor, Action.run_annotate)
-        return insert_note(conn, run_id, body, who if actor is not None else (author or who))
+        who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, run_id))
+        return insert_note(conn, run_id, body, who)
 
 
 def insert_note(conn: Connection, run_id: int, body: str, author: str) -> NoteRecord:
@@ -74,10 +75,8 @@ def update_note(store: Store, note_id: int, body: str, actor: UserRecord | None 
     """Replace a note's text. Raises NotFoundError, ValidationError, PermissionDenied."""
     body = _note_body(body)
     with store.connect(write=True) as conn:
-        who = authorize(conn, actor, Action.run_annotate)
-        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
-        if old is None:
-            raise NotFoundError(f"There is no note {note_id}.")
+        old = _note(conn, note_id)
+        who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, old.run_id))
         conn.execute(update(Note).where(Note.id == note_id).values(body=body))
         record(conn, who, "run.note_edit", "run", old.run_id, {"note": note_id, "body": old.body},
                {"note": note_id, "body": body})  # fmt: skip
@@ -87,10 +86,8 @@ def update_note(store: Store, note_id: int, body: str, actor: UserRecord | None 
 def delete_note(store: Store, note_id: int, actor: UserRecord | None = None) -> None:
     """Delete a note. Raises NotFoundError, PermissionDenied."""
     with store.connect(write=True) as conn:
-        who = authorize(conn, actor, Action.run_annotate)
-        old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
-        if old is None:
-            raise NotFoundError(f"There is no note {note_id}.")
+        old = _note(conn, note_id)
+        who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, old.run_id))
         conn.execute(delete(Note).where(Note.id == note_id))
         record(conn, who, "run.note_delete", "run", old.run_id, {"note": note_id, "body": old.body}, None)
         bump_change_counter(conn)
@@ -107,20 +104,9 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: User
         ValidationError: an empty or too long key, or a too long value (nothing is changed).
         PermissionDenied: the actor may not annotate runs.
     """
-    wanted: dict[str, str] = {}
-    for raw_key, raw_value in tags.items():
-        key = str(raw_key if raw_key is not None else "").strip()
-        value = "" if raw_value is None else str(raw_value)
-        if not key:
-            raise ValidationError("A tag key must not be empty.")
-        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
-            raise ValidationError(
-                f"Tag {key[:40]!r} is too long: keys hold {MAX_TAG_KEY} characters, values {MAX_TAG_VALUE:,}."
-            )
-        wanted[key] = value
+    wanted = _clean_tags(tags)
     with store.connect(write=True) as conn:
-        who = authorize(conn, actor, Action.run_annotate)
-        _require_run(conn, run_id)
+        who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, run_id))
         rows = conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
         current = {key: value for key, value in rows}
         gone = [key for key in current if key not in wanted]
@@ -137,6 +123,51 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: User
     return wanted
 
 
+def set_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: UserRecord | None = None) -> None:
+    """Set some tags of a run (string values; an existing key is overwritten, other keys stay), audited.
+
+    Raises:
+        NotFoundError, ValidationError (as `replace_tags`), PermissionDenied (the actor may not annotate runs).
+    """
+    wanted = _clean_tags(tags)
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, run_id))
+        rows = conn.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id, RunTag.key.in_(wanted)))
+        current = {key: value for key, value in rows}
+        changed = {key: value for key, value in wanted.items() if current.get(key) != value}
+        for key, value in changed.items():
+            if key in current:
+                conn.execute(update(RunTag).where(RunTag.run_id == run_id, RunTag.key == key).values(value=value))
+            else:
+                conn.execute(insert(RunTag).values(run_id=run_id, key=key, value=value))
+        if changed:
+            record(conn, who, "run.tags", "run", run_id, {key: current[key] for key in changed if key in current},
+                   changed)  # fmt: skip
+            bump_change_counter(conn)
+
+
+def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for raw_key, raw_value in tags.items():
+        key = str(raw_key if raw_key is not None else "").strip()
+        value = "" if raw_value is None else str(raw_value)
+        if not key:
+            raise ValidationError("A tag key must not be empty.")
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise ValidationError(
+                f"Tag {key[:40]!r} is too long: keys hold {MAX_TAG_KEY} characters, values {MAX_TAG_VALUE:,}."
+            )
+        wanted[key] = value
+    return wanted
+
+
+def _note(conn: Connection, note_id: int) -> Any:
+    old = conn.execute(select(Note.run_id, Note.body).where(Note.id == note_id)).first()
+    if old is None:
+        raise NotFoundError(f"There is no note {note_id}.")
+    return old
+
+
 def _note_body(body: str) -> str:
     if not (body or "").strip():
         raise ValidationError("A note must not be empty.")
@@ -145,6 +176,9 @@ def _note_body(body: str) -> str:
     return body
 
 
-def _require_run(conn: Connection, run_id: int) -> None:
-    if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+def _require_run(conn: Connection, run_id: int) -> int | None:
+    """Raise NotFoundError unless the run exists; its sweep (None for a run of its own)."""
+    row = conn.execute(select(Run.sweep_id).where(Run.id == run_id)).first()
+    if row is None:
         raise NotFoundError(f"There is no run {run_id}.")
+    return row.sweep_id

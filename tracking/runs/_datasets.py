@@ -23,6 +23,7 @@ from typing import Any
 from sqlmodel import select
 
 from tracking._errors import IntegrityError, NotFoundError, ValidationError
+from tracking.governance import Action, UserRecord, actor_from_env, authorize
 from tracking.store import DatasetRecord, DatasetVersion, Store, bump_change_counter
 
 # scikit-learn and pandas are imported inside the functions that use them: `import tracking` stays light.
@@ -201,8 +202,12 @@ def _num(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
-def register_dataset(store: Store, data: TaskData) -> int:
-    """The id of the dataset version with this content, registered on first sight."""
+def register_dataset(store: Store, data: TaskData, actor: UserRecord | None = None) -> int:
+    """The id of the dataset version with this content, registered on first sight.
+
+    Registering is a write: on a store with accounts it takes an account that may log runs (`actor`, else the
+    access token in `TRACKING_TOKEN`); finding a version already registered does not.
+    """
     with store.session_scope() as session:
         found = session.exec(
             select(DatasetVersion.id).where(DatasetVersion.name == data.name, DatasetVersion.sha256 == data.sha256)
@@ -210,7 +215,9 @@ def register_dataset(store: Store, data: TaskData) -> int:
     if found is not None:
         return int(found)
     schema, stats = describe(data)
+    actor = actor or actor_from_env(store)
     with store.session_scope(write=True) as session:
+        authorize(session, actor, Action.run_log)
         found = session.exec(
             select(DatasetVersion.id).where(DatasetVersion.name == data.name, DatasetVersion.sha256 == data.sha256)
         ).first()

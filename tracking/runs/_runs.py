@@ -4,6 +4,11 @@ Metric points are buffered in memory and written with one executemany per flush 
 run, every 10,000 points, or every few seconds so live views see progress); the ORM stays off that
 path. A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit)
 ends as `killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
+
+A finished run is closed: every write of params, metrics, artifacts or status first checks, in its own
+transaction, that the run is still running and that the actor may log to it (`check_open`), so a
+finished run cannot be reopened by id and rewritten. On a store with accounts the actor comes from a
+credential (`actor=`, else the access token in `TRACKING_TOKEN`); tags and notes stay editable, audited.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
-from tracking._errors import ValidationError
-from tracking.governance import local_actor
-from tracking.runs._annotations import insert_note
+from tracking._errors import NotFoundError, PermissionDenied, ValidationError
+from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
+from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.store import Artifact, Experiment, Run, RunStatus, RunTag, Store, bump_change_counter, open_store, utcnow
+from tracking.store import Artifact, Experiment, Run, RunStatus, Store, bump_change_counter, open_store, utcnow
 
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
@@ -89,11 +94,47 @@ def _find_or_insert_experiment(store: Store, name: str) -> int:
         return int(row.id)
 
 
-class ActiveRun:
-    """A run being logged. Made by `start_run`; every method is safe to call from several threads."""
+class RunClosed(ValidationError):
+    """A write to a run that has finished: its params, metrics, artifacts and status can no longer change."""
 
-    def __init__(self, store: Store, run_id: int) -> None:
+
+def check_open(conn: Connection, run_id: int, actor: UserRecord | None) -> str:
+    """Inside the caller's transaction: the name of the actor logging to a run that is still running.
+
+    Raises:
+        NotFoundError: there is no such run.
+        RunClosed: the run has finished (a finished run is closed).
+        PermissionDenied: the actor may not log runs, its token is scoped to another sweep, or the run is
+            someone else's own run (not a sweep's).
+    """
+    row = conn.execute(select(Run.status, Run.sweep_id, Run.owner).where(Run.id == run_id)).first()
+    if row is None:
+        raise NotFoundError(f"There is no run {run_id}.")
+    status = RunStatus(row.status)
+    if status != RunStatus.running:
+        raise RunClosed(
+            f"Run {run_id} is {status.value}, and a finished run is closed: its params, metrics, artifacts and "
+            "status can no longer change (tags and notes still can), so log to a new run instead."
+        )
+    who = authorize(conn, actor, Action.run_log, sweep_id=row.sweep_id)
+    if actor is not None and row.sweep_id is None and row.owner and row.owner != who:
+        raise PermissionDenied(f"Run {run_id} is {row.owner}'s: only the account that started it logs to it.")
+    return who
+
+
+class ActiveRun:
+    """A run being logged. Made by `start_run`; every method is safe to call from several threads.
+
+    Made for a run id, it refuses at once a run that has finished (a finished run is closed) or that
+    `actor` may not log to; every later write checks again.
+    """
+
+    def __init__(self, store: Store, run_id: int, actor: UserRecord | None = None, *, _checked: bool = False) -> None:
+        if not _checked:  # `start_run` has just checked, in the transaction that inserted the run
+            with store.connect() as conn:
+                check_open(conn, run_id, actor)
         self.store = store
+        self.actor = actor
         self.id = run_id
         self._lock = threading.Lock()
         self._buffer: list[tuple[int, str, int, float | None, float]] = []
@@ -132,24 +173,21 @@ class ActiveRun:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or change params of the run."""
         with self.store.connect(write=True) as conn:
+            check_open(conn, self.id, self.actor)
             current = conn.execute(select(Run.params).where(Run.id == self.id)).scalar_one()
             conn.execute(update(Run).where(Run.id == self.id).values(params={**current, **json_safe(params)}))
             bump_change_counter(conn)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (string values); an existing key is overwritten."""
-        set_tags(self.store, self.id, tags)
+        """Set tags (string values); an existing key is overwritten. Audited under the run's actor."""
+        set_tags(self.store, self.id, tags, actor=self.actor)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
-    def add_note(self, body: str, author: str = "") -> None:
-        """Attach a markdown note to the run (by `author`, default the operating-system user).
-
-        Like the rest of logging, this is the run's own record, not a reviewed change: no role is checked.
-        """
-        with self.store.connect(write=True) as conn:
-            insert_note(conn, self.id, body, author or local_actor())
+    def add_note(self, body: str) -> None:
+        """Attach a markdown note to the run, written by the run's actor (the account of its credential)."""
+        add_note(self.store, self.id, body, actor=self.actor)
 
     def log_artifact(self, source: str | Path | bytes, name: str | None = None, kind: str = "file") -> str:
         """Store a file (a path or bytes) under a name; returns its sha256."""
@@ -166,6 +204,7 @@ class ActiveRun:
         label = safe_name(name)
         digest = put_bytes(self.store, data)
         with self.store.session_scope(write=True) as session:
+            check_open(session.connection(), self.id, self.actor)
             existing = session.exec(
                 orm_select(Artifact).where(Artifact.run_id == self.id, Artifact.name == label)
             ).first()
@@ -191,6 +230,7 @@ class ActiveRun:
 
     def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
         with self.store.connect(write=True) as conn:
+            check_open(conn, self.id, self.actor)
             if points:
                 insert_points(conn, points)
             if summary is not None:
@@ -198,11 +238,16 @@ class ActiveRun:
             bump_change_counter(conn)
 
     def end(self, status: RunStatus = RunStatus.complete, error: str | None = None) -> None:
-        """Flush and close the run with a final status (done by `start_run` on exit)."""
+        """Flush and close the run with a final status (done by `start_run` on exit); a finished run is closed.
+
+        Raises:
+            RunClosed: the run has already finished (a ValidationError).
+        """
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
         with self.store.connect(write=True) as conn:
+            check_open(conn, self.id, self.actor)
             if points:
                 insert_points(conn, points)
             values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
@@ -219,20 +264,6 @@ def insert_points(conn: Connection, points: list[tuple]) -> None:
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO metric_points ({', '.join(_POINT_COLUMNS)}) VALUES ({', '.join([mark] * 5)})"
     conn.exec_driver_sql(sql, points)
-
-
-def set_tags(store: Store, run_id: int, tags: Mapping[str, Any]) -> None:
-    """Set tags on any run (string values; an existing key is overwritten)."""
-    with store.session_scope(write=True) as session:
-        for key, value in tags.items():
-            key = str(key).strip()
-            if not key:
-                raise ValidationError("A tag key must not be empty.")
-            row = session.exec(orm_select(RunTag).where(RunTag.run_id == run_id, RunTag.key == key)).first()
-            row = row or RunTag(run_id=run_id, key=key, value="")
-            row.value = str(value)
-            session.add(row)
-        bump_change_counter(session)
 
 
 def run_row(
@@ -289,6 +320,7 @@ def start_run(
     seed: int | None = None,
     dataset_version_id: int | None = None,
     store: Store | None = None,
+    actor: UserRecord | None = None,
 ) -> Iterator[ActiveRun]:
     """Log a run to the tracking store from any script.
 
@@ -302,12 +334,19 @@ def start_run(
         seed: the random seed the run used, for reproduction.
         dataset_version_id: the dataset version it trained on (see `register_dataset`).
         store: the store; default `open_store()` (TRACKING_STORE_URL / TRACKING_HOME).
+        actor: who logs the run on a store with accounts; default the account of the access token in
+            `TRACKING_TOKEN`. A store without accounts needs none (the operating-system user owns the run).
+
+    Raises:
+        PermissionDenied: the store has accounts and no valid credential was given.
 
     Yields:
         The `ActiveRun`. On exit the run ends `complete`; on an exception `failed` with the
         traceback (the exception propagates); on KeyboardInterrupt or SystemExit `killed`.
     """
     store = store or open_store()
+    actor = actor or actor_from_env(store)
+    require(store, actor, Action.run_log)  # before the experiment is created
     values = run_row(
         experiment_id=get_or_create_experiment(store, experiment),
         worker_id=process_worker_id(store),
@@ -317,8 +356,9 @@ def start_run(
         dataset_version_id=dataset_version_id,
     )
     with store.connect(write=True) as conn:
+        values["owner"] = authorize(conn, actor, Action.run_log)
         run_id = insert_run(conn, values)
-    run = ActiveRun(store, run_id)
+    run = ActiveRun(store, run_id, actor, _checked=True)
     if tags:
         run.set_tags(tags)
     with run_scope(run):

@@ -33,6 +33,7 @@ from tracking.store._records import (
     iso,
 )
 from tracking.store._tables import (
+    AccessToken,
     Artifact,
     AuditChain,
     AuditEvent,
@@ -75,6 +76,7 @@ from tracking.store._tables import (
 __all__ = [
     "MIGRATIONS",
     "VERSION_TABLE",
+    "AccessToken",
     "Artifact",
     "ArtifactRecord",
     "AuditChain",

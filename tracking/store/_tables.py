@@ -523,3 +523,20 @@ class SignInTicket(SQLModel, table=True):
     ticket_sha256: str = Field(sa_column_kwargs={"unique": True})
     user_id: int = Field(foreign_key="users.id", index=True)
     expires_at: datetime
+
+
+class AccessToken(SQLModel, table=True):
+    """A personal or sweep-scoped access token for scripts, workers and the CLI; only its sha256 is stored."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (UniqueConstraint("token_sha256", name="uq_access_tokens_token_sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str
+    token_sha256: str
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id")  # set: it may only log that sweep's runs
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

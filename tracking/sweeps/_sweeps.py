@@ -25,7 +25,16 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from tracking._errors import NotFoundError, ValidationError
-from tracking.governance import Action, UserRecord, authorize, record, require, why_not
+from tracking.governance import (
+    Action,
+    UserRecord,
+    authorize,
+    create_sweep_token,
+    expire_sweep_tokens,
+    record,
+    require,
+    why_not,
+)
 from tracking.ml import COST_METRICS, DEFAULT_METRIC, FAMILIES, metric_direction, parse_space, task_metrics, to_grid
 from tracking.runs import TaskData, get_or_create_experiment, live_workers, load_task, register_dataset
 from tracking.store import (
@@ -250,7 +259,7 @@ def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None)
         study_name=study_name,
         directions=[way for _, way in objectives],
     )
-    dataset_id = register_dataset(store, data) if data else None
+    dataset_id = register_dataset(store, data, actor) if data else None
     config = {
         "model": spec.model,
         "objective": spec.objective,
@@ -473,6 +482,10 @@ def launch_workers(
 ) -> list[subprocess.Popen]:
     """Start `count` worker processes in their own process sessions (they outlive the caller).
 
+    On a store with accounts the workers get a token scoped to this sweep (it may only log and tag the
+    sweep's runs, and ends with the sweep) in their environment, never on their command line, which any
+    user of the machine can read; the launcher's own credentials are not passed on.
+
     Raises:
         NotFoundError, ValidationError (count below 1), PermissionDenied (the actor may not launch sweeps).
     """
@@ -483,8 +496,13 @@ def launch_workers(
     log_dir = log_dir or store.artifact_root.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     path = os.pathsep.join(p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")) if p)
+    token = create_sweep_token(store, actor, sweep_id)
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("TRACKING_USER", "TRACKING_PASSWORD", "TRACKING_TOKEN")
+    }
     env = {
-        **os.environ,
+        **inherited,
+        **({"TRACKING_TOKEN": token} if token else {}),
         "TRACKING_STORE_URL": store.url,
         "TRACKING_HOME": str(store.artifact_root.parent),
         "PYTHONPATH": path,  # the workers import this very package, whatever their working folder
@@ -538,6 +556,7 @@ def _settle(store: Store, sweep_id: int, finished_early: bool = False) -> None:
         if sweep.status != status:
             conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(status=status, finished_at=utcnow()))
             bump_change_counter(conn)
+        expire_sweep_tokens(conn, sweep_id)  # a sweep's workers' token ends with the sweep
 
 
 def spec_from_record(record: SweepRecord, **changes: Any) -> SweepSpec:

@@ -4,6 +4,10 @@ A worker claims a slot by inserting the trial's run inside a locked transaction 
 sweep's runs, so any number of workers finish exactly the requested number of trials. It recovers the
 trials of dead workers (their runs end `killed`, their Optuna trials `FAIL`) and honours the sweep's
 cancel flag after each trial, or at once when the flag says so.
+
+On a store with accounts a worker acts as the account of a credential: the sweep token its launch put in
+`TRACKING_TOKEN` (or a person's own token, for a worker started by hand on another machine); every run it
+claims and every write to it is checked against that credential.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from sqlalchemy import func, select, update
 
 from tracking._errors import ValidationError
 from tracking._settings import setting
+from tracking.governance import Action, UserRecord, actor_from_env, authorize
 from tracking.ml import FAMILIES, task_metrics, to_distributions, train_and_score
 from tracking.runs import (
     ActiveRun,
     Heartbeat,
+    RunClosed,
     TaskData,
     fail_stale_runs,
     grace_seconds,
@@ -42,12 +48,21 @@ from tracking.sweeps._sweeps import PACKAGE_DIR, PRUNERS, SAMPLERS, _settle, get
 REPORT_EVERY = 10  # iterative learning curves go to Optuna's pruner every 10th iteration (all are logged)
 
 
-def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> int:
+def run_worker(store: Store, sweep_id: int, max_trials: int | None = None, actor: UserRecord | None = None) -> int:
     """Run trials of a sweep until it has its requested number of finished trials, is cancelled,
     times out, or this worker ran `max_trials`. Returns how many trials this worker ran.
+
+    Args:
+        actor: who logs the trials on a store with accounts; default the account of `TRACKING_TOKEN`.
+
+    Raises:
+        PermissionDenied: no valid credential for this sweep on a store with accounts.
     """
     import optuna
 
+    actor = actor or actor_from_env(store)
+    with store.connect() as conn:
+        authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
     sweep = get_sweep(store, sweep_id)
     if sweep.cancel_requested:
         raise ValidationError(f"Sweep {sweep_id} was cancelled; resume it with `python -m tracking resume {sweep_id}`.")
@@ -94,11 +109,11 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None) -> in
                     reason = "grid"
                     break
                 claimed = _claim(
-                    store, sweep_id, beat.worker_id, config["seed"], code_path, lambda: study.ask(distributions)
+                    store, sweep_id, beat.worker_id, config["seed"], code_path, lambda: study.ask(distributions), actor
                 )
                 if claimed is None:
                     break
-                _run_trial(store, study, *claimed, objective)
+                _run_trial(store, study, *claimed, objective, actor)
                 ran += 1
         except KeyboardInterrupt:
             _end_own_runs(store, beat.worker_id)  # a run claimed but not yet started, if any
@@ -145,7 +160,13 @@ _CLAIM_COLUMNS = (
 
 
 def _claim(
-    store: Store, sweep_id: int, worker_id: int, seed: int, code_path: Path, ask: Callable[[], Any]
+    store: Store,
+    sweep_id: int,
+    worker_id: int,
+    seed: int,
+    code_path: Path,
+    ask: Callable[[], Any],
+    actor: UserRecord | None = None,
 ) -> tuple[int, Any] | None:
     """Ask Optuna for the next trial and insert its run, if the sweep still has a free slot.
 
@@ -159,7 +180,8 @@ def _claim(
             return None
         taken = conn.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one()
         if taken >= sweep.n_trials:
-            return None
+            return None  # before the credential check: a full sweep has ended, and its workers' token with it
+        authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
         # On a SQLite store Optuna's journal is in this transaction too, so trial and run commit together;
         # with the RDB storage (PostgreSQL) an insert that fails leaves a trial that `_recover` fails later.
         trial = ask()
@@ -185,10 +207,21 @@ def objective_code_path(config: Mapping[str, Any]) -> Path:
     return PACKAGE_DIR
 
 
-def _run_trial(store: Store, study: Any, run_id: int, trial: Any, objective: Callable) -> None:
+def _run_trial(
+    store: Store, study: Any, run_id: int, trial: Any, objective: Callable, actor: UserRecord | None = None
+) -> None:
     import optuna
 
-    run = ActiveRun(store, run_id)
+    try:
+        _trial(store, study, run_id, trial, objective, actor)
+    except RunClosed:  # ended meanwhile by someone else (killed after missed heartbeats): its record stands
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _trial(store: Store, study: Any, run_id: int, trial: Any, objective: Callable, actor: UserRecord | None) -> None:
+    import optuna
+
+    run = ActiveRun(store, run_id, actor)
     try:
         values = objective(trial, run)
     except optuna.TrialPruned:
