@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,35 +76,55 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
-# Counts the app's finished script runs (a run ends when the app's script state leaves `running`); the
-# MutationObserver is installed on first use in each page.
-_FINISHED_RUNS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    if (app.finishedRuns === undefined) {
-        app.finishedRuns = 0;
-        new MutationObserver((records) => {
-            app.finishedRuns += records.filter((r) => r.oldValue === "running").length;
-        }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ["data-test-script-state"]});
-    }
-    return app.finishedRuns;
-}"""
-_IDLE_SINCE = """(before) => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return app.finishedRuns > before && app.getAttribute("data-test-script-state") === "notRunning";
-}"""
+def open_app(owner: object, url: str, **options: object) -> object:
+    """A new page of `owner` (a browser or a context) at `url`, the app's frame drawn, its script runs followed.
+
+    Open every page of the dashboard with this: `rerun` learns of a finished script run from the messages the
+    server sends over the page's websocket, which a page opened otherwise does not keep track of."""
+    page = owner.new_page(**options)
+    page.on("websocket", lambda socket: _SOCKETS.__setitem__(page, socket))  # a reload opens a new one
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    return page
+
+
+_SOCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # page -> the app's current websocket
+
+
+def _run_finished(payload: bytes | str) -> bool:
+    """Whether a websocket frame from the server says a whole script run finished (not a fragment, not cut short)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    if isinstance(payload, str):
+        return False
+    message = ForwardMsg.FromString(payload)
+    return (
+        message.WhichOneof("type") == "script_finished"
+        and message.script_finished == ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
+    )
 
 
 def rerun(page: object, change: Callable[[], object], timeout: float = 60_000) -> None:
-    """Make `change` (a widget value committed: Enter, Tab) and wait until the app's rerun for it has finished."""
-    before = page.evaluate(_FINISHED_RUNS)
-    change()
-    page.wait_for_function(_IDLE_SINCE, arg=before, timeout=timeout)
+    """Make `change` (a widget value committed: Enter, Tab) on an idle app, and wait until the rerun it causes has
+    finished on the server and the page has drawn its output.
+
+    The server's own "script finished" message is the signal: the page's `data-test-script-state` attribute can
+    skip `running` altogether when a busy browser handles a whole run's messages before it next renders (a
+    wait for that transition then never ends)."""
+    socket = _SOCKETS.get(page)
+    if socket is None:
+        raise AssertionError("rerun() follows the app's websocket: open the page with open_app()")
+    with socket.expect_event("framereceived", predicate=_run_finished, timeout=timeout):
+        change()
+    idle(page, timeout)
 
 
 def idle(page: object, timeout: float = 60_000) -> None:
-    """Wait until the app's script is not running (after output of the current run was seen)."""
+    """Wait until the app's script is not running and a frame was painted since (after output of the current run
+    was seen)."""
     finished = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
     finished.wait_for(state="attached", timeout=timeout)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> None:
@@ -115,7 +136,6 @@ def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> 
     for control in controls:
         control.wait_for(timeout=timeout)
     idle(page, timeout)
-    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def sign_in(page: object, name: str, password: str) -> None:

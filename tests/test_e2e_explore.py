@@ -11,9 +11,10 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 import tracking
-from tests.e2e import controls_ready, idle, rerun, sign_in
+from tests.e2e import controls_ready, idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -45,9 +46,7 @@ def _watch(page, dialogs: list[str]):
 
 def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, tmp_path):
     dialogs: list[str] = []
-    page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
-    page.goto(app_url)
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page = _watch(open_app(browser, app_url, viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
     page.get_by_text("of 6 matching").wait_for(timeout=60_000)
@@ -56,6 +55,8 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
         *(page.get_by_label(label, exact=True) for label in ("Columns", "Descending", "Page (of 1)", "Rows per page")),
     )
     # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
+    grid_text = page.locator('[data-testid="stDataFrame"] table').first  # the grid's accessible copy of its cells
+    grid_text.get_by_text(HOSTILE, exact=True).wait_for(state="attached", timeout=30_000)
     assert page.locator("img[src=x]").count() == 0
 
     box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
@@ -80,12 +81,12 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     mine = _view(page)
 
     colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    other = _watch(colleague.new_page(), dialogs)
-    other.goto(shared)
+    other = _watch(open_app(colleague, shared), dialogs)
     sign_in(other, "viewer", PASSWORD)  # the same address, back after signing in
     other.get_by_text("Show only differences").wait_for(timeout=60_000)
     _drawn(other)
-    assert _view(other) == mine and other.url == shared
+    expect(other).to_have_url(shared, timeout=30_000)
+    assert _view(other) == mine
 
     other.get_by_role("tab", name="Charts").click()
     other.locator(".js-plotly-plot").nth(3).wait_for(timeout=30_000)
@@ -121,24 +122,23 @@ def _drawn(page) -> None:
     idle(page)
 
 
+# What each tab of a comparison of three runs draws in the main area: (tables, charts).
+DRAWN = {"Side by side": (1, 0), "Champion / challenger": (1, 1), "Charts": (0, 4)}
+
+
 def _view(page) -> dict[str, list[str]]:
     """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn (the
-    main area only: the sidebar names who is signed in)."""
+    main area only: the sidebar names who is signed in). Each tab is read once all it draws shows: a table or a
+    chart on a tab just opened takes a moment to lay out, and a read before would count it missing."""
     seen: dict[str, list[str]] = {}
-    for tab in ("Side by side", "Champion / challenger", "Charts"):
+    main = page.locator('[data-testid="stMain"]')
+    for tab, (tables, charts) in DRAWN.items():
         page.get_by_role("tab", name=tab).click()
         page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=10_000)  # its panel is the one shown
-        main = page.locator('[data-testid="stMain"]')
+        expect(main.locator('[data-testid="stDataFrame"]:visible')).to_have_count(tables, timeout=30_000)
+        expect(main.locator(".js-plotly-plot:visible")).to_have_count(charts, timeout=30_000)
         inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
         chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
         tags = main.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
-        drawn = [
-            str(main.locator(f"{kind}:visible").count()) for kind in ('[data-testid="stDataFrame"]', ".js-plotly-plot")
-        ]
-        seen[tab] = [
-            *chosen,
-            *tags,
-            *drawn,
-            *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts(),
-        ]
+        seen[tab] = [*chosen, *tags, *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts()]
     return seen

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 import tracking
-from tests.e2e import rerun, sign_in
+from tests.e2e import idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 from tests.polling import wait_until
 from tracking.store._tables import Worker
@@ -26,9 +26,7 @@ def _last_beat(store, sweep_id: int) -> datetime:
 
 
 def _open(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page = open_app(browser, url, viewport={"width": 1400, "height": 1000})
     sign_in(page, "data_scientist", PASSWORD)
     return page
 
@@ -44,16 +42,18 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
     rerun(page, lambda: name.press("Enter"))
     page.get_by_role("button", name="Launch").click()
     page.wait_for_url("**/sweep?id=*", timeout=60_000)
-    page.get_by_text("5 / 5 trials finished").wait_for(timeout=240_000)
+    page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=240_000)
     page.screenshot(path=str(tmp_path / "sweep-finished.png"), full_page=True)
     store = tracking.open_store()
     (sweep,) = tracking.list_sweeps(store)
-    assert sweep.name == "browser-sweep" and sweep.status == "complete" and sweep.owner == "data_scientist"
+    assert sweep.name == "browser-sweep" and sweep.n_trials == 5 and sweep.owner == "data_scientist"
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", timeout=120,
+               what="the sweep to be complete in the store")  # fmt: skip
     page.reload()
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_text("Optimisation history").first.wait_for(timeout=60_000)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() >= 6  # live history + the detail charts
+    page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)  # live history + the detail charts
+    idle(page)  # every chart of this run is on the page: one that could not be drawn says so by now
     assert page.get_by_text("Not drawn").count() == 0
 
 
@@ -69,6 +69,7 @@ def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monke
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")  # a deep link as the server's first request
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
     nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Sweeps").wait_for(timeout=60_000)
     assert nav.get_by_text("Sweeps").count() == 1 and nav.get_by_text("app", exact=True).count() == 0
     beat = _last_beat(store, sweep.id)
     page.close()  # the browser goes away; the sweep does not: its worker beats on
