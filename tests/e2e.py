@@ -82,6 +82,7 @@ def open_app(owner: object, url: str, **options: object) -> object:
     Open every page of the dashboard with this: `rerun` learns of a finished script run from the messages the
     server sends over the page's websocket, which a page opened otherwise does not keep track of."""
     page = owner.new_page(**options)
+    page.set_default_timeout(60_000)  # a click or fill waits this long for its element: a loaded machine is slow
     page.on("websocket", lambda socket: _SOCKETS.__setitem__(page, socket))  # a reload opens a new one
     page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)

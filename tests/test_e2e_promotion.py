@@ -57,6 +57,7 @@ def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser,
     _open_tab(page, "Model registry", description)
     description.fill("Retrained on the same data")
     page.get_by_role("button", name="Register model").click()
+    page.get_by_text("Registered as loan v2.").wait_for(timeout=WAIT)  # the run that registered it has drawn
     page.get_by_role("link", name="Open loan v2").click()
     page.wait_for_url("**/version?id=*", timeout=WAIT)
     page.get_by_role("heading", name="loan v2").wait_for(timeout=WAIT)
