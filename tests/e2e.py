@@ -16,6 +16,9 @@ from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+# ms: the longest a page waits for one thing (an element, a rerun). A bound against hangs, not a pause: on a
+# machine whose cores are shared many times over, a rerun that scores models took over a minute.
+SLOW = 120_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -53,7 +56,7 @@ def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
             return False
 
     try:
-        wait_until(healthy, timeout=60, what="streamlit to answer its health check", every=0.2)
+        wait_until(healthy, timeout=SLOW / 1000, what="streamlit to answer its health check", every=0.2)
         yield url
     finally:
         proc.terminate()
@@ -82,10 +85,10 @@ def open_app(owner: object, url: str, **options: object) -> object:
     Open every page of the dashboard with this: `rerun` learns of a finished script run from the messages the
     server sends over the page's websocket, which a page opened otherwise does not keep track of."""
     page = owner.new_page(**options)
-    page.set_default_timeout(60_000)  # a click or fill waits this long for its element: a loaded machine is slow
+    page.set_default_timeout(SLOW)  # a click or fill waits this long for its element
     page.on("websocket", lambda socket: _SOCKETS.__setitem__(page, socket))  # a reload opens a new one
     page.goto(url)
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=SLOW)
     return page
 
 
@@ -105,7 +108,7 @@ def _run_finished(payload: bytes | str) -> bool:
     )
 
 
-def rerun(page: object, change: Callable[[], object], timeout: float = 60_000) -> None:
+def rerun(page: object, change: Callable[[], object], timeout: float = SLOW) -> None:
     """Make `change` (a widget value committed: Enter, Tab) on an idle app, and wait until the rerun it causes has
     finished on the server and the page has drawn its output.
 
@@ -120,7 +123,7 @@ def rerun(page: object, change: Callable[[], object], timeout: float = 60_000) -
     idle(page, timeout)
 
 
-def idle(page: object, timeout: float = 60_000) -> None:
+def idle(page: object, timeout: float = SLOW) -> None:
     """Wait until the app's script is not running and a frame was painted since (after output of the current run
     was seen)."""
     finished = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
@@ -128,7 +131,7 @@ def idle(page: object, timeout: float = 60_000) -> None:
     page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
-def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> None:
+def controls_ready(page: object, *controls: object, timeout: float = SLOW) -> None:
     """Wait until these controls (one of each kind on the page) are drawn, the app idle and a frame painted.
 
     Streamlit loads some controls' code on first use and registers a control's value in the browser only
@@ -141,11 +144,11 @@ def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> 
 
 def sign_in(page: object, name: str, password: str) -> None:
     """Sign in through the dashboard's form (every new browser session starts signed out), and wait till drawn."""
-    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Sign in").wait_for(timeout=SLOW)
     page.get_by_label("Account name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=SLOW)
     # The page signed in to has finished its run: a click on another page before that can race with the
     # end of this run, which then drops the new page's widget values (its first rerun resets them).
     idle(page)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 import tracking
-from tests.e2e import open_app, sign_in
+from tests.e2e import SLOW, open_app, sign_in
 from tests.governance import PASSWORD, fixed_c, trained_runs
 from tests.polling import wait_until
 from tracking.registry._models import list_versions, register_version
 from tracking.registry._promotions import approve_promotion, request_promotion
 
-pytestmark = pytest.mark.slow
-WAIT = 60_000  # ms: a rerun that scores two models on a slow machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each wait has its own bound
+WAIT = SLOW  # ms: a rerun that scores two models on a loaded machine
 
 
 @pytest.fixture

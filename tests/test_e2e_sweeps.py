@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 import tracking
-from tests.e2e import idle, open_app, rerun, sign_in
+from tests.e2e import SLOW, idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 from tests.polling import wait_until
 from tracking.store._tables import Worker
 from tracking.sweeps._sweeps import SweepSpec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each wait has its own bound
 
 
 def _last_beat(store, sweep_id: int) -> datetime:
@@ -33,7 +33,7 @@ def _open(browser, url: str):
 
 def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, browser, tmp_path):
     page = _open(browser, f"{app_url}/sweeps")
-    page.get_by_text("Launch a sweep").wait_for(timeout=60_000)
+    page.get_by_text("Launch a sweep").wait_for(timeout=SLOW)
     trials = page.get_by_label("Trials")
     trials.fill("5")
     rerun(page, lambda: trials.press("Enter"))
@@ -41,7 +41,7 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
     name.fill("browser-sweep")
     rerun(page, lambda: name.press("Enter"))
     page.get_by_role("button", name="Launch").click()
-    page.wait_for_url("**/sweep?id=*", timeout=60_000)
+    page.wait_for_url("**/sweep?id=*", timeout=SLOW)
     page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=240_000)
     page.screenshot(path=str(tmp_path / "sweep-finished.png"), full_page=True)
     store = tracking.open_store()
@@ -51,8 +51,8 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
                what="the sweep to be complete in the store")  # fmt: skip
     page.reload()
     sign_in(page, "data_scientist", PASSWORD)
-    page.get_by_text("Optimisation history").first.wait_for(timeout=60_000)
-    page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)  # live history + the detail charts
+    page.get_by_text("Optimisation history").first.wait_for(timeout=SLOW)
+    page.locator(".js-plotly-plot").nth(5).wait_for(timeout=SLOW)  # live history + the detail charts
     idle(page)  # every chart of this run is on the page: one that could not be drawn says so by now
     assert page.get_by_text("Not drawn").count() == 0
 
@@ -67,21 +67,21 @@ def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monke
     sweep = tracking.create_sweep(store, spec, actor=users["data_scientist"])
     tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")  # a deep link as the server's first request
-    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=SLOW)
     nav = page.locator('[data-testid="stSidebarNav"]')
-    nav.get_by_text("Sweeps").wait_for(timeout=60_000)
+    nav.get_by_text("Sweeps").wait_for(timeout=SLOW)
     assert nav.get_by_text("Sweeps").count() == 1 and nav.get_by_text("app", exact=True).count() == 0
     beat = _last_beat(store, sweep.id)
     page.close()  # the browser goes away; the sweep does not: its worker beats on
     wait_until(lambda: _last_beat(store, sweep.id) > beat, what="a heartbeat of the worker after the tab closed")
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
-    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=60_000)
+    page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=SLOW)
     wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, timeout=60,
                what="the worker to be inside its trial")  # fmt: skip
     page.get_by_role("button", name="Cancel").click()
-    page.get_by_text("Cancel requested").wait_for(timeout=30_000)
+    page.get_by_text("Cancel requested").wait_for(timeout=SLOW)
     flag.unlink()  # the trial under way finishes; then the worker stops
-    page.get_by_text("1 / 5 trials finished — cancelled").wait_for(timeout=60_000)
+    page.get_by_text("1 / 5 trials finished — cancelled").wait_for(timeout=SLOW)
     page.get_by_role("button", name="Resume").click()
     page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=120_000)
     page.screenshot(path=str(tmp_path / "resumed.png"), full_page=True)
