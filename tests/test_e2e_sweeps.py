@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 
 import tracking
@@ -23,6 +24,15 @@ def _last_beat(store, sweep_id: int) -> datetime:
     """When a worker of the sweep last refreshed its heartbeat."""
     with store.connect() as conn:
         return conn.execute(select(func.max(Worker.last_seen)).where(Worker.sweep_id == sweep_id)).scalar_one()
+
+
+def _state(store, sweep_id: int) -> str:
+    """The sweep, its runs and its workers as the store has them (for a failure message)."""
+    sweep = tracking.get_sweep(store, sweep_id)
+    with store.connect() as conn:
+        workers = conn.execute(select(Worker.id, Worker.pid, Worker.last_seen, Worker.stopped_at)
+                               .where(Worker.sweep_id == sweep_id)).all()  # fmt: skip
+    return f"{sweep.status}, counts {sweep.counts}, cancel {sweep.cancel_requested}, workers {workers}"
 
 
 def _open(browser, url: str):
@@ -76,14 +86,23 @@ def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monke
     wait_until(lambda: _last_beat(store, sweep.id) > beat, what="a heartbeat of the worker after the tab closed")
     page = _open(browser, f"{app_url}/sweep?id={sweep.id}")
     page.get_by_text("0 / 5 trials finished — running").wait_for(timeout=SLOW)
-    wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, timeout=60,
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, timeout=SLOW / 1000,
                what="the worker to be inside its trial")  # fmt: skip
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Cancel requested").wait_for(timeout=SLOW)
     flag.unlink()  # the trial under way finishes; then the worker stops
     page.get_by_text("1 / 5 trials finished — cancelled").wait_for(timeout=SLOW)
-    page.get_by_role("button", name="Resume").click()
-    page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=120_000)
+    resume = page.get_by_role("button", name="Resume")
+    resume.wait_for()
+    idle(page)  # the rerun that drew the button is over: a click while it runs may go to a button being replaced
+    resume.click()
+    wait_until(lambda: tracking.get_sweep(store, sweep.id).status != "cancelled", timeout=SLOW / 1000,
+               what="the click on Resume to reopen the sweep")  # fmt: skip
+    try:
+        page.get_by_text("5 / 5 trials finished — complete").wait_for(timeout=2 * SLOW)  # two workers, 4 trials
+    except PlaywrightTimeout:
+        page.screenshot(path=str(tmp_path / "resume-timeout.png"), full_page=True)
+        raise AssertionError(f"the page never said 5 / 5 complete; the store: {_state(store, sweep.id)}") from None
     page.screenshot(path=str(tmp_path / "resumed.png"), full_page=True)
     # Under load the store once still said `running` just after the page said complete: wait for it to settle.
     wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", timeout=120,
