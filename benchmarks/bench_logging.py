@@ -266,9 +266,21 @@ def bench_mlflow(work: Workload) -> tuple[Timed, str]:
                         mlflow.log_params(work.run_params(r))
                         for step in range(work.steps):
                             mlflow.log_metrics({key: metric_value(r, step, k) for k, key in enumerate(keys)}, step=step)
+            _check_mlflow(mlflow, work)
         finally:
             os.chdir(previous)
     return (timed[0], timed[1]), mlflow.__version__
+
+
+def _check_mlflow(mlflow: Any, work: Workload) -> None:
+    """MLflow's store holds the timed runs (and the warm-up) with every step of every metric."""
+    client = mlflow.tracking.MlflowClient()
+    experiment = client.get_experiment_by_name("bench")
+    runs = client.search_runs([experiment.experiment_id], max_results=work.runs + 10)
+    steps = {key: len(client.get_metric_history(runs[0].info.run_id, key)) for key in work.metric_keys()}
+    if len(runs) != work.runs + 1 or set(steps.values()) != {work.steps}:
+        raise RuntimeError(f"MLflow holds {len(runs)} runs (expected {work.runs} and a warm-up) and {steps} steps "
+                           f"per metric in the newest (expected {work.steps})")  # fmt: skip
 
 
 def mlflow_in_subprocess(python: str, work: Workload) -> tuple[Timed, str]:

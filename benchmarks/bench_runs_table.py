@@ -48,6 +48,10 @@ TABLE_TARGET = 0.5
 PAGE_TARGET = 2.0
 FILTER = "metrics.m0 > 0.5 and params.p1 < 3"
 CHOICES = ("gini", "entropy", "log_loss")
+COMPARED = 50
+ACCOUNT, PASSWORD = "bench", "bench-password-1"  # the account the page timings sign in as
+SIGNED_OUT = {"Sign in", "Create the first admin"}  # headings of the forms a signed-out run stops at
+SIGN_IN_BUTTONS = {"Sign in", "Create admin and sign in"}
 TRACEBACK = 'Traceback (most recent call last):\n  File "train.py", line 12, in <module>\nValueError: diverged\n'
 
 
@@ -245,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(store: Any, repeat: int) -> dict[str, float]:
-    """Time the explorer's queries and pages on a filled store; prints and returns the figures."""
+    """Time the explorer's queries and pages on a filled store; prints and returns the figures.
+
+    Every figure is printed only after the thing timed was checked to be the real one (the pages drew their
+    table for the store's runs, the queries returned their rows), else the script exits non-zero."""
     from tracking.explore._table import list_keys, runs_page
     from tracking.runs._runs import start_run
 
@@ -253,8 +260,11 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
     start = time.perf_counter()
     keys = list_keys(store)  # the first visit after a bulk import reads every run once
     first_keys = time.perf_counter() - start
+    if not keys.params or not keys.metrics:
+        raise WrongPage(f"the key catalogue found {len(keys.params)} params and {len(keys.metrics)} metrics: "
+                        "the store holds no filled runs to measure.")  # fmt: skip
     columns = [f"params.{k}" for k in keys.params[:4]] + [f"metrics.{k}" for k in keys.metrics[:4]]
-    sort = f"metrics.{keys.metrics[0]}" if keys.metrics else "started_at"
+    sort = f"metrics.{keys.metrics[0]}"
     print(f"\nTimings (best of {repeat}), {len(columns)} keyed columns, page of 100:", flush=True)
 
     def show(label: str, seconds: float, target: float | None = None) -> None:
@@ -265,77 +275,150 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
     show("key catalogue, first visit (reads all runs once)", first_keys)
     with start_run("bench-extra", params={"p0": 1.0}, store=store) as run:
         run.log_metrics({"m0": 0.5})
+    total = _count_runs(store)
     show("key catalogue, after one more run", best_of(1, lambda: list_keys(store)))
     show("key catalogue, unchanged store", best_of(repeat, lambda: list_keys(store)))
-    show("table: first page, newest first", best_of(repeat, lambda: runs_page(store, columns=columns)), TABLE_TARGET)
-    sorted_page = lambda: runs_page(store, columns=columns, sort=sort)  # noqa: E731
-    show(f"table: first page sorted by {sort}", best_of(repeat, sorted_page), TABLE_TARGET)
-    filtered = lambda: runs_page(store, columns=columns, filter=FILTER)  # noqa: E731
-    show(f"filter: {FILTER}", best_of(repeat, filtered), TABLE_TARGET)
-    both = lambda: runs_page(store, columns=columns, filter=FILTER, sort=sort)  # noqa: E731
-    show("filter, sorted by the metric", best_of(repeat, both), TABLE_TARGET)
-    deep = lambda: runs_page(store, columns=columns, sort=sort, offset=50_000)  # noqa: E731
-    show("table: page 501 sorted by the metric", best_of(repeat, deep), TABLE_TARGET)
-    cold, warm = _runs_page_app(columns, sort, repeat)
+
+    def table(label: str, offset: int = 0, **query: Any) -> None:
+        def one() -> None:
+            page = runs_page(store, columns=columns, offset=offset, **query)
+            _check_table(label, page, total, offset, filtered="filter" in query)
+
+        show(label, best_of(repeat, one), TABLE_TARGET)
+
+    table("table: first page, newest first")
+    table(f"table: first page sorted by {sort}", sort=sort)
+    table(f"filter: {FILTER}", filter=FILTER)
+    table("filter, sorted by the metric", filter=FILTER, sort=sort)
+    table(f"table: page {total // 200 + 1} sorted by the metric", offset=total // 2, sort=sort)
+    cold, warm = _runs_page_app(store, columns, sort, repeat)
     show("Runs page (AppTest), cold cache", cold, PAGE_TARGET)
     show("Runs page (AppTest), warm cache", warm, PAGE_TARGET)
-    compare = _compare_page_app(store, repeat)
-    show("Compare page, 50 runs (AppTest), cold cache", compare, PAGE_TARGET)
+    compared, compare = _compare_page_app(store, repeat)
+    show(f"Compare page, {compared} runs (AppTest), cold cache", compare, PAGE_TARGET)
     return figures
 
 
-def _app() -> Any:
+def _check_table(label: str, page: Any, total: int, offset: int, filtered: bool) -> None:
+    """A runs-table query returned a full page of rows and the count of the runs it matched."""
+    whole = 0 < page.total < total if filtered else page.total == total
+    if not whole or len(page.rows) != min(100, page.total - offset):
+        raise WrongPage(f"{label} returned {len(page.rows)} rows of {page.total:,} (the store holds {total:,} runs), "
+                        "not the page the figure claims.")  # fmt: skip
+
+
+def _app(store: Any) -> Any:
+    """The dashboard under AppTest, signed in as the benchmark's account, after its first (untimed) run."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    sign_in(at, store)
     at.run()  # the home page: registers the pages of st.navigation
+    _check(at, "the home page")
     return at
 
 
-def _runs_page_app(columns: list[str], sort: str, repeat: int) -> tuple[float, float]:
+def sign_in(at: Any, store: Any) -> None:
+    """Sign `at` in as the benchmark's account (made on a store without accounts), as tests/pages.py does.
+
+    The one place that knows how a session reaches the app: today its token in the session state."""
+    from tracking.governance import create_user, has_accounts
+    from tracking.governance import sign_in as open_session
+
+    if not has_accounts(store):
+        create_user(store, None, ACCOUNT, "admin", PASSWORD)
+    try:
+        token, _user = open_session(store, ACCOUNT, PASSWORD)
+    except Exception as err:  # a user mistake (another store's accounts): one sentence, not a traceback
+        raise SystemExit(f"cannot sign in as {ACCOUNT!r} to measure the pages: {err}") from None
+    at.session_state["session_token"] = token
+
+
+def _runs_page_app(store: Any, columns: list[str], sort: str, repeat: int) -> tuple[float, float]:
     import streamlit as st
 
+    total = _count_runs(store)
     cold = warm = float("inf")
     for _ in range(repeat):
         st.cache_data.clear()
-        at = _app()
+        at = _app(store)
         at.switch_page("pages/runs.py")
         at.query_params.update({"cols": ",".join(columns), "sort": sort})
         start = time.perf_counter()
         at.run()
         cold = min(cold, time.perf_counter() - start)
-        _check(at)
+        _check_runs_page(at, columns, total)
         start = time.perf_counter()
         at.run()
         warm = min(warm, time.perf_counter() - start)
-        _check(at)
+        _check_runs_page(at, columns, total)
     return cold, warm
 
 
-def _compare_page_app(store: Any, repeat: int) -> float:
+def _compare_page_app(store: Any, repeat: int) -> tuple[int, float]:
     import streamlit as st
     from sqlalchemy import select
 
     from tracking.store._tables import Run
 
-    with store.connect() as conn:
-        ids = list(conn.execute(select(Run.id).order_by(Run.id).limit(50).offset(1000)).scalars())
+    with store.connect() as conn:  # 50 runs from the middle of the store (any 50 on a small one)
+        ids = list(conn.execute(select(Run.id).order_by(Run.id).limit(COMPARED).offset(1000)).scalars())
+        if len(ids) < COMPARED:
+            ids = list(conn.execute(select(Run.id).order_by(Run.id).limit(COMPARED)).scalars())
     best = float("inf")
     for _ in range(repeat):
         st.cache_data.clear()
-        at = _app()
+        at = _app(store)
         at.switch_page("pages/compare.py")
         at.query_params["runs"] = ",".join(map(str, ids))
         start = time.perf_counter()
         at.run()
         best = min(best, time.perf_counter() - start)
-        _check(at)
-    return best
+        _check_compare_page(at, len(ids))
+    return len(ids), best
 
 
-def _check(at: Any) -> None:
+def _count_runs(store: Any) -> int:
+    from sqlalchemy import func, select
+
+    from tracking.store._tables import Run
+
+    with store.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Run)).scalar_one()
+
+
+class WrongPage(SystemExit):
+    """A timed page run that did not draw what the figure claims to measure: exit non-zero with one sentence."""
+
+
+def _check(at: Any, page: str) -> None:
+    """Fail unless `at` ran without an exception and past the sign-in (a signed-out run only draws a form)."""
     if at.exception:
-        raise RuntimeError(f"the page raised: {at.exception[0].value}")
+        raise WrongPage(f"{page} raised instead of rendering: {at.exception[0].value}")
+    headings = {element.value for element in (*at.title, *at.subheader)}
+    if headings & SIGNED_OUT or any(button.label in SIGN_IN_BUTTONS for button in at.button):
+        raise WrongPage(f"{page} stopped at the sign-in form, so no figure of it would measure the page itself.")
+
+
+def _check_runs_page(at: Any, columns: list[str], total: int) -> None:
+    """The Runs page drew its table: one page of 100 rows with the chosen columns, and the store's run count."""
+    _check(at, "the Runs page")
+    if not at.dataframe:
+        raise WrongPage("the Runs page drew no table, so its timing is not the table's.")
+    frame = at.dataframe[0].value
+    shown = f"of **{total:,}** matching"
+    if len(frame) != min(100, total) or not set(columns) <= set(frame.columns):
+        raise WrongPage(f"the Runs page drew {len(frame)} rows and columns {list(frame.columns)}, not a page of 100 "
+                        f"rows with {columns}.")  # fmt: skip
+    if not any(shown in caption.value for caption in at.caption):
+        raise WrongPage(f"the Runs page does not say '{shown}' (the store holds {total:,} runs).")
+
+
+def _check_compare_page(at: Any, n: int) -> None:
+    """The Compare page drew the comparison of the `n` runs asked for: its caption and its tables."""
+    _check(at, "the Compare page")
+    if not any(caption.value.startswith(f"{n} runs") for caption in at.caption) or len(at.dataframe) < 2:
+        raise WrongPage(f"the Compare page did not draw the comparison of {n} runs (no '{n} runs' caption or tables).")
 
 
 if __name__ == "__main__":

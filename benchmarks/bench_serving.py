@@ -37,12 +37,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+class NotMeasured(SystemExit):
+    """The server did not answer as the figures claim (errors, wrong answers, requests not logged): exit non-zero."""
+
+
 @dataclass(frozen=True)
 class Result:
     batch: int
     seconds: float
     latencies_ms: list[float]
     errors: int
+    statuses: tuple[str, ...] = ()  # what the failed requests got (HTTP status or exception), a few
 
     def line(self) -> str:
         n = len(self.latencies_ms)
@@ -110,9 +115,32 @@ def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 120.0) ->
     raise SystemExit("the server did not answer /health in time")
 
 
+def check_answer(port: int, body: bytes, batch: int, model: str) -> None:
+    """One request, untimed: the server answers 200 with one prediction per row from `model`, else stop here."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        text = response.read().decode(errors="replace")
+    finally:
+        conn.close()
+    answer = json.loads(text) if response.status == 200 else {}
+    if len(answer.get("predictions", [])) != batch or answer.get("model") != model:
+        raise NotMeasured(f"POST /predict with {batch} rows answered {response.status} {text[:200]!r}, not "
+                          f"{batch} predictions of {model}: there is nothing to time.")  # fmt: skip
+
+
+def check_load(result: Result) -> None:
+    """Every request of a timed batch was answered 200: a figure that counts refusals as answers says nothing."""
+    if result.errors or not result.latencies_ms:
+        raise NotMeasured(f"{result.errors} of {result.errors + len(result.latencies_ms)} requests with "
+                          f"{result.batch} rows failed ({', '.join(result.statuses)}), so no figure is printed.")  # fmt: skip
+
+
 def load(port: int, body: bytes, batch: int, clients: int, seconds: float) -> Result:
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
+    statuses: set[str] = set()
     start = threading.Barrier(clients + 1)
     deadline = [0.0]
 
@@ -125,8 +153,9 @@ def load(port: int, body: bytes, batch: int, clients: int, seconds: float) -> Re
                 conn.request("POST", "/predict", body, headers)
                 response = conn.getresponse()
                 response.read()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as err:
                 errors[number] += 1
+                statuses.add(type(err).__name__)
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 continue
@@ -134,6 +163,7 @@ def load(port: int, body: bytes, batch: int, clients: int, seconds: float) -> Re
                 latencies[number].append((time.perf_counter() - now) * 1000)
             else:
                 errors[number] += 1
+                statuses.add(f"HTTP {response.status}")
         conn.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -144,7 +174,8 @@ def load(port: int, body: bytes, batch: int, clients: int, seconds: float) -> Re
     start.wait()
     for thread in threads:
         thread.join()
-    return Result(batch, time.perf_counter() - began, [x for part in latencies for x in part], sum(errors))
+    latencies_ms = [x for part in latencies for x in part]
+    return Result(batch, time.perf_counter() - began, latencies_ms, sum(errors), tuple(sorted(statuses))[:5])
 
 
 def main() -> None:
@@ -185,6 +216,8 @@ def main() -> None:
     server = start_server(url, model, port, args.sample, env)
     try:
         health = wait_healthy(port, server)
+        if health.get("model") != model:
+            raise NotMeasured(f"the server on port {port} serves {health.get('model')!r}, not {model!r}.")
         print(f"serving {health['model']} v{health['version']} on 127.0.0.1:{port} (uvicorn, 1 process), "
               f"sample rate {args.sample:g}, {args.clients} clients, {args.seconds:g} s per batch size")  # fmt: skip
         print(
@@ -192,17 +225,24 @@ def main() -> None:
         )
         for batch in (int(b) for b in args.batches.split(",")):
             body = json.dumps({"rows": (rows * (batch // len(rows) + 1))[:batch]}).encode()
+            check_answer(port, body, batch, model)
             warm = load(port, body, batch, args.clients, min(1.0, args.seconds))  # not reported
             result = load(port, body, batch, args.clients, args.seconds)
-            sent += sum(len(r.latencies_ms) + r.errors for r in (warm, result))
+            sent += 1 + sum(len(r.latencies_ms) + r.errors for r in (warm, result))
+            check_load(warm)
+            check_load(result)
             print(result.line(), flush=True)
     finally:
         server.send_signal(signal.SIGINT)  # as Ctrl-C: uvicorn shuts down and the last log entries are written
         server.wait(60)
-    print(f"inference log: {counted() - before} of the {sent} requests sent were counted (server exit status "
+    logged = counted() - before
+    print(f"inference log: {logged} of the {sent} requests sent were counted (server exit status "
           f"{server.returncode})")  # fmt: skip
     store.dispose()
     scratch.cleanup()
+    if logged != sent:  # every request is counted per minute, whatever the sample rate
+        raise NotMeasured(f"the inference log counted {logged} of the {sent} requests sent: the served path "
+                          "measured is not the one that counts every request.")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,28 +45,27 @@ def objective(params, run):
 '''
 SPACE = {"x": {"type": "float", "low": -10, "high": 10}}
 
-# (file suffix, function name, label): the calls whose cumulative time the profile breaks down.
+# (file suffix, function name, label): the calls whose cumulative time the profile breaks down. Every one must
+# show up in the profile (else the script stops): a renamed or moved function is a line that silently vanished.
 PROFILED = [
-    ("tracking/_worker.py", "run_worker", "run_worker (everything)"),
-    ("tracking/_worker.py", "_recover", "_recover: stale runs + running trials"),
-    ("tracking/_liveness.py", "fail_stale_runs", "  fail_stale_runs (read txn)"),
+    ("tracking/sweeps/_worker.py", "run_worker", "run_worker (everything)"),
+    ("tracking/sweeps/_worker.py", "_recover", "_recover: stale runs + running trials"),
+    ("tracking/runs/_liveness.py", "fail_stale_runs", "  fail_stale_runs (read txn)"),
     ("optuna/study/study.py", "get_trials", "  study.get_trials(RUNNING)"),
-    ("tracking/_worker.py", "_claim", "_claim: locked count + insert run"),
-    ("tracking/_runs.py", "run_row", "  run_row (provenance)"),
-    ("tracking/_worker.py", "code_path", "  code_path"),
-    ("tracking/_runs.py", "insert_run", "  insert_run"),
-    ("tracking/_worker.py", "_run_trial", "_run_trial"),
+    ("tracking/sweeps/_worker.py", "_claim", "_claim: locked count + ask + insert run"),
     ("optuna/study/study.py", "ask", "  study.ask"),
-    ("optuna/trial/_trial.py", "set_user_attr", "  trial.set_user_attr (journal write)"),
-    ("tracking/_worker.py", "user_objective", "  objective + run.log_metrics"),
-    ("tracking/_runs.py", "end", "  ActiveRun.end (write txn)"),
+    ("tracking/runs/_runs.py", "run_row", "  run_row (provenance)"),
+    ("tracking/runs/_runs.py", "insert_run", "  insert_run"),
+    ("tracking/sweeps/_worker.py", "_run_trial", "_run_trial"),
+    ("tracking/sweeps/_worker.py", "user_objective", "  objective + run.log_metrics"),
+    ("tracking/runs/_runs.py", "end", "  ActiveRun.end (write txn)"),
     ("optuna/study/study.py", "tell", "  study.tell"),
-    ("tracking/_db.py", "connect", "Store.connect (all transactions)"),
-    ("tracking/_db.py", "_on_begin", "  BEGIN / BEGIN IMMEDIATE"),
+    ("tracking/store/_db.py", "connect", "Store.connect (all transactions)"),
+    ("tracking/store/_db.py", "_on_begin", "  BEGIN / BEGIN IMMEDIATE"),
     ("sqlalchemy/engine/base.py", "commit", "  COMMIT"),
     ("sqlalchemy/sql/compiler.py", "__init__", "SQLAlchemy statement compilation"),
-    ("optuna/storages/journal/_file.py", "append_logs", "Optuna journal appends (locked)"),
-    ("optuna/storages/journal/_file.py", "read_logs", "Optuna journal reads"),
+    ("tracking/store/_journal.py", "append_logs", "Optuna journal appends (in the store)"),
+    ("tracking/store/_journal.py", "read_logs", "Optuna journal reads (from the store)"),
 ]
 
 
@@ -132,6 +131,7 @@ def bare_in_memory(trials: int) -> Timed:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     with stopwatch() as timed:
         study.optimize(trivial_objective, n_trials=trials)
+    _check_study(study, trials, "bare Optuna in memory")
     return timed[0], timed[1]
 
 
@@ -144,6 +144,7 @@ def bare_journal(trials: int) -> Timed:
         study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
         with stopwatch() as timed:
             study.optimize(trivial_objective, n_trials=trials)
+        _check_study(study, trials, "bare Optuna on a journal file")
         return timed[0], timed[1]
 
 
@@ -160,6 +161,7 @@ def bare_store_journal(trials: int) -> Timed:
             study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
             with stopwatch() as timed:
                 study.optimize(trivial_objective, n_trials=trials)
+            _check_study(study, trials, "bare Optuna on the store's journal")
             return timed[0], timed[1]
         finally:
             store.dispose()
@@ -190,11 +192,35 @@ def tracked_sweep(trials: int, profile: cProfile.Profile | None = None) -> Timed
                 ran = run_worker(store, sweep.id)
                 if profile is not None:
                     profile.disable()
-            if ran != trials:
-                raise RuntimeError(f"run_worker ran {ran} trials, expected {trials}")
+            _check_sweep(store, sweep.id, ran, trials)
             return timed[0], timed[1]
         finally:
             store.dispose()
+
+
+class NotMeasured(SystemExit):
+    """A pass that did not do what its figure claims (trials failed, a profiled function is gone): exit non-zero."""
+
+
+def _check_study(study: Any, trials: int, label: str) -> None:
+    """Every trial of a bare pass completed with the objective's value (a failing objective is quick, not cheap)."""
+    import optuna
+
+    values = [t.value for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(values) != trials or any(v is None or v != v for v in values):
+        raise NotMeasured(f"{label} completed {len(values)} of {trials} trials, so its time is not that of the sweep.")
+
+
+def _check_sweep(store: Any, sweep_id: int, ran: int, trials: int) -> None:
+    """Our sweep ran every trial, and each one ended as a complete run with the objective's value logged."""
+    from tracking.runs._queries import list_runs
+
+    runs = list_runs(store, sweep_id=sweep_id)
+    complete = [r for r in runs if r.status == "complete" and r.metrics.get("value") is not None]
+    if ran != trials or len(complete) != trials:
+        statuses = sorted({r.status for r in runs})
+        raise NotMeasured(f"our sweep ran {ran} trials and completed {len(complete)} of {trials} runs "
+                          f"(statuses {statuses}), so its time is not that of tracked trials.")  # fmt: skip
 
 
 def measure_interleaved(variants: list[tuple[Timing, Callable[[], Timed]]], repeat: int) -> None:
@@ -213,10 +239,12 @@ def print_profile(profile: cProfile.Profile, trials: int, top: int, clock: str) 
     print(
         f"\nWhere run_worker's time goes (cProfile, {clock} clock, cumulative ms per trial; the profiler inflates all):"
     )
+    missing = [f"{suffix}:{name}" for suffix, name, _ in PROFILED
+               if not any(fn == name and file.endswith(suffix) for (file, _, fn) in entries)]  # fmt: skip
+    if missing:
+        raise NotMeasured(f"the profile never saw {', '.join(missing)}: update PROFILED to the code as it is now.")
     for suffix, name, label in PROFILED:
         found = [v for (file, _, fn), v in entries.items() if fn == name and file.endswith(suffix)]
-        if not found:
-            continue
         calls = sum(v[1] for v in found)
         cumulative = sum(v[3] for v in found)
         print(f"  {label:<44} {cumulative * 1000 / trials:>8.2f} ms/trial  ({calls / trials:.1f} calls/trial)")

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,9 @@ from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+# ms: the longest a page waits for one thing (an element, a rerun). A bound against hangs, not a pause: on a
+# machine whose cores are shared many times over, a rerun that scores models took over a minute.
+SLOW = 120_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -56,7 +60,7 @@ def streamlit_server(
             return False
 
     try:
-        wait_until(healthy, timeout=60, what="streamlit to answer its health check", every=0.2)
+        wait_until(healthy, timeout=SLOW / 1000, what="streamlit to answer its health check", every=0.2)
         yield url
     finally:
         proc.terminate()
@@ -79,38 +83,59 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
-# Counts the app's finished script runs (a run ends when the app's script state leaves `running`); the
-# MutationObserver is installed on first use in each page.
-_FINISHED_RUNS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    if (app.finishedRuns === undefined) {
-        app.finishedRuns = 0;
-        new MutationObserver((records) => {
-            app.finishedRuns += records.filter((r) => r.oldValue === "running").length;
-        }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ["data-test-script-state"]});
-    }
-    return app.finishedRuns;
-}"""
-_IDLE_SINCE = """(before) => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return app.finishedRuns > before && app.getAttribute("data-test-script-state") === "notRunning";
-}"""
+def open_app(owner: object, url: str, **options: object) -> object:
+    """A new page of `owner` (a browser or a context) at `url`, the app's frame drawn, its script runs followed.
+
+    Open every page of the dashboard with this: `rerun` learns of a finished script run from the messages the
+    server sends over the page's websocket, which a page opened otherwise does not keep track of."""
+    page = owner.new_page(**options)
+    page.set_default_timeout(SLOW)  # a click or fill waits this long for its element
+    page.on("websocket", lambda socket: _SOCKETS.__setitem__(page, socket))  # a reload opens a new one
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=SLOW)
+    return page
 
 
-def rerun(page: object, change: Callable[[], object], timeout: float = 60_000) -> None:
-    """Make `change` (a widget value committed: Enter, Tab) and wait until the app's rerun for it has finished."""
-    before = page.evaluate(_FINISHED_RUNS)
-    change()
-    page.wait_for_function(_IDLE_SINCE, arg=before, timeout=timeout)
+_SOCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # page -> the app's current websocket
 
 
-def idle(page: object, timeout: float = 60_000) -> None:
-    """Wait until the app's script is not running (after output of the current run was seen)."""
+def _run_finished(payload: bytes | str) -> bool:
+    """Whether a websocket frame from the server says a whole script run finished (not a fragment, not cut short)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    if isinstance(payload, str):
+        return False
+    message = ForwardMsg.FromString(payload)
+    return (
+        message.WhichOneof("type") == "script_finished"
+        and message.script_finished == ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
+    )
+
+
+def rerun(page: object, change: Callable[[], object], timeout: float = SLOW) -> None:
+    """Make `change` (a widget value committed: Enter, Tab) on an idle app, and wait until the rerun it causes has
+    finished on the server and the page has drawn its output.
+
+    The server's own "script finished" message is the signal: the page's `data-test-script-state` attribute can
+    skip `running` altogether when a busy browser handles a whole run's messages before it next renders (a
+    wait for that transition then never ends)."""
+    socket = _SOCKETS.get(page)
+    if socket is None:
+        raise AssertionError("rerun() follows the app's websocket: open the page with open_app()")
+    with socket.expect_event("framereceived", predicate=_run_finished, timeout=timeout):
+        change()
+    idle(page, timeout)
+
+
+def idle(page: object, timeout: float = SLOW) -> None:
+    """Wait until the app's script is not running and a frame was painted since (after output of the current run
+    was seen)."""
     finished = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
     finished.wait_for(state="attached", timeout=timeout)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
-def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> None:
+def controls_ready(page: object, *controls: object, timeout: float = SLOW) -> None:
     """Wait until these controls (one of each kind on the page) are drawn, the app idle and a frame painted.
 
     Streamlit loads some controls' code on first use and registers a control's value in the browser only
@@ -119,16 +144,15 @@ def controls_ready(page: object, *controls: object, timeout: float = 60_000) -> 
     for control in controls:
         control.wait_for(timeout=timeout)
     idle(page, timeout)
-    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def sign_in(page: object, name: str, password: str) -> None:
     """Sign in through the dashboard's form (every new browser session starts signed out), and wait till drawn."""
-    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Sign in").wait_for(timeout=SLOW)
     page.get_by_label("Account name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=SLOW)
     # The page signed in to has finished its run: a click on another page before that can race with the
     # end of this run, which then drops the new page's widget values (its first rerun resets them).
     idle(page)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 import tracking
-from tests.e2e import controls_ready, idle, rerun, sign_in
+from tests.e2e import SLOW, controls_ready, idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each wait has its own bound
 
 HEADER, ROW, MARKER_X = 35, 35, 16  # pixels: header height, row height, centre of the row checkbox column
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -45,32 +46,32 @@ def _watch(page, dialogs: list[str]):
 
 def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, tmp_path):
     dialogs: list[str] = []
-    page = _watch(browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
-    page.goto(app_url)
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page = _watch(open_app(browser, app_url, viewport={"width": 1400, "height": 1000}, accept_downloads=True), dialogs)
     sign_in(page, "data_scientist", PASSWORD)
     page.get_by_role("link", name="Runs").click()
-    page.get_by_text("of 6 matching").wait_for(timeout=60_000)
+    page.get_by_text("of 6 matching").wait_for(timeout=SLOW)
     controls_ready(
         page,
         *(page.get_by_label(label, exact=True) for label in ("Columns", "Descending", "Page (of 1)", "Rows per page")),
     )
     # the hostile run name is on screen now: it must stay text, never an element (nor a dialog)
+    grid_text = page.locator('[data-testid="stDataFrame"] table').first  # the grid's accessible copy of its cells
+    grid_text.get_by_text(HOSTILE, exact=True).wait_for(state="attached", timeout=SLOW)
     assert page.locator("img[src=x]").count() == 0
 
     box = page.get_by_label("Filter", exact=True).and_(page.locator("input"))
     box.fill('experiment = "alpha"')
     box.press("Enter")
-    page.get_by_text("of 4 matching").wait_for(timeout=30_000)
+    page.get_by_text("of 4 matching").wait_for(timeout=SLOW)
     idle(page)  # the filtered grid is drawn: a click before may land on the grid being replaced
     grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     for row in (0, 1, 2):  # newest first: r3, r2, r1
         page.mouse.click(grid["x"] + MARKER_X, grid["y"] + HEADER + ROW * row + ROW / 2)
-        page.get_by_text(f"{row + 1} selected").wait_for(timeout=30_000)
+        page.get_by_text(f"{row + 1} selected").wait_for(timeout=SLOW)
         idle(page)
     page.get_by_role("button", name="Compare selected (3)").click()
-    page.get_by_text("Show only differences").wait_for(timeout=30_000)
-    page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=30_000)  # the full view
+    page.get_by_text("Show only differences").wait_for(timeout=SLOW)
+    page.wait_for_url(lambda url: "/compare?" in url and "baseline=" in url, timeout=SLOW)  # the full view
     shared = page.url
     _drawn(page)
     query = parse_qs(urlsplit(shared).query)
@@ -80,15 +81,15 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     mine = _view(page)
 
     colleague = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    other = _watch(colleague.new_page(), dialogs)
-    other.goto(shared)
+    other = _watch(open_app(colleague, shared), dialogs)
     sign_in(other, "viewer", PASSWORD)  # the same address, back after signing in
-    other.get_by_text("Show only differences").wait_for(timeout=60_000)
+    other.get_by_text("Show only differences").wait_for(timeout=SLOW)
     _drawn(other)
-    assert _view(other) == mine and other.url == shared
+    expect(other).to_have_url(shared, timeout=SLOW)
+    assert _view(other) == mine
 
     other.get_by_role("tab", name="Charts").click()
-    other.locator(".js-plotly-plot").nth(3).wait_for(timeout=30_000)
+    other.locator(".js-plotly-plot").nth(3).wait_for(timeout=SLOW)
     other.get_by_role("tab", name="Share").click()
     title = other.get_by_label("Report title")
     title.fill("Alpha: three runs <script>alert(2)</script>")
@@ -96,7 +97,7 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     notes = other.get_by_label("Notes (markdown)")
     notes.fill("r3 wins on **test accuracy**.")
     rerun(other, lambda: notes.press("Tab"))  # the report to download is made from what this rerun saw
-    with other.expect_download(timeout=60_000) as download:
+    with other.expect_download(timeout=SLOW) as download:
         other.get_by_role("button", name="Export HTML report").click()
     report = tmp_path / "report.html"
     download.value.save_as(report)
@@ -104,7 +105,7 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     offline = browser.new_context(offline=True)
     opened = _watch(offline.new_page(), dialogs)
     opened.goto(report.as_uri())
-    opened.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=30_000)
+    opened.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=SLOW)
     assert opened.locator("h1").inner_text() == "Alpha: three runs <script>alert(2)</script>"
     assert opened.locator(".notes strong").inner_text() == "test accuracy"
     assert opened.locator(".chart").count() == 5 and opened.locator(".js-plotly-plot").count() == 5
@@ -116,29 +117,28 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
 def _drawn(page) -> None:
     """Wait until the comparison is drawn whole: its two tables and five charts (on all tabs), the app idle."""
     main = page.locator('[data-testid="stMain"]')
-    main.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="attached", timeout=60_000)
-    main.locator(".js-plotly-plot").nth(4).wait_for(state="attached", timeout=60_000)
+    main.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="attached", timeout=SLOW)
+    main.locator(".js-plotly-plot").nth(4).wait_for(state="attached", timeout=SLOW)
     idle(page)
+
+
+# What each tab of a comparison of three runs draws in the main area: (tables, charts).
+DRAWN = {"Side by side": (1, 0), "Champion / challenger": (1, 1), "Charts": (0, 4)}
 
 
 def _view(page) -> dict[str, list[str]]:
     """What a person sees of a comparison: on each tab, every choice made and the charts and tables drawn (the
-    main area only: the sidebar names who is signed in)."""
+    main area only: the sidebar names who is signed in). Each tab is read once all it draws shows: a table or a
+    chart on a tab just opened takes a moment to lay out, and a read before would count it missing."""
     seen: dict[str, list[str]] = {}
-    for tab in ("Side by side", "Champion / challenger", "Charts"):
+    main = page.locator('[data-testid="stMain"]')
+    for tab, (tables, charts) in DRAWN.items():
         page.get_by_role("tab", name=tab).click()
-        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=10_000)  # its panel is the one shown
-        main = page.locator('[data-testid="stMain"]')
+        page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=SLOW)  # its panel is the one shown
+        expect(main.locator('[data-testid="stDataFrame"]:visible')).to_have_count(tables, timeout=SLOW)
+        expect(main.locator(".js-plotly-plot:visible")).to_have_count(charts, timeout=SLOW)
         inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
         chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
         tags = main.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
-        drawn = [
-            str(main.locator(f"{kind}:visible").count()) for kind in ('[data-testid="stDataFrame"]', ".js-plotly-plot")
-        ]
-        seen[tab] = [
-            *chosen,
-            *tags,
-            *drawn,
-            *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts(),
-        ]
+        seen[tab] = [*chosen, *tags, *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts()]
     return seen

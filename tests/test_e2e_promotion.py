@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 
 import tracking
-from tests.e2e import sign_in
+from tests.e2e import SLOW, open_app, sign_in
 from tests.governance import PASSWORD, fixed_c, trained_runs
+from tests.polling import wait_until
 from tracking.registry._models import list_versions, register_version
 from tracking.registry._promotions import approve_promotion, request_promotion
 
-pytestmark = pytest.mark.slow
-WAIT = 60_000  # ms: a rerun that scores two models on a slow machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each wait has its own bound
+WAIT = SLOW  # ms: a rerun that scores two models on a loaded machine
 
 
 @pytest.fixture
@@ -30,17 +31,16 @@ def candidate_run(users):
 
 
 def _open_tab(page, name: str, inside) -> None:
-    """Click a tab until `inside` shows (a rerun still drawing the page may redraw the tabs)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    """Open a tab and wait until `inside` shows; a rerun still drawing the page may redraw the tabs and show the
+    first one again, so the tab is clicked whenever it is not the selected one."""
+    tab = page.get_by_role("tab", name=name)
 
-    for _ in range(10):
-        page.get_by_role("tab", name=name).click()
-        try:
-            inside.wait_for(state="visible", timeout=3_000)
-            return
-        except PlaywrightTimeout:
-            continue
-    raise AssertionError(f"the tab {name!r} did not open")
+    def opened() -> bool:
+        if tab.get_attribute("aria-selected", timeout=WAIT) != "true":
+            tab.click(timeout=WAIT)
+        return inside.is_visible()
+
+    wait_until(opened, timeout=WAIT / 1000, what=f"the tab {name!r} to show its content")
 
 
 def _sign_out(page) -> None:
@@ -49,9 +49,7 @@ def _sign_out(page) -> None:
 
 
 def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{app_url}/run?id={candidate_run.id}")
-    page.wait_for_selector('[data-testid="stApp"]', timeout=WAIT)
+    page = open_app(browser, f"{app_url}/run?id={candidate_run.id}", viewport={"width": 1400, "height": 1100})
     sign_in(page, "data_scientist", PASSWORD)
 
     # the data scientist registers the run's model as the next version of `loan`
@@ -59,6 +57,7 @@ def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser,
     _open_tab(page, "Model registry", description)
     description.fill("Retrained on the same data")
     page.get_by_role("button", name="Register model").click()
+    page.get_by_text("Registered as loan v2.").wait_for(timeout=WAIT)  # the run that registered it has drawn
     page.get_by_role("link", name="Open loan v2").click()
     page.wait_for_url("**/version?id=*", timeout=WAIT)
     page.get_by_role("heading", name="loan v2").wait_for(timeout=WAIT)
@@ -80,7 +79,7 @@ def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser,
     page.get_by_role("heading", name="Candidate vs production").wait_for(timeout=WAIT)
     page.get_by_text("4 of 4 gates passed.").wait_for(timeout=WAIT)
     page.get_by_text("Model file sha256 verifies").wait_for(timeout=WAIT)
-    assert page.locator('[data-testid="stDataFrame"]').first.is_visible()  # the metric table
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(state="visible", timeout=WAIT)  # the metric table
     page.get_by_text("F1 (macro average)").first.wait_for(timeout=WAIT)
     page.get_by_text("Nothing changed:").wait_for(timeout=WAIT)
     page.get_by_role("textbox", name="Comment (required)").fill("Looks as good as v1; approved")
@@ -102,7 +101,13 @@ def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser,
     table = page.locator('[data-testid="stDataFrame"] table').first  # the grid's accessible copy of its rows
     table.get_by_text("promotion.approve").first.wait_for(state="attached", timeout=WAIT)
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
-    rows = table.evaluate("t => [...t.rows].map(r => [...r.cells].map(c => c.textContent))")
-    shown = {tuple(row[2:6]) for row in rows}  # actor, action, object type, object id
-    assert ("data_scientist", "promotion.request", "promotion_request", "2") in shown
-    assert ("product_owner", "promotion.approve", "promotion_request", "2") in shown
+    expected = {
+        ("data_scientist", "promotion.request", "promotion_request", "2"),
+        ("product_owner", "promotion.approve", "promotion_request", "2"),
+    }  # actor, action, object type, object id
+
+    def shown() -> set[tuple[str, ...]]:  # the grid fills its accessible copy as it draws: read until both are in
+        rows = table.evaluate("t => [...t.rows].map(r => [...r.cells].map(c => c.textContent))")
+        return {tuple(row[2:6]) for row in rows}
+
+    wait_until(lambda: expected <= shown(), timeout=WAIT / 1000, what=f"the audit table to show {expected}")

@@ -69,27 +69,67 @@ def test_dashboard_imports_only_names_tracking_has():
     assert not missing, "the dashboard imports names tracking does not have:\n" + "\n".join(missing)
 
 
-def test_tracking_modules_import_without_streamlit():
-    code = """
-import json, pkgutil, sys, traceback
-sys.modules["streamlit"] = None  # `import streamlit` now raises ImportError
-import tracking
-failed = {}
+# In a fresh interpreter where `streamlit` cannot be imported (a finder first on the meta path refuses it and
+# its submodules), import every module pkgutil finds under tracking/, run the CLI's `--help` as
+# `python -m tracking` does, and migrate a new store (Alembic runs env.py and every migration file).
+_WITHOUT_STREAMLIT = """
+import contextlib, importlib, importlib.abc, io, json, pkgutil, runpy, sys, tempfile, traceback
+
+class NoStreamlit(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "streamlit":
+            raise ImportError(f"{name} is blocked: tracking must run without Streamlit")
+        return None
+
+sys.meta_path.insert(0, NoStreamlit())
+failed, imported = {}, []
+
 def record(name):
-    failed[name] = traceback.format_exc(limit=-3)
+    failed[name] = traceback.format_exc(limit=-4)
+
+import tracking
+imported.append("tracking")
 for module in pkgutil.walk_packages(tracking.__path__, "tracking.", onerror=record):
-    if module.name.rsplit(".", 1)[-1] == "__main__" or ".migrations" in module.name or "._dashboard" in module.name:
-        continue
     try:
-        __import__(module.name)
+        if module.name == "tracking.__main__":  # runs the CLI when imported: run it as `python -m tracking --help`
+            sys.argv = ["tracking", "--help"]
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                runpy.run_module(module.name, run_name="__main__")
+        else:
+            importlib.import_module(module.name)
+        imported.append(module.name)
     except BaseException:
         record(module.name)
-print(json.dumps(failed))
+try:
+    from tracking.store import open_store
+    with tempfile.TemporaryDirectory() as home:
+        open_store(f"sqlite:///{home}/tracking.db", home=home).dispose()
+    imported.append("migrations")
+except BaseException:
+    record("migrations")
+print(json.dumps({"imported": imported, "failed": failed, "streamlit loaded": "streamlit" in sys.modules}))
 """
-    out = _python(code)
+
+
+def _tracking_modules() -> set[str]:
+    """Every module under tracking/ by its file (the migrations, run by Alembic from their folder, as one)."""
+    names = {"migrations"}
+    for path in (ROOT / "tracking").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if "migrations" not in parts:
+            names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_tracking_modules_import_without_streamlit():
+    out = _python(_WITHOUT_STREAMLIT)
     assert out.returncode == 0, out.stderr
-    failed = json.loads(out.stdout)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    failed = result["failed"]
     assert not failed, "modules of tracking that need Streamlit:\n" + "\n".join(f"{k}:\n{v}" for k, v in failed.items())
+    assert set(result["imported"]) == _tracking_modules()  # every module was tried: none was left out of the walk
+    assert {"tracking.serving", "tracking.cli", "tracking.cli._ui", "tracking.store._db"} <= set(result["imported"])
+    assert not result["streamlit loaded"]
 
 
 def test_tracking_import_loads_no_heavy_package():

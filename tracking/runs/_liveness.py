@@ -116,18 +116,26 @@ def _pid_gone(pid: int) -> bool:
         return False
 
 
+# A worker launched on this machine beats only once it has imported its libraries, which on a busy machine
+# can take longer than the grace period: while its process is there, it counts as alive this long.
+STARTUP_SECONDS = 120.0
+
+
 def live_workers(conn: Any, sweep_ids: list[int]) -> dict[int, int]:
-    """How many workers of each sweep are alive: not stopped, heartbeat fresh, process present."""
-    cutoff = utcnow() - timedelta(seconds=grace_seconds())
+    """How many workers of each sweep are alive: not stopped, heartbeat fresh, process present (a worker of this
+    machine whose process is present counts for `STARTUP_SECONDS` without a beat: it may be starting)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace_seconds())
+    local_cutoff = now - timedelta(seconds=max(grace_seconds(), STARTUP_SECONDS))
     here = socket.gethostname()
     counts: dict[int, int] = {}
     rows = conn.execute(
-        select(Worker.sweep_id, Worker.host, Worker.pid).where(
-            Worker.sweep_id.in_(sweep_ids), Worker.stopped_at.is_(None), Worker.last_seen >= cutoff
+        select(Worker.sweep_id, Worker.host, Worker.pid, (Worker.last_seen >= cutoff).label("fresh")).where(
+            Worker.sweep_id.in_(sweep_ids), Worker.stopped_at.is_(None), Worker.last_seen >= local_cutoff
         )
     )
-    for sweep_id, host, pid in rows:
-        if host != here or not _pid_gone(pid):
+    for sweep_id, host, pid, fresh in rows:
+        if (host == here and not _pid_gone(pid)) or (host != here and fresh):
             counts[sweep_id] = counts.get(sweep_id, 0) + 1
     return counts
 
