@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import streamlit as st
 
-import tracking
 from tracking.explore import escape_markdown
 from tracking.governance import Action, create_user, list_users, reset_password, set_disabled, set_role, why_not
-from ui.admin import ROLES, notice, password_twice, role_label, users_frame
+from ui.admin import ROLES, apply_change, notice, password_twice, role_label, users_frame
 from ui.data import get_store
 from ui.frame import in_frame
 from ui.sso import sso_admin
 
 user = in_frame()
 store = get_store()
-
-
-def _change(done: str, change: Callable[[], object]) -> None:
-    """Make one change; on success say so after a fresh run, else show the library's sentence."""
-    try:
-        change()
-    except tracking.TrackingError as err:
-        st.error(escape_markdown(err))
-        return
-    notice(escape_markdown(done))
-    st.rerun()
 
 
 st.title("Users")
@@ -48,7 +34,7 @@ with add:
             if password != repeat:
                 st.error("The two passwords differ.")
             else:
-                _change(
+                apply_change(
                     f"Account {name} added as {role_label(role)}.",
                     lambda: create_user(store, user, name, role, password),
                 )
@@ -67,14 +53,16 @@ with change:
         key=f"users_role_{chosen.id}_{chosen.role}",
     )
     if right.button("Change role", disabled=new_role == chosen.role):
-        _change(f"{chosen.name} is now {role_label(new_role)}.", lambda: set_role(store, user, chosen.name, new_role))
+        apply_change(
+            f"{chosen.name} is now {role_label(new_role)}.", lambda: set_role(store, user, chosen.name, new_role)
+        )
     if chosen.disabled:
         if st.button(f"Enable {escape_markdown(chosen.name)}", help="The account can sign in again."):
-            _change(f"{chosen.name} can sign in again.", lambda: set_disabled(store, user, chosen.name, False))
+            apply_change(f"{chosen.name} can sign in again.", lambda: set_disabled(store, user, chosen.name, False))
     elif st.button(
         f"Disable {escape_markdown(chosen.name)}", help="The account can no longer sign in; its sessions end." + own
     ):
-        _change(f"{chosen.name} is disabled.", lambda: set_disabled(store, user, chosen.name, True))
+        apply_change(f"{chosen.name} is disabled.", lambda: set_disabled(store, user, chosen.name, True))
     with st.form("reset_password", clear_on_submit=True):
         st.markdown(f"**New password for {escape_markdown(chosen.name)}**")
         password, repeat = password_twice("reset")
@@ -82,9 +70,9 @@ with change:
             if password != repeat:
                 st.error("The two passwords differ.")
             else:
-                _change(
+                apply_change(
                     f"The password of {chosen.name} was reset.",
                     lambda: reset_password(store, user, chosen.name, password),
                 )
 
-sso_admin(store, user, _change)
+sso_admin(store, user, apply_change)

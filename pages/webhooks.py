@@ -3,8 +3,6 @@ deliveries, disable or remove endpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import streamlit as st
 
 import tracking
@@ -20,24 +18,13 @@ from tracking.governance import (
     set_webhook_enabled,
     why_not,
 )
-from ui.admin import notice
+from ui.admin import apply_change, notice
 from ui.data import get_store
 from ui.frame import in_frame
 from ui.webhooks import deliveries_frame, event_checkboxes, keep_secret, show_secret_once, webhooks_frame
 
 user = in_frame()
 store = get_store()
-
-
-def _change(done: str, change: Callable[[], object]) -> None:
-    """Make one change; on success say so after a fresh run, else show the library's sentence."""
-    try:
-        change()
-    except tracking.TrackingError as err:
-        st.error(escape_markdown(err))
-        return
-    notice(done)
-    st.rerun()
 
 
 st.title("Webhooks")
@@ -85,13 +72,13 @@ with manage:
         test, toggle, remove = st.columns(3)
         blockers = send_test_blockers(user, chosen)
         if test.button("Send test event", disabled=bool(blockers), help=" ".join(blockers) or None):
-            _change(f"A test event is on its way to webhook {chosen.id}.",
+            apply_change(f"A test event is on its way to webhook {chosen.id}.",
                     lambda: send_test_event(store, user, chosen.id))  # fmt: skip
         if toggle.button("Enable" if not chosen.enabled else "Disable"):
-            _change(f"Webhook {chosen.id} {'enabled' if not chosen.enabled else 'disabled'}.",
+            apply_change(f"Webhook {chosen.id} {'enabled' if not chosen.enabled else 'disabled'}.",
                     lambda: set_webhook_enabled(store, user, chosen.id, not chosen.enabled))  # fmt: skip
         if remove.button("Remove", help="Removes the endpoint, its secret and its deliveries."):
-            _change(f"Webhook {chosen.id} removed.", lambda: remove_webhook(store, user, chosen.id))
+            apply_change(f"Webhook {chosen.id} removed.", lambda: remove_webhook(store, user, chosen.id))
 
 st.subheader("Recent deliveries")
 st.button("Refresh", icon=":material/refresh:", help="Deliveries go out in the background: read them again.")

@@ -6,11 +6,14 @@ refuses the change anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 
 import pandas as pd
 import streamlit as st
 
+import tracking
+from tracking.explore import escape_markdown
 from tracking.governance import ROLE_LABELS, Action, AuditRecord, UserRecord, canonical
 from tracking.store import Role
 
@@ -39,6 +42,17 @@ def password_twice(key: str) -> tuple[str, str]:
     """Two password fields (inside a form): the password and its repetition."""
     password = st.text_input("Password", type="password", key=f"{key}_password", help="At least 8 characters.")
     return password, st.text_input("Repeat the password", type="password", key=f"{key}_repeat")
+
+
+def apply_change(done: str, change: Callable[[], object]) -> None:
+    """Make one change; on success say so (as text) after a fresh run, else show the library's sentence."""
+    try:
+        change()
+    except tracking.TrackingError as err:
+        st.error(escape_markdown(err))
+        return
+    notice(escape_markdown(done))
+    st.rerun()
 
 
 def notice(text: str | None = None) -> None:

@@ -15,7 +15,6 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.explore import escape_markdown
 from tracking.governance import (
     NEW_ACCOUNT_POLICIES,
     UserRecord,
@@ -114,4 +113,4 @@ def sso_admin(store: tracking.Store, actor: UserRecord, change: Callable[[str, C
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     name = left.selectbox("Linked account", names, key="sso_unlink_account")
     if right.button("Unlink", key="sso_unlink", help="Its next single sign-on is matched by its claim again."):
-        change(f"The identities of {escape_markdown(name)} were unlinked.", lambda: unlink_sso(store, actor, name))
+        change(f"The identities of {name} were unlinked.", lambda: unlink_sso(store, actor, name))

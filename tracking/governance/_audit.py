@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import io
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from sqlalchemy import insert, select, update
 
 from tracking._errors import StoreError
 from tracking.governance._audit_key import AuditKey, key_source, load_key
+from tracking.governance._json import json_safe
 from tracking.governance._outbox import queue_for_audit
 from tracking.store import (
     AuditChain,
@@ -74,17 +74,7 @@ class ChainReport:
 
 def canonical(value: Any) -> str:
     """JSON with sorted keys and no whitespace; non-finite numbers become null (JSON has none)."""
-    return json.dumps(_finite(value), sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(json_safe(value), sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
 def _digest(prev_hash: str, seq: int, recorded_at: str, actor: str, action: str, object_type: str,

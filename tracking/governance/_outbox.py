@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -35,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tracking._errors import TrackingError
 from tracking.governance._delivery import start_deliverer
+from tracking.governance._json import json_safe
 from tracking.store import (
     ModelVersion,
     PromotionRequest,
@@ -201,7 +201,7 @@ def insert_deliveries(
     if not endpoints:
         return 0
     event_id = uuid.uuid4().hex
-    text = json.dumps(_finite({"id": event_id, **body}), sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(json_safe({"id": event_id, **body}), sort_keys=True, separators=(",", ":"), default=str)
     now = utcnow()
     conn.execute(
         insert(WebhookDelivery),
@@ -209,17 +209,6 @@ def insert_deliveries(
           "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now} for endpoint in endpoints],
     )  # fmt: skip
     return len(endpoints)
-
-
-def _finite(value: Any) -> Any:
-    """The value with non-finite numbers as null (JSON has none; a drift statistic may be NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def wake_after_commit(conn: Any) -> None:
