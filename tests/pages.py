@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.conftest import ROOT
 from tests.governance import PASSWORD, make_accounts
-from tracking.governance._access import has_accounts, sign_in
+from tracking.governance._access import has_accounts
+from tracking.governance._sessions import sign_in
 
 
 def sign_in_as(at: AppTest, role: str = "data_scientist") -> AppTest:

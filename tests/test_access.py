@@ -18,13 +18,11 @@ from tracking.governance._access import (
     has_accounts,
     list_users,
     reset_password,
-    session_user,
     set_disabled,
     set_role,
-    sign_in,
-    sign_out,
 )
 from tracking.governance._audit import events_csv, list_events
+from tracking.governance._sessions import session_user, sign_in, sign_out
 from tracking.store._tables import SignInFailure, User, UserSession, utcnow
 
 

@@ -15,17 +15,8 @@ from sqlalchemy.exc import IntegrityError
 import tracking
 from tests.governance import PASSWORD, make_accounts
 from tests.migrations import store_at_revision
-from tracking.governance._access import (
-    FREE_FAILURES,
-    authenticate,
-    create_user,
-    get_user,
-    open_session,
-    session_user,
-    set_disabled,
-    set_role,
-    sign_in,
-)
+from tracking.governance._access import FREE_FAILURES, authenticate, create_user, get_user, set_disabled, set_role
+from tracking.governance._sessions import open_session, session_user, sign_in
 from tracking.governance._tickets import issue_sign_in_ticket, redeem_sign_in_ticket
 from tracking.store._tables import SignInFailure, SignInTicket, User, UserSession, utcnow
 

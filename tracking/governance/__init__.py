@@ -18,14 +18,10 @@ from tracking.governance._access import (
     has_accounts,
     list_users,
     local_actor,
-    open_session,
     require,
     reset_password,
-    session_user,
     set_disabled,
     set_role,
-    sign_in,
-    sign_out,
     why_not,
 )
 from tracking.governance._audit import (
@@ -50,6 +46,7 @@ from tracking.governance._outbox import (
     TEST_EVENT,
     queue_event,
 )
+from tracking.governance._sessions import open_session, session_user, sign_in, sign_out
 from tracking.governance._sso import (
     NEW_ACCOUNT_POLICIES,
     SsoLink,

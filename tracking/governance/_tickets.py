@@ -15,7 +15,8 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert, select
 
-from tracking.governance._access import UserRecord, _record, open_session
+from tracking.governance._access import UserRecord, _record
+from tracking.governance._sessions import open_session
 from tracking.store import SignInTicket, Store, User, utcnow
 
 TICKET_SECONDS = 60
