@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import tracking
-from tests.e2e import idle, sign_in
+from tests.e2e import SLOW, controls_ready, idle, sign_in
 from tests.governance import PASSWORD
 from tracking.runs import add_note
 from tracking.sweeps import SweepSpec
@@ -63,7 +63,10 @@ def test_e2e_markdown_like_names_and_notes_fetch_nothing_from_outside(hostile, a
     assert f"{IMAGE}=0." in shown  # the best trial's params, by the parameter's own name
 
     page.goto(f"{app_url}/run?id={run_id}")  # still signed in: the session is the browser's
-    page.get_by_role("tab", name="Tags and notes").click()
+    tab = page.get_by_role("tab", name="Tags and notes")
+    controls_ready(page, page.get_by_text("Signed in as data_scientist"), tab)  # a click before that is lost
+    tab.click()
+    page.get_by_role("tab", name="Tags and notes", selected=True).wait_for(timeout=SLOW)  # its panel is shown
     page.get_by_text("evil.example/chart.png").first.wait_for(timeout=60_000)
     idle(page)
     shown = _visible_text(page)
