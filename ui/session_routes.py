@@ -14,6 +14,7 @@ browser into the attacker's account), and they redirect only to a path on this s
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -69,6 +70,13 @@ def cross_site_refusal(request: Request) -> str | None:
     return None
 
 
+@functools.cache
+def _store() -> tracking.Store:
+    """The store the routes use: one per server process, like the pages' `ui.data.get_store` (a store per request
+    would leave an engine and its connections behind at every sign-in)."""
+    return tracking.open_store()
+
+
 def _secure(request: Request) -> bool:
     from streamlit import config
 
@@ -81,7 +89,7 @@ async def _open(request: Request) -> Response:
         return PlainTextResponse(refusal, status_code=403)
     form = await request.form()
     target = local_path(form.get("next"))
-    token = await run_in_threadpool(redeem_sign_in_ticket, tracking.open_store(), form.get("ticket"))
+    token = await run_in_threadpool(redeem_sign_in_ticket, _store(), form.get("ticket"))
     response = RedirectResponse(target, status_code=303)  # a GET of the page asked for, signed in
     if token is not None:  # else the ticket was used, expired or forged: the page asks to sign in again
         response.set_cookie(COOKIE, token, max_age=COOKIE_SECONDS, path=base_path() or "/", secure=_secure(request),
@@ -96,7 +104,7 @@ async def _close(request: Request) -> Response:
     form = await request.form()
     token = request.cookies.get(COOKIE)
     if token:
-        await run_in_threadpool(sign_out, tracking.open_store(), token)
+        await run_in_threadpool(sign_out, _store(), token)
     response = RedirectResponse(local_path(form.get("next")), status_code=303)
     response.delete_cookie(COOKIE, path=base_path() or "/", secure=_secure(request), httponly=True, samesite="lax")
     return response
