@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e import free_port
 from tracking.cli import build_parser, main
 from tracking.cli._ui import dashboard_command
 
@@ -54,12 +54,6 @@ def test_ui_rejects_a_bad_option_with_one_line(args, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _health(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -70,7 +64,7 @@ def _health(url: str) -> str:
 
 @pytest.mark.slow
 def test_ui_serves_the_dashboard_from_another_folder(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
         [sys.executable, "-m", "tracking", "ui", "--port", str(port), "--address", "127.0.0.1"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from optuna.testing.pytest_storages import StorageTestCase
 
 import tracking
 from tests.conftest import ROOT
+from tests.e2e import free_port
 from tests.polling import wait_until
 from tracking.cli import main
 from tracking.store import journal_storage
@@ -98,12 +98,6 @@ def test_optuna_storage_pickles_into_another_process(store):
     assert out.stdout.decode().split() == ["3"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get_json(url: str) -> object:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -135,7 +129,7 @@ def _dashboard_shows(command: list[str], port: int, sweep, tmp_path) -> None:
 @pytest.mark.file_backends
 def test_optuna_dashboard_command_serves_a_sweeps_study(store, tmp_path):
     sweep = _sweep(store, n_trials=3)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "tracking", "optuna-dashboard", str(sweep.id), "--port", str(port),
                "--store", store.url]  # fmt: skip
     _dashboard_shows(command, port, sweep, tmp_path)
@@ -147,7 +141,7 @@ def test_optuna_dashboard_opens_a_postgresql_store_by_its_url(backend, store, tm
     if backend != "postgresql":
         pytest.skip("Optuna's RDB storage holds the studies of sweeps on PostgreSQL only")
     sweep = _sweep(store, n_trials=3)
-    port = _free_port()
+    port = free_port()
     board = str(Path(sys.executable).parent / "optuna-dashboard")  # the command pip installs
     _dashboard_shows([board, store.url, "--port", str(port), "--host", "127.0.0.1"], port, sweep, tmp_path)
 

@@ -95,17 +95,22 @@ CASES = {
 }
 
 
-@pytest.fixture
-def broken(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
-    """A store home (3 audit events, an older copy with 2 kept aside) broken in the way the test names."""
-    make, found = CASES[request.param]
+def _home_with_an_older_copy(tmp_path: Path, events: int) -> Path:
+    """A store home whose database was copied aside (`older.db` beside it) before one more audited change."""
     home = tmp_path / "home"
-    store = _sqlite_store(home, events=2)
-    _close(store)
+    _close(_sqlite_store(home, events=events))
     shutil.copyfile(home / "tracking.db", tmp_path / "older.db")
     store = open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
     create_user(store, tracking.authenticate(store, "root", PASSWORD), "late", "viewer", PASSWORD)
     _close(store)
+    return home
+
+
+@pytest.fixture
+def broken(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
+    """A store home (3 audit events, an older copy with 2 kept aside) broken in the way the test names."""
+    make, found = CASES[request.param]
+    home = _home_with_an_older_copy(tmp_path, events=2)
     for leftover in ("tracking.db-wal", "tracking.db-shm"):
         (home / leftover).unlink(missing_ok=True)
     make(home)
@@ -158,13 +163,7 @@ def test_anchor_rolled_back_transaction_writes_no_head(file_store):
 
 
 def test_anchor_moved_aside_accepts_an_older_copy_on_purpose(tmp_path):
-    home = tmp_path / "home"
-    store = _sqlite_store(home, events=1)
-    _close(store)
-    shutil.copyfile(home / "tracking.db", tmp_path / "older.db")
-    store = open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
-    create_user(store, tracking.authenticate(store, "root", PASSWORD), "late", "viewer", PASSWORD)
-    _close(store)
+    home = _home_with_an_older_copy(tmp_path, events=1)
     shutil.copyfile(tmp_path / "older.db", home / "tracking.db")
     with pytest.raises(tracking.StoreError, match="rolled back"):
         open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
