@@ -28,11 +28,14 @@ def navigation() -> st.navigation:
                     "pages/monitoring.py", title="Monitoring", icon=":material/monitor_heart:", url_path="monitoring"
                 ),
             ],
+            # every account's own tokens, not an admin's tool (admins also see everyone's there)
+            "Account": [
+                st.Page("pages/tokens.py", title="Access tokens", icon=":material/key:", url_path="tokens"),
+            ],
             "Admin": [
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
                 st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
                 st.Page("pages/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
-                st.Page("pages/tokens.py", title="Access tokens", icon=":material/key:", url_path="tokens"),
             ],
             # reached through links (?id=N), not from the menu
             "": [
