@@ -44,7 +44,8 @@ def navigation() -> st.navigation:
                 st.Page("pages/version.py", title="Model version", url_path="version", visibility="hidden"),
                 st.Page("pages/request.py", title="Promotion request", url_path="request", visibility="hidden"),
             ],
-        }
+        },
+        expanded=True,  # every page in view: collapsed, Streamlit hides all past the tenth behind "View N more"
     )
 
 
