@@ -134,6 +134,13 @@ SETTINGS: tuple[Setting, ...] = (
         "72",
         "hours after which the token given to a sweep's workers expires, if the sweep has not ended before",
     ),
+    Setting(
+        "TRACKING_SERVER_URL",
+        None,
+        "the address of a tracking server (`python -m tracking server`), e.g. `http://tracking.example:8765`: "
+        "`start_run`, the run reads and `python -m tracking worker` then go through it with `TRACKING_TOKEN`, and "
+        "need no store URL; see [Tracking server](#tracking-server)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -18,6 +18,7 @@ from typing import Any
 from tracking._errors import TrackingError
 from tracking.cli import _interop as interop
 from tracking.cli import _lifecycle as lifecycle
+from tracking.cli import _server as tracking_server
 from tracking.cli import _serving as serving
 from tracking.cli import _tokens as tokens
 from tracking.cli import _ui as dashboard
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", parents=[store], help="join a sweep and run its trials (also resumes it)")
     worker.add_argument("--sweep", type=record_id, required=True, metavar="ID")
     worker.add_argument("--trials", type=_positive_int, help="stop after this many trials of this worker")
+    worker.add_argument("--server", metavar="URL", help="run the trials through a tracking server with TRACKING_TOKEN "
+                        "instead of opening the store (default: TRACKING_SERVER_URL when --store is not given)")  # fmt: skip
 
     resume = sub.add_parser("resume", parents=[store], help="continue an interrupted or cancelled sweep")
     resume.add_argument("sweep", type=record_id, metavar="SWEEP")
@@ -134,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parsers(sub, store)
     webhooks.add_parsers(sub, store)
     interop.add_parsers(sub, store)
+    tracking_server.add_parsers(sub, store)
     return parser
 
 
@@ -249,6 +253,9 @@ def _print_best(store: Any, sweep: Any) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    url = tracking_server.remote_url(args)
+    if url:
+        return tracking_server.cmd_remote_worker(args, url)
     store = _store(args)
     ran = run_worker(store, args.sweep, max_trials=args.trials, actor=cli_actor(store))
     print(f"worker finished: ran {ran} trial(s) of sweep {args.sweep}")
@@ -404,4 +411,5 @@ COMMANDS = {
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,
     **interop.COMMANDS,
+    **tracking_server.COMMANDS,
 }

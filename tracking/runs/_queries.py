@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tracking._errors import NotFoundError
+from tracking.remote import ServerClient
 from tracking.runs._filters import compile_filter
 from tracking.store import DatasetVersion, Experiment, ExperimentRecord, MetricPoint, Run, RunRecord, RunTag, Store
 
@@ -24,7 +25,7 @@ def _runs_query(filter_text: str | None = None) -> Any:
 
 
 def list_runs(
-    store: Store,
+    store: Store | ServerClient,
     *,
     sweep_id: int | None = None,
     experiment: str | None = None,
@@ -37,6 +38,9 @@ def list_runs(
     Raises:
         FilterError: the filter text does not parse.
     """
+    if isinstance(store, ServerClient):  # a tracking server's client: the same question over HTTP
+        return store.list_runs(sweep_id=sweep_id, experiment=experiment, filter=filter, limit=limit,
+                               newest_first=newest_first)  # fmt: skip
     query = _runs_query(filter)
     if sweep_id is not None:
         query = query.where(Run.sweep_id == sweep_id)
@@ -58,8 +62,10 @@ def list_runs(
         return [_record(run, exp, ds_name, ds_sha, tags.get(run.id, {})) for run, exp, ds_name, ds_sha in rows]
 
 
-def find_run(store: Store, run_id: int) -> RunRecord | None:
+def find_run(store: Store | ServerClient, run_id: int) -> RunRecord | None:
     """One run, or None."""
+    if isinstance(store, ServerClient):
+        return store.find_run(run_id)
     with store.session_scope() as session:
         row = session.execute(_runs_query().where(Run.id == run_id)).first()
         if row is None:
@@ -69,7 +75,7 @@ def find_run(store: Store, run_id: int) -> RunRecord | None:
         return _record(run, exp, ds_name, ds_sha, tags)
 
 
-def get_run(store: Store, run_id: int) -> RunRecord:
+def get_run(store: Store | ServerClient, run_id: int) -> RunRecord:
     """One run. Raises NotFoundError."""
     run = find_run(store, run_id)
     if run is None:
@@ -77,8 +83,10 @@ def get_run(store: Store, run_id: int) -> RunRecord:
     return run
 
 
-def metric_history(store: Store, run_id: int, key: str | None = None) -> dict[str, list[tuple[int, float | None]]]:
+def metric_history(store: Store | ServerClient, run_id: int, key: str | None = None) -> dict[str, list[tuple[int, float | None]]]:
     """Each metric's (step, value) points of a run, in step order."""
+    if isinstance(store, ServerClient):
+        return store.metric_history(run_id, key)
     query = select(MetricPoint.key, MetricPoint.step, MetricPoint.value).where(MetricPoint.run_id == run_id)
     if key is not None:
         query = query.where(MetricPoint.key == key)

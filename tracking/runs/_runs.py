@@ -333,7 +333,8 @@ def start_run(
         tags: string tags.
         seed: the random seed the run used, for reproduction.
         dataset_version_id: the dataset version it trained on (see `register_dataset`).
-        store: the store; default `open_store()` (TRACKING_STORE_URL / TRACKING_HOME).
+        store: the store; default `open_store()` (TRACKING_STORE_URL / TRACKING_HOME), or the tracking server
+            when `TRACKING_SERVER_URL` is set (a `ServerClient` may be passed too; `actor` is then unused).
         actor: who logs the run on a store with accounts; default the account of the access token in
             `TRACKING_TOKEN`. A store without accounts needs none (the operating-system user owns the run).
 
@@ -344,6 +345,15 @@ def start_run(
         The `ActiveRun`. On exit the run ends `complete`; on an exception `failed` with the
         traceback (the exception propagates); on KeyboardInterrupt or SystemExit `killed`.
     """
+    from tracking.runs._remote_run import is_remote, start_remote_run  # the module imports this one
+
+    if is_remote(store):  # a tracking server holds the store: the token in TRACKING_TOKEN is the credential
+        remote = start_remote_run(store, experiment, params, name=name, seed=seed, dataset_version_id=dataset_version_id)  # type: ignore[arg-type]
+        if tags:
+            remote.set_tags(tags)
+        with run_scope(remote):
+            yield remote
+        return
     store = store or open_store()
     actor = actor or actor_from_env(store)
     require(store, actor, Action.run_log)  # before the experiment is created

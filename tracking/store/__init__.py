@@ -71,6 +71,7 @@ from tracking.store._tables import (
     WebhookEndpoint,
     Worker,
     utcnow,
+    MetricBatch,
 )
 
 __all__ = [
@@ -131,4 +132,5 @@ __all__ = [
     "note_audit_head",
     "open_store",
     "utcnow",
+    "MetricBatch",
 ]

@@ -540,3 +540,14 @@ class AccessToken(SQLModel, table=True):
     expires_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class MetricBatch(SQLModel, table=True):
+    """A batch of metric points a tracking-server client sent, by its id: a batch sent again is not applied twice."""
+
+    __tablename__ = "metric_batches"
+    __table_args__ = (UniqueConstraint("run_id", "batch_id", name="uq_metric_batches_run_batch"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    batch_id: str
+    created_at: datetime = Field(default_factory=utcnow)

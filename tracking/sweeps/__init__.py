@@ -19,12 +19,18 @@ from tracking.sweeps._sweeps import (
     study_storage,
     worker_command,
 )
+from tracking.sweeps._remote import (
+    TrialService,
+    run_remote_worker,
+)
 from tracking.sweeps._worker import (
     objective_code_path,
     run_worker,
 )
 
 __all__ = [
+    "TrialService",
+    "run_remote_worker",
     "PRUNERS",
     "SAMPLERS",
     "SweepSpec",

@@ -1,0 +1,24 @@
+"""The HTTP client of the tracking server: scripts and workers that hold a token, not database credentials.
+
+`connect_server()` (or `TRACKING_SERVER_URL` with `TRACKING_TOKEN`) gives a `ServerClient`; pass it where a
+store goes (`start_run(store=...)`, `list_runs(...)`, `get_run(...)`, `metric_history(...)`), or set the
+variable and call `start_run()` with no store.
+"""
+
+from __future__ import annotations
+
+from tracking.remote._client import (
+    ServerClient,
+    connect_server,
+    record_from_json,
+    record_to_json,
+    server_configured,
+)
+
+__all__ = [
+    "ServerClient",
+    "connect_server",
+    "record_from_json",
+    "record_to_json",
+    "server_configured",
+]
