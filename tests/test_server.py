@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -127,6 +126,7 @@ def test_server_viewer_token_reads_but_cannot_write(team):
     assert tracking.get_run(store, run.id).tags == {}
 
 
+@pytest.mark.file_backends  # sweeps need a store that workers can share
 def test_server_worker_token_cannot_touch_another_sweep(team):
     store, users, url = team
     ds = users["data_scientist"]
@@ -185,5 +185,5 @@ def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * IRIS.n_trials
     assert get_sweep(store, sweep.id).status == "complete"
     assert list(empty_home.iterdir()) == []  # the workers opened no store of their own
-    assert sum(int(out.split()[3]) for out, _ in outputs) == IRIS.n_trials
-    assert dataclasses.replace(IRIS).n_trials == len({r.trial_number for r in runs})
+    assert sum(int(out.split()[3]) for out, _ in outputs) == IRIS.n_trials  # "worker finished: ran N trial(s)"
+    assert len({r.trial_number for r in runs}) == IRIS.n_trials

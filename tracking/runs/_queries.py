@@ -83,7 +83,9 @@ def get_run(store: Store | ServerClient, run_id: int) -> RunRecord:
     return run
 
 
-def metric_history(store: Store | ServerClient, run_id: int, key: str | None = None) -> dict[str, list[tuple[int, float | None]]]:
+def metric_history(
+    store: Store | ServerClient, run_id: int, key: str | None = None
+) -> dict[str, list[tuple[int, float | None]]]:
     """Each metric's (step, value) points of a run, in step order."""
     if isinstance(store, ServerClient):
         return store.metric_history(run_id, key)

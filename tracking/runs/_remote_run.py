@@ -191,4 +191,3 @@ def is_remote(store: Any) -> bool:
     """Whether calls given `store` go to a tracking server: a `ServerClient`, or no store while
     `TRACKING_SERVER_URL` is set."""
     return isinstance(store, ServerClient) or (store is None and server_configured())
-

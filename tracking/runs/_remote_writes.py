@@ -92,7 +92,9 @@ def beat_worker(store: Store, actor: UserRecord | None, worker_id: int, stopped:
             conn.execute(
                 update(Run)
                 .where(Run.worker_id == worker_id, Run.status == RunStatus.running)
-                .values(status=RunStatus.killed, finished_at=utcnow(), error="The worker stopped before this run ended.")
+                .values(
+                    status=RunStatus.killed, finished_at=utcnow(), error="The worker stopped before this run ended."
+                )
             )
             bump_change_counter(conn)
         if sweep_id[0] is None:

@@ -348,7 +348,9 @@ def start_run(
     from tracking.runs._remote_run import is_remote, start_remote_run  # the module imports this one
 
     if is_remote(store):  # a tracking server holds the store: the token in TRACKING_TOKEN is the credential
-        remote = start_remote_run(store, experiment, params, name=name, seed=seed, dataset_version_id=dataset_version_id)  # type: ignore[arg-type]
+        remote = start_remote_run(
+            store, experiment, params, name=name, seed=seed, dataset_version_id=dataset_version_id
+        )
         if tags:
             remote.set_tags(tags)
         with run_scope(remote):

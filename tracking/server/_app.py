@@ -116,7 +116,9 @@ def create_app(store: Store) -> FastAPI:
     async def _bad_body(request: Request, err: RequestValidationError) -> JSONResponse:
         first = err.errors()[0] if err.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
-        return _error(422, ValidationError(f"The request is not valid at {where or 'its body'}: {first.get('msg', '')}."))
+        return _error(
+            422, ValidationError(f"The request is not valid at {where or 'its body'}: {first.get('msg', '')}.")
+        )
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -26,7 +26,9 @@ def docs_html(schema: dict[str, Any]) -> str:
     ]
     for path, methods in schema.get("paths", {}).items():
         for method, operation in methods.items():
-            parts.append(f"<h2><span class='m'>{html.escape(method.upper())}</span> <code>{html.escape(path)}</code></h2>")
+            parts.append(
+                f"<h2><span class='m'>{html.escape(method.upper())}</span> <code>{html.escape(path)}</code></h2>"
+            )
             parts.append(f"<p>{html.escape(operation.get('summary', ''))}</p>")
             if operation.get("description"):
                 parts.append(f"<p>{html.escape(operation['description'])}</p>")

@@ -29,8 +29,8 @@ from tracking.runs import (
     metric_history,
     set_tags,
 )
-from tracking.runs._remote_writes import beat_worker, register_worker, write_batch
 from tracking.runs._liveness import heartbeat_seconds
+from tracking.runs._remote_writes import beat_worker, register_worker, write_batch
 from tracking.server._app import Credential, ServerState, bearer, ended_sweep, request_actor
 from tracking.store import RunStatus, utcnow
 

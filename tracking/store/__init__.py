@@ -40,6 +40,7 @@ from tracking.store._tables import (
     DatasetVersion,
     Experiment,
     InferenceEvent,
+    MetricBatch,
     MetricPoint,
     ModelVersion,
     Note,
@@ -71,7 +72,6 @@ from tracking.store._tables import (
     WebhookEndpoint,
     Worker,
     utcnow,
-    MetricBatch,
 )
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "Experiment",
     "ExperimentRecord",
     "InferenceEvent",
+    "MetricBatch",
     "MetricPoint",
     "ModelVersion",
     "Note",
@@ -132,5 +133,4 @@ __all__ = [
     "note_audit_head",
     "open_store",
     "utcnow",
-    "MetricBatch",
 ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from tracking.sweeps._remote import (
+    TrialService,
+    run_remote_worker,
+)
 from tracking.sweeps._sweeps import (
     PRUNERS,
     SAMPLERS,
@@ -19,21 +23,16 @@ from tracking.sweeps._sweeps import (
     study_storage,
     worker_command,
 )
-from tracking.sweeps._remote import (
-    TrialService,
-    run_remote_worker,
-)
 from tracking.sweeps._worker import (
     objective_code_path,
     run_worker,
 )
 
 __all__ = [
-    "TrialService",
-    "run_remote_worker",
     "PRUNERS",
     "SAMPLERS",
     "SweepSpec",
+    "TrialService",
     "cancel_sweep",
     "create_sweep",
     "get_sweep",
@@ -44,6 +43,7 @@ __all__ = [
     "optuna_storage",
     "reopen_sweep",
     "resume_blockers",
+    "run_remote_worker",
     "run_worker",
     "spec_from_record",
     "study_storage",

@@ -14,6 +14,7 @@ sha256 the sweep recorded), runs the same objective as a local worker, and logs 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import threading
@@ -91,7 +92,9 @@ class TrialService:
             authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
         sweep = get_sweep(self.store, sweep_id)
         if sweep.cancel_requested:
-            raise ValidationError(f"Sweep {sweep_id} was cancelled; resume it with `python -m tracking resume {sweep_id}`.")
+            raise ValidationError(
+                f"Sweep {sweep_id} was cancelled; resume it with `python -m tracking resume {sweep_id}`."
+            )
         with self.store.connect(write=True) as conn:
             conn.execute(
                 update(Sweep)
@@ -173,9 +176,9 @@ class TrialService:
         if row is None:
             raise NotFoundError(f"There is no run {run_id}.")
         trial_run = row.sweep_id is not None and row.trial_number is not None
-        if trial_run and status == RunStatus.complete:
-            if not values or any(not isinstance(v, int | float) or not math.isfinite(v) for v in values):
-                status, error = RunStatus.failed, f"The objective returned a value that is not a finite number: {values}."
+        finite = bool(values) and all(isinstance(v, int | float) and math.isfinite(v) for v in values or ())
+        if trial_run and status == RunStatus.complete and not finite:
+            status, error = RunStatus.failed, f"The objective returned a value that is not a finite number: {values}."
         try:
             write_batch(self.store, run_id, actor, batch, points, latest, end=(status, error))
             closed = False
@@ -209,7 +212,9 @@ class TrialService:
             authorize(conn, actor, Action.run_log, sweep_id=sweep_id)
         spec = get_sweep(self.store, sweep_id).config.get("data") or {}
         if not spec or spec.get("task"):
-            raise NotFoundError(f"Sweep {sweep_id} trains on a built-in dataset or its own objective's data, not a CSV.")
+            raise NotFoundError(
+                f"Sweep {sweep_id} trains on a built-in dataset or its own objective's data, not a CSV."
+            )
         _load_sweep_data(get_sweep(self.store, sweep_id).config)  # refuses a file changed since the sweep began
         return Path(spec["csv"]).read_bytes()
 
@@ -289,7 +294,9 @@ def run_remote_worker(client: ServerClient, sweep_id: int, max_trials: int | Non
             except optuna.TrialPruned:
                 run.end(RunStatus.pruned)
             except (KeyboardInterrupt, SystemExit):
-                run.end(RunStatus.killed, error="The worker was interrupted during this trial.\n" + traceback.format_exc())
+                run.end(
+                    RunStatus.killed, error="The worker was interrupted during this trial.\n" + traceback.format_exc()
+                )
                 raise
             except Exception:
                 run.end(RunStatus.failed, error=traceback.format_exc())
@@ -308,7 +315,5 @@ def run_remote_worker(client: ServerClient, sweep_id: int, max_trials: int | Non
 
 def _quietly(call: Any) -> None:
     """The last calls of a worker: once its sweep has ended, its sweep token has ended too, and refusals are fine."""
-    try:
+    with contextlib.suppress(PermissionDenied):
         call()
-    except PermissionDenied:
-        pass
