@@ -112,6 +112,10 @@ from tracking.registry import (
     set_stage,
     withdraw_promotion,
 )
+from tracking.remote import (
+    ServerClient,
+    connect_server,
+)
 from tracking.runs import (
     BUILTIN_TASKS,
     ActiveRun,
@@ -175,6 +179,7 @@ __all__ = [
     "RunKeys",
     "RunsPage",
     "RunsView",
+    "ServerClient",
     "Setting",
     "Store",
     "StoreError",
@@ -197,6 +202,7 @@ __all__ = [
     "close_review",
     "compare_runs",
     "compile_filter",
+    "connect_server",
     "create_sweep",
     "create_token",
     "create_user",
