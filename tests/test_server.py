@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +23,7 @@ from tracking.governance._tokens import create_sweep_token, create_token
 from tracking.remote import ServerClient, connect_server
 from tracking.runs import list_artifacts, metric_history
 from tracking.server import create_app
-from tracking.sweeps import SweepSpec, create_sweep, get_sweep, load_study
+from tracking.sweeps import SweepSpec, create_sweep, get_sweep, load_study, run_remote_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = SweepSpec(model="knn", task="iris", n_trials=4, sampler="random", pruner="none", folds=2)
@@ -82,13 +84,18 @@ def test_server_script_logs_through_it_and_reads_back_identically(team, monkeypa
 
 
 class _DropFirstAnswer(httpx.HTTPTransport):
-    """A real transport that loses the server's answer to the first metric batch, after the server applied it."""
+    """A real transport that loses the server's answer to the first metric batch, after the server applied it
+    (and, when told, fails to connect for the next ones)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.dropped = 0
+        self.refuse = 0  # this many metric batches fail to connect at all
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metrics") and self.refuse:
+            self.refuse -= 1
+            raise httpx.ConnectError("connection refused", request=request)
         response = super().handle_request(request)
         if request.url.path.endswith("/metrics") and not self.dropped:
             self.dropped += 1
@@ -107,8 +114,15 @@ def test_server_retried_batch_after_a_dropped_connection_is_neither_lost_nor_dou
         run.log_metrics({"loss": 0.4}, step=1)
         run.flush()  # the first batch: applied, its answer lost, sent again under the same id
         run.log_metrics({"loss": 0.3}, step=2)
-    assert transport.dropped == 1
-    assert metric_history(store, run.id) == {"loss": [(0, 0.5), (1, 0.4), (2, 0.3)]}
+        transport.refuse = 1  # the server unreachable for longer than the retries: the batch waits in the client
+        client.retry_seconds = 0.0
+        run.log_metrics({"loss": 0.2}, step=3)
+        with pytest.raises(tracking.StoreError, match="cannot be reached"):
+            run.flush()
+        run.log_metrics({"loss": 0.1}, step=4)
+    assert (transport.dropped, transport.refuse) == (1, 0)
+    assert metric_history(store, run.id) == {"loss": [(0, 0.5), (1, 0.4), (2, 0.3), (3, 0.2), (4, 0.1)]}
+    assert tracking.get_run(store, run.id).metrics == {"loss": 0.1}
 
 
 def test_server_viewer_token_reads_but_cannot_write(team):
@@ -187,3 +201,23 @@ def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(
     assert list(empty_home.iterdir()) == []  # the workers opened no store of their own
     assert sum(int(out.split()[3]) for out, _ in outputs) == IRIS.n_trials  # "worker finished: ran N trial(s)"
     assert len({r.trial_number for r in runs}) == IRIS.n_trials
+
+
+@pytest.mark.slow  # trains a model in this process (the first import of scikit-learn and skops, if no test did)
+@pytest.mark.file_backends
+def test_server_a_dead_remote_workers_trial_is_recovered_and_the_sweep_still_ends_at_n(team):
+    store, users, url = team
+    sweep = create_sweep(store, dataclasses.replace(IRIS, n_trials=2), actor=users["engineer"])
+    client = connect_server(url, create_sweep_token(store, users["engineer"], sweep.id))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a worker on this machine whose process has ended: dead at once, without waiting for beats
+    client.call("POST", f"/api/sweeps/{sweep.id}/join")
+    dead = client.call("POST", "/api/workers", json={"sweep_id": sweep.id, "host": socket.gethostname(),
+                                                     "pid": gone.pid})["worker_id"]  # fmt: skip
+    claimed = client.call("POST", f"/api/sweeps/{sweep.id}/trials", json={"worker_id": dead})
+    assert claimed["number"] == 0
+    assert run_remote_worker(client, sweep.id) == 1
+    runs = {r.trial_number: r.status for r in tracking.list_runs(store, sweep_id=sweep.id)}
+    assert runs == {0: "killed", 1: "complete"}
+    assert [t.state.name for t in load_study(store, sweep.id).trials] == ["FAIL", "COMPLETE"]
+    assert get_sweep(store, sweep.id).status == "complete"
