@@ -47,6 +47,13 @@ class ServerState:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.trials = TrialService(store)
+        self._accounts = False  # once a store has accounts it keeps them (accounts are disabled, never deleted)
+
+    def has_accounts(self) -> bool:
+        """Whether the store has accounts (asked until it has: no query per request after that)."""
+        if not self._accounts:
+            self._accounts = has_accounts(self.store)
+        return self._accounts
 
 
 def bearer(request: Request) -> str:
@@ -56,9 +63,9 @@ def bearer(request: Request) -> str:
 
 def request_actor(request: Request) -> UserRecord | None:
     """FastAPI dependency: the account of the request's token (None on a store without accounts)."""
-    store = request.app.state.tracking.store
-    token = bearer(request)
-    if not has_accounts(store):
+    state = request.app.state.tracking
+    store, token = state.store, bearer(request)
+    if not state.has_accounts():
         return None
     if not token:
         raise Credential("This tracking server's store has accounts: send Authorization: Bearer <access token> "
