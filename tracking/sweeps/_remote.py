@@ -108,7 +108,8 @@ class TrialService:
         self, sweep_id: int, worker_id: int, actor: UserRecord | None, provenance: Mapping[str, Any]
     ) -> dict[str, Any]:
         """The next trial for a worker: `{"run_id", "number", "params"}`, or `{"run_id": None, "reason"}` when
-        the sweep is full, cancelled or its grid is exhausted. The run records the worker's provenance."""
+        the sweep is full, cancelled or its grid is exhausted. The run records the worker's provenance (its
+        code version and environment), in the transaction that claims it."""
         hosted = self._host(sweep_id)
         study, config = hosted.study, hosted.config
         with hosted.lock:  # one ask at a time per sweep in this server (the store locks across servers)
@@ -117,20 +118,13 @@ class TrialService:
                 hosted.recovered_at = time.monotonic()
             if config["sampler"] == "grid" and study.sampler.is_exhausted(study):
                 return {"run_id": None, "reason": "grid"}
+            # the trial runs on the worker: the run records the worker's code version and environment
             claimed = _claim(self.store, sweep_id, worker_id, config["seed"], PACKAGE_DIR,
-                             lambda: study.ask(hosted.distributions), actor)  # fmt: skip
+                             lambda: study.ask(hosted.distributions), actor, provenance)  # fmt: skip
             if claimed is None:
                 return {"run_id": None, "reason": "full"}
             run_id, trial = claimed
             hosted.trials[trial.number] = trial
-        env = provenance.get("environment")
-        with self.store.connect(write=True) as conn:  # the trial runs there: its code and environment are the worker's
-            conn.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(code_version=provenance.get("code_version"), environment=env or {},
-                        host=str((env or {}).get("host", "")))
-            )  # fmt: skip
         return {"run_id": run_id, "number": trial.number, "params": dict(trial.params)}
 
     def _trial_of(self, run_id: int, actor: UserRecord | None) -> tuple[_Hosted, Any]:

@@ -167,12 +167,14 @@ def _claim(
     code_path: Path,
     ask: Callable[[], Any],
     actor: UserRecord | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> tuple[int, Any] | None:
     """Ask Optuna for the next trial and insert its run, if the sweep still has a free slot.
 
     The sweep row is locked first (FOR UPDATE on PostgreSQL; SQLite's write transactions are
     serialized already), so counting, asking and inserting are one atomic step across all workers.
-    Returns (run id, trial), or None when the sweep is full or cancelled.
+    Returns (run id, trial), or None when the sweep is full or cancelled. `provenance` (a remote worker's
+    code version and environment) replaces this process's on the run.
     """
     with store.connect(write=True) as conn:
         sweep = conn.execute(select(*_CLAIM_COLUMNS).where(Sweep.id == sweep_id).with_for_update()).one()
@@ -197,6 +199,13 @@ def _claim(
             code_path=code_path,
             owner=sweep.owner,
         )
+        if provenance is not None:
+            env = dict(provenance.get("environment") or {})
+            values |= {
+                "code_version": provenance.get("code_version"),
+                "environment": env,
+                "host": str(env.get("host", "")),
+            }
         return insert_run(conn, values), trial
 
 
