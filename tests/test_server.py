@@ -135,8 +135,10 @@ def test_server_viewer_token_reads_but_cannot_write(team):
         tracking.start_run("not mine", store=viewer).__enter__()
     with pytest.raises(tracking.PermissionDenied):
         viewer.call("POST", f"/api/runs/{run.id}/tags", json={"tags": {"x": "y"}})
-    with pytest.raises(tracking.PermissionDenied, match="Authorization: Bearer"):
+    with pytest.raises(tracking.PermissionDenied, match="needs an access token: set TRACKING_TOKEN"):
         connect_server(url, "").get_run(run.id)
+    with pytest.raises(tracking.PermissionDenied, match="not valid"):
+        connect_server(url, "trk_not-a-token").get_run(run.id)
     assert tracking.get_run(store, run.id).tags == {}
 
 

@@ -61,6 +61,7 @@ class ServerClient:
         if not url.startswith(("http://", "https://")):
             raise ValidationError(f"The tracking server URL must start with http:// or https://, not {url!r}.")
         self.url = url.rstrip("/")
+        self.has_token = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._lock = threading.Lock()
@@ -103,6 +104,9 @@ class ServerClient:
                     raise StoreError(f"The tracking server at {self.url} cannot be reached: {err}.") from err
                 time.sleep(wait)  # backing off between attempts, not waiting for a condition
                 wait = min(wait * 2, 5.0)
+        if response.status_code == 401 and not self.has_token:
+            raise PermissionDenied(f"The tracking server at {self.url} needs an access token: set TRACKING_TOKEN "
+                                   "(from `python -m tracking tokens create`).")  # fmt: skip
         if response.status_code >= 400:
             raise _refusal(response)
         if raw:
