@@ -190,8 +190,13 @@ def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(
     env = {k: v for k, v in os.environ.items() if k not in ("TRACKING_STORE_URL", "TRACKING_STORE_ANCHOR")}
     env |= {"TRACKING_HOME": str(empty_home), "TRACKING_TOKEN": create_sweep_token(store, users["engineer"], sweep.id),
             "PYTHONPATH": str(ROOT)}  # fmt: skip
-    command = [sys.executable, "-m", "tracking", "worker", "--sweep", str(sweep.id), "--server", url]
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    command = [sys.executable, "-m", "tracking", "worker", "--sweep", str(sweep.id)]
+    procs = [  # one names the server on its command line, the other finds it in TRACKING_SERVER_URL
+        subprocess.Popen([*command, "--server", url], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+        subprocess.Popen(
+            command, env=env | {"TRACKING_SERVER_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ),
+    ]
     outputs = [proc.communicate(timeout=180) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     runs = tracking.list_runs(store, sweep_id=sweep.id)
