@@ -134,6 +134,16 @@ SETTINGS: tuple[Setting, ...] = (
         "72",
         "hours after which the token given to a sweep's workers expires, if the sweep has not ended before",
     ),
+    Setting(
+        "TRACKING_INFERENCE_RETENTION_DAYS",
+        "90",
+        "days the inference log keeps a sampled request (its whole input rows) before `retention run` drops it",
+    ),
+    Setting(
+        "TRACKING_INFERENCE_RETENTION_ROWS",
+        "100000",
+        "logged requests `retention run` keeps per registered model at most (the newest)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -94,6 +94,7 @@ class Sweep(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trash_id: int | None = Field(default=None, index=True)  # the trash entry it went with (schema 0012)
 
 
 class Worker(SQLModel, table=True):
@@ -133,6 +134,7 @@ class Run(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    trash_id: int | None = Field(default=None, index=True)  # the trash entry it went with (schema 0012)
 
 
 class MetricPoint(SQLModel, table=True):
@@ -540,3 +542,21 @@ class AccessToken(SQLModel, table=True):
     expires_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+# --- the trash (schema 0012) ---
+
+
+class TrashEntry(SQLModel, table=True):
+    """A run, sweep or experiment moved to the trash. The sweeps and runs that went with it carry its id in
+    `trash_id` (no foreign key: `tracking.runs._trash` sets and clears both in one transaction); an experiment
+    is in the trash while its entry exists."""
+
+    __tablename__ = "trash_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "run", "sweep" or "experiment"
+    object_id: int
+    name: str
+    runs: int = 0  # how many runs went to the trash with it
+    trashed_by: str
+    trashed_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,46 @@
+"""the trash: runs, sweeps and experiments moved to it (and restored from it) before they are purged
+
+Revision ID: 0012_trash
+Revises: 0011
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0012_trash"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+STR = sqlmodel.sql.sqltypes.AutoString
+WHEN = sqlmodel.sql.sqltypes.UTCDateTime
+TRASHABLE = ("sweeps", "runs")  # an experiment is in the trash while its entry exists
+
+
+def upgrade() -> None:
+    op.create_table(
+        "trash_entries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", STR(), nullable=False),
+        sa.Column("object_id", sa.Integer(), nullable=False),
+        sa.Column("name", STR(), nullable=False),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.Column("trashed_by", STR(), nullable=False),
+        sa.Column("trashed_at", WHEN(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    # Plain ADD COLUMN (a nullable column without a foreign key): no batch copy of tables others point at.
+    for table in TRASHABLE:
+        op.add_column(table, sa.Column("trash_id", sa.Integer(), nullable=True))
+        op.create_index(f"ix_{table}_trash_id", table, ["trash_id"])
+
+
+def downgrade() -> None:
+    for table in TRASHABLE:
+        op.drop_index(f"ix_{table}_trash_id", table_name=table)
+        op.drop_column(table, "trash_id")
+    op.drop_table("trash_entries")
