@@ -20,6 +20,7 @@ from tracking.cli import _interop as interop
 from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _serving as serving
 from tracking.cli import _tokens as tokens
+from tracking.cli import _trash as trash
 from tracking.cli import _ui as dashboard
 from tracking.cli import _webhooks as webhooks
 from tracking.cli._args import record_id
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parsers(sub, store)
     webhooks.add_parsers(sub, store)
     interop.add_parsers(sub, store)
+    trash.add_parsers(sub, store, runs)
     return parser
 
 
@@ -391,7 +393,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "cancel": cmd_cancel,
     "sweeps": cmd_sweeps,
-    "runs": cmd_runs,
+    "runs": trash.runs_or(cmd_runs),
     "show": cmd_show,
     "datasets": cmd_datasets,
     "models": cmd_models,
@@ -404,4 +406,6 @@ COMMANDS = {
     **lifecycle.COMMANDS,
     **dashboard.COMMANDS,
     **interop.COMMANDS,
+    "trash": lambda args: trash.cmd_trash(args, _print_table),
+    **trash.COMMANDS,
 }

@@ -254,7 +254,7 @@ def _record(row: Any) -> TrashRecord:
 # --- restoring ---
 
 
-def restore(store: Store, entry_id: int, actor: UserRecord | None = None) -> TrashRecord:
+def restore_trashed(store: Store, entry_id: int, actor: UserRecord | None = None) -> TrashRecord:
     """Bring back exactly what went to the trash with this entry.
 
     Raises:
@@ -269,7 +269,7 @@ def restore(store: Store, entry_id: int, actor: UserRecord | None = None) -> Tra
 
 
 def restore_run(store: Store, run_id: int, actor: UserRecord | None = None) -> TrashRecord:
-    """Restore a run that went to the trash on its own (`restore` takes any entry)."""
+    """Restore a run that went to the trash on its own (`restore_trashed` takes any entry)."""
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.run_trash)
         entry = _own_entry(conn, "run", run_id)
@@ -303,7 +303,7 @@ def _restore(conn: Connection, entry: TrashRecord, who: str) -> None:
 # --- purging ---
 
 
-def purge(store: Store, entry_id: int, actor: UserRecord | None = None) -> PurgeReport:
+def purge_trashed(store: Store, entry_id: int, actor: UserRecord | None = None) -> PurgeReport:
     """Delete for good what this trash entry holds: a run, or a sweep or experiment with every run and sweep of
     it (also those trashed on their own), their Optuna study, and the artifact files no one refers to any more.
 
@@ -320,7 +320,7 @@ def purge(store: Store, entry_id: int, actor: UserRecord | None = None) -> Purge
 
 
 def purge_run(store: Store, run_id: int, actor: UserRecord | None = None) -> PurgeReport:
-    """Purge a run that went to the trash on its own (`purge` takes any entry)."""
+    """Purge a run that went to the trash on its own (`purge_trashed` takes any entry)."""
     started = time.time()
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.trash_purge)
@@ -346,7 +346,7 @@ def empty_trash(store: Store, actor: UserRecord | None = None, older_than_days: 
         if cutoff is not None and entry.trashed_at > cutoff:
             continue
         try:
-            done = purge(store, entry.id, actor)
+            done = purge_trashed(store, entry.id, actor)
         except NotFoundError:  # went with an experiment or sweep purged just before
             continue
         except ValidationError as err:
