@@ -39,37 +39,41 @@ def add_parsers(sub: Any, store: argparse.ArgumentParser, runs: argparse.Argumen
                        ("purge", "delete runs in the trash for good, with their artifacts (admins)")):  # fmt: skip
         command = runs_sub.add_parser(name, help=text)
         command.add_argument("ids", type=record_id, nargs="+", metavar="RUN")
+        # Here or before the subcommand (`runs --store URL trash 5`): suppressed, the default would undo the latter.
+        command.add_argument("--store", metavar="URL", default=argparse.SUPPRESS, help="SQLAlchemy URL of the store")
 
     trash = sub.add_parser(
         "trash", parents=[store], help="the trash: list, move sweeps and experiments, restore, purge"
     )
     trash_sub = trash.add_subparsers(dest="trash_command", required=True, parser_class=type(trash))
-    listing = trash_sub.add_parser("list", help="what is in the trash")
+    listing = trash_sub.add_parser("list", parents=[store], help="what is in the trash")
     listing.add_argument("--format", choices=("table", "json"), default="table")
-    empty = trash_sub.add_parser("empty", help="purge everything in the trash for good (admins)")
+    empty = trash_sub.add_parser("empty", parents=[store], help="purge everything in the trash for good (admins)")
     empty.add_argument("--older-than", type=float, metavar="DAYS", help="only what was trashed more than DAYS ago")
-    trash_sub.add_parser("sweep", help="move a sweep and its runs to the trash").add_argument(
+    trash_sub.add_parser("sweep", parents=[store], help="move a sweep and its runs to the trash").add_argument(
         "id", type=record_id, metavar="SWEEP"
     )
-    trash_sub.add_parser("experiment", help="move an experiment with its sweeps and runs to the trash").add_argument(
-        "name", metavar="EXPERIMENT"
-    )
-    trash_sub.add_parser("restore", help="restore a trash entry (see `trash list`)").add_argument(
+    trash_sub.add_parser(
+        "experiment", parents=[store], help="move an experiment with its sweeps and runs to the trash"
+    ).add_argument("name", metavar="EXPERIMENT")
+    trash_sub.add_parser("restore", parents=[store], help="restore a trash entry (see `trash list`)").add_argument(
         "id", type=record_id, metavar="ENTRY"
     )
-    trash_sub.add_parser("purge", help="purge a trash entry for good (admins)").add_argument(
+    trash_sub.add_parser("purge", parents=[store], help="purge a trash entry for good (admins)").add_argument(
         "id", type=record_id, metavar="ENTRY"
     )
 
-    retention = sub.add_parser("retention", parents=[store], help="drop inference-log rows past the retention policy")
+    retention = sub.add_parser("retention", help="drop inference-log rows past the retention policy")
     retention_sub = retention.add_subparsers(dest="retention_command", required=True, parser_class=type(retention))
-    apply = retention_sub.add_parser("run", help="apply the policy now (admins)")
+    apply = retention_sub.add_parser("run", parents=[store], help="apply the policy now (admins)")
     apply.add_argument("--days", type=float, help="keep this many days (default TRACKING_INFERENCE_RETENTION_DAYS)")
     apply.add_argument("--rows", type=int, help="keep this many per model (default TRACKING_INFERENCE_RETENTION_ROWS)")
 
-    artifacts = sub.add_parser("artifacts", parents=[store], help="artifact files: collect the unreferenced ones")
+    artifacts = sub.add_parser("artifacts", help="artifact files: collect the unreferenced ones")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True, parser_class=type(artifacts))
-    gc = artifacts_sub.add_parser("gc", help="delete artifact files and uploads no run refers to (admins)")
+    gc = artifacts_sub.add_parser(
+        "gc", parents=[store], help="delete artifact files and uploads no run refers to (admins)"
+    )
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     gc.add_argument("--grace-hours", type=float, default=1.0, help="keep files younger than this (default 1)")
 
