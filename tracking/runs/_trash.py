@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import Action, UserRecord, authorize, record
 from tracking.runs._artifacts import artifact_file
-from tracking.runs._liveness import live_workers
+from tracking.runs._liveness import fail_stale_runs, live_workers
 from tracking.store import (
     AccessToken,
     Artifact,
@@ -96,6 +96,7 @@ def trash_run(store: Store, run_id: int, actor: UserRecord | None = None) -> Tra
         NotFoundError: no such run. ValidationError: it is already in the trash, still running, or behind
             a registered model version. PermissionDenied: the actor's role may not.
     """
+    fail_stale_runs(store)  # a run whose process died is not running any more
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.run_trash)
         row = conn.execute(select(Run.name, Run.status, Run.trash_id).where(Run.id == run_id)).first()
@@ -117,6 +118,7 @@ def trash_sweep(store: Store, sweep_id: int, actor: UserRecord | None = None) ->
         NotFoundError, ValidationError (already in the trash, running, a run behind a registered version),
         PermissionDenied.
     """
+    fail_stale_runs(store, sweep_id)  # an interrupted sweep's runs whose processes died are not running any more
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.run_trash)
         row = conn.execute(select(Sweep.name, Sweep.trash_id).where(Sweep.id == sweep_id)).first()
@@ -138,6 +140,7 @@ def trash_experiment(store: Store, experiment: str | int, actor: UserRecord | No
         NotFoundError, ValidationError (already in the trash, running, a run behind a registered version),
         PermissionDenied.
     """
+    fail_stale_runs(store)
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.run_trash)
         where = Experiment.id == experiment if isinstance(experiment, int) else Experiment.name == experiment
