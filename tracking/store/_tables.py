@@ -115,6 +115,16 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("sweep_id", "trial_number", name="uq_runs_sweep_trial"),
         Index("ix_runs_started_at", "started_at"),
+        # No index leads with trash_id: SQLite would take it for "trash_id IS NULL" (nearly every run) and then sort
+        # every run for the newest page. Counting the live runs reads this narrow one; the partial index finds the
+        # few runs of one trash entry.
+        Index("ix_runs_started_at_trash_id", "started_at", "trash_id"),
+        Index(
+            "ix_runs_trashed",
+            "trash_id",
+            sqlite_where=text("trash_id IS NOT NULL"),
+            postgresql_where=text("trash_id IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -134,7 +144,7 @@ class Run(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-    trash_id: int | None = Field(default=None, index=True)  # the trash entry it went with (schema 0012)
+    trash_id: int | None = None  # the trash entry it went with (schema 0012)
 
 
 class MetricPoint(SQLModel, table=True):

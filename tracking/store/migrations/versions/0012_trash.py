@@ -36,11 +36,22 @@ def upgrade() -> None:
     # Plain ADD COLUMN (a nullable column without a foreign key): no batch copy of tables others point at.
     for table in TRASHABLE:
         op.add_column(table, sa.Column("trash_id", sa.Integer(), nullable=True))
-        op.create_index(f"ix_{table}_trash_id", table, ["trash_id"])
+    op.create_index("ix_sweeps_trash_id", "sweeps", ["trash_id"])
+    # No index leads with runs.trash_id (see the table): SQLite would sort every run for the newest page.
+    op.create_index("ix_runs_started_at_trash_id", "runs", ["started_at", "trash_id"])
+    op.create_index(
+        "ix_runs_trashed",
+        "runs",
+        ["trash_id"],
+        sqlite_where=sa.text("trash_id IS NOT NULL"),
+        postgresql_where=sa.text("trash_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_trashed", table_name="runs")
+    op.drop_index("ix_runs_started_at_trash_id", table_name="runs")
+    op.drop_index("ix_sweeps_trash_id", table_name="sweeps")
     for table in TRASHABLE:
-        op.drop_index(f"ix_{table}_trash_id", table_name=table)
         op.drop_column(table, "trash_id")
     op.drop_table("trash_entries")
