@@ -16,6 +16,7 @@ from ui.frame import in_frame
 from ui.lifecycle import origin_note, reproduce_panel
 from ui.registry import reasons, register_panel
 from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame, value_frame
+from ui.trash import trash_block
 
 user = in_frame()
 
@@ -46,6 +47,7 @@ if run.error:
     with st.expander("Traceback", expanded=run.status == "failed"):
         st.code(run.error, language="python")
 origin_note(run)
+trash_block("run", run.id, user)
 
 overview, metrics_tab, files_tab, notes_tab, registry_tab, reproduce_tab = st.tabs(
     ["Overview", "Metric histories", "Artifacts", "Tags and notes", "Model registry", "Reproduce"]

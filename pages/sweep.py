@@ -17,6 +17,7 @@ from ui.address import query_id
 from ui.data import cached_sweep_figures, get_store, sweep_runs
 from ui.frame import in_frame
 from ui.sweeps import launch, progress_panel
+from ui.trash import trash_block
 
 user = in_frame()
 
@@ -101,6 +102,7 @@ elif sweep.status in ("interrupted", "cancelled", "complete"):
         controls[4].caption(escape_markdown(cannot))
 if sweep.cancel_requested and live:
     st.info("Cancel requested: the workers stop after their current trial.")
+trash_block("sweep", sweep.id, user)
 
 with st.expander("Run more workers on other machines"):
     st.code(tracking.worker_command(store, sweep.id), language="bash")

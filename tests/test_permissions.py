@@ -39,7 +39,7 @@ EXPECTED = {
     "version.register": B, "model.edit": W, "version.stage": B, "promotion.request": B,
     "promotion.decide": P, "promotion.override": A, "policy.edit": A, "user.manage": A,
     "model.serve": B, "feedback.import": B, "review.open": W, "review.close": P, "model.retrain": B,
-    "run.reproduce": B, "webhook.manage": A, "run.import": B, "run.log": B,
+    "run.reproduce": B, "webhook.manage": A, "run.import": B, "run.log": B, "run.trash": B, "trash.purge": A,
 }  # fmt: skip
 NOT_IN_LIBRARY = ("model.serve", "feedback.import")  # checked by the `serve` and `feedback` commands
 SPEC = tracking.SweepSpec(objective="tests.objectives:quadratic", space={"x": {"type": "float", "low": -1, "high": 1}},
@@ -141,14 +141,20 @@ def _library_call(action: str, world, actor):
         return lambda: tracking.add_webhook(store, actor, "https://hooks.example.com/x", ["promotion.approved"])
     if action == "run.log":
         return lambda: _log_a_run(store, actor)
+    if action == "run.trash":
+        run_id = _log_a_run(store, admin)
+        return lambda: tracking.trash_run(store, run_id, actor=actor)
+    if action == "trash.purge":
+        return lambda: tracking.apply_retention(store, actor=actor)
     assert action == "user.manage"
     return lambda: tracking.create_user(store, actor, f"new-{actor.name if actor else 'x'}-{os.urandom(3).hex()}",
                                         "viewer", PASSWORD)  # fmt: skip
 
 
-def _log_a_run(store, actor) -> None:
+def _log_a_run(store, actor) -> int:
     with tracking.start_run("matrix", store=store, actor=actor) as run:
         run.log_metric("loss", 0.5)
+    return run.id
 
 
 LIBRARY_ACTIONS = [a for a in EXPECTED if a not in NOT_IN_LIBRARY]
@@ -243,6 +249,10 @@ def _cli_args(action: str, world) -> tuple[list[str], str | None]:
         return ["webhooks", "add", "https://hooks.example.com/x", "--event", "promotion.approved"], None
     if action == "run.import":
         return ["import", "mlflow", "--tracking-uri", _mlflow_uri(world)], None
+    if action == "run.trash":
+        return ["runs", "trash", str(_log_a_run(store, admin))], None
+    if action == "trash.purge":
+        return ["retention", "run"], None
     if action == "run.log":  # a worker logs the sweep's trials as runs
         return ["worker", "--sweep", str(tracking.create_sweep(store, SPEC, actor=admin).id), "--trials", "1"], None
     assert action == "user.manage"

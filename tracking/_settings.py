@@ -141,6 +141,16 @@ SETTINGS: tuple[Setting, ...] = (
         "`start_run`, the run reads and `python -m tracking worker` then go through it with `TRACKING_TOKEN`, and "
         "need no store URL; see [Tracking server](#tracking-server)",
     ),
+    Setting(
+        "TRACKING_INFERENCE_RETENTION_DAYS",
+        "90",
+        "days the inference log keeps a sampled request (its whole input rows) before `retention run` drops it",
+    ),
+    Setting(
+        "TRACKING_INFERENCE_RETENTION_ROWS",
+        "100000",
+        "logged requests `retention run` keeps per registered model at most (the newest)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

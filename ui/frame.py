@@ -19,6 +19,7 @@ def navigation() -> st.navigation:
                 st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
                 st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
                 st.Page("pages/reports.py", title="Reports", icon=":material/summarize:", url_path="reports"),
+                st.Page("pages/trash.py", title="Trash", icon=":material/delete:", url_path="trash"),
             ],
             "Models": [
                 st.Page("pages/models.py", title="Models", icon=":material/inventory_2:", url_path="models"),

@@ -21,6 +21,7 @@ from tracking.cli import _lifecycle as lifecycle
 from tracking.cli import _server as tracking_server
 from tracking.cli import _serving as serving
 from tracking.cli import _tokens as tokens
+from tracking.cli import _trash as trash
 from tracking.cli import _ui as dashboard
 from tracking.cli import _webhooks as webhooks
 from tracking.cli._args import record_id
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_parsers(sub, store)
     interop.add_parsers(sub, store)
     tracking_server.add_parsers(sub, store)
+    trash.add_parsers(sub, store, runs)
     return parser
 
 
@@ -398,7 +400,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "cancel": cmd_cancel,
     "sweeps": cmd_sweeps,
-    "runs": cmd_runs,
+    "runs": trash.runs_or(cmd_runs),
     "show": cmd_show,
     "datasets": cmd_datasets,
     "models": cmd_models,
@@ -412,4 +414,6 @@ COMMANDS = {
     **dashboard.COMMANDS,
     **interop.COMMANDS,
     **tracking_server.COMMANDS,
+    "trash": lambda args: trash.cmd_trash(args, _print_table),
+    **trash.COMMANDS,
 }

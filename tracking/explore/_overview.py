@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
-from tracking.runs import list_runs
+from tracking.runs import list_runs, live_experiments, live_runs
 from tracking.store import DatasetVersion, Experiment, Run, RunRecord, Store, Sweep, SweepRecord
 from tracking.sweeps import list_sweeps
 
@@ -25,13 +25,16 @@ class Overview:
 def overview(store: Store, recent: int = 10) -> Overview:
     """Counts of everything and the most recent sweeps and runs (a handful of small queries)."""
     with store.connect() as conn:
+        live = {Experiment: live_experiments(), Sweep: Sweep.trash_id.is_(None), Run: live_runs()}  # not in the trash
         counts = {
-            table.__tablename__: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            table.__tablename__: int(
+                conn.execute(select(func.count()).select_from(table).where(live.get(table, true()))).scalar_one()
+            )
             for table in (Experiment, Sweep, Run, DatasetVersion)
         }
         by_status = {
             (status.value if hasattr(status, "value") else str(status)): int(n)
-            for status, n in conn.execute(select(Run.status, func.count()).group_by(Run.status))
+            for status, n in conn.execute(select(Run.status, func.count()).where(live_runs()).group_by(Run.status))
         }
     return Overview(
         experiments=counts["experiments"],

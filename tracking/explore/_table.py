@@ -36,7 +36,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
 from tracking.explore._compare import parse_ids
-from tracking.runs import compile_filter
+from tracking.runs import compile_filter, live_runs
 from tracking.store import DatasetVersion, Experiment, Run, RunKey, RunKeyScan, RunStatus, RunTag, Store, Sweep, iso
 
 BASE_COLUMNS = (
@@ -304,7 +304,7 @@ def _filtered(query: Any, where: ColumnElement[bool], order: Sequence[ColumnElem
         query = query.join(Experiment, Run.experiment_id == Experiment.id)
     if "dataset_versions" in used:
         query = query.outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
-    return query.where(where)
+    return query.where(where, live_runs())  # runs in the trash are never listed or counted
 
 
 def _rows(conn: Connection, ids: list[int], keyed: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -83,6 +83,8 @@ class Action(StrEnum):
     webhook_manage = "webhook.manage"
     run_import = "run.import"
     run_log = "run.log"
+    run_trash = "run.trash"
+    trash_purge = "trash.purge"
 
 
 _BUILDERS = frozenset({Role.data_scientist, Role.engineer, Role.admin})
@@ -110,6 +112,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.webhook_manage: frozenset({Role.admin}),
     Action.run_import: _BUILDERS,
     Action.run_log: _BUILDERS,
+    Action.run_trash: _BUILDERS,
+    Action.trash_purge: frozenset({Role.admin}),
 }
 DESCRIPTIONS: dict[Action, str] = {
     Action.sweep_launch: "launch sweeps",
@@ -134,6 +138,8 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.webhook_manage: "manage webhooks",
     Action.run_import: "import runs from other trackers (MLflow)",
     Action.run_log: "log runs (params, metrics, artifacts)",
+    Action.run_trash: "move runs, sweeps and experiments to the trash or restore them",
+    Action.trash_purge: "purge the trash, apply retention or collect unreferenced files",
 }
 # What a sweep-scoped access token may do, and only on the runs of its sweep.
 SCOPED_ACTIONS = frozenset({Action.run_log, Action.run_annotate})

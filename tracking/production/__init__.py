@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from tracking.production._inference import (
     InferenceEntry,
+    RetentionReport,
+    apply_retention,
     get_inference,
     recent_inferences,
     record_labels,
+    retention_policy,
     serving_series,
     write_batch,
 )
@@ -50,7 +53,9 @@ __all__ = [
     "ModelCard",
     "MonitoringReport",
     "ReproductionRecord",
+    "RetentionReport",
     "ReviewRecord",
+    "apply_retention",
     "breach_summary",
     "card_html",
     "card_markdown",
@@ -66,6 +71,7 @@ __all__ = [
     "record_labels",
     "reproduce_blockers",
     "reproduce_run",
+    "retention_policy",
     "retrain",
     "review_blockers",
     "serving_series",

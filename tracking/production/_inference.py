@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from tracking._errors import NotFoundError, ValidationError
-from tracking.store import InferenceEvent, ServingMinute, Store, utcnow
+from tracking._settings import number_setting
+from tracking.governance import Action, UserRecord, authorize, record
+from tracking.store import InferenceEvent, ServingMinute, Store, bump_change_counter, utcnow
 
 
 @dataclass(frozen=True)
@@ -191,3 +193,65 @@ def serving_series(store: Store, model_id: int, since: datetime | None = None) -
                      r.latency_sum_ms / r.requests if r.requests else 0.0, r.latency_max_ms)
         for r in rows
     ]  # fmt: skip
+
+
+# --- retention: the inference log keeps whole input rows, so it keeps them only as long as the policy says ---
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What `apply_retention` dropped from the inference log, under which policy."""
+
+    deleted: int
+    days: float
+    rows: int
+
+
+def retention_policy() -> tuple[float, int]:
+    """The policy of the settings: (days to keep a logged request, requests to keep per model).
+
+    Raises:
+        ValidationError: a setting is not a positive number.
+    """
+    days = number_setting("TRACKING_INFERENCE_RETENTION_DAYS")
+    rows = number_setting("TRACKING_INFERENCE_RETENTION_ROWS", minimum=0.999)
+    return days, int(rows)
+
+
+def apply_retention(
+    store: Store, actor: UserRecord | None = None, *, days: float | None = None, rows: int | None = None
+) -> RetentionReport:
+    """Drop the logged requests older than `days` and, per registered model, all but the newest `rows`
+    (defaults: `TRACKING_INFERENCE_RETENTION_DAYS` / `_ROWS`). The per-minute counts are kept: they hold no data.
+
+    Raises:
+        ValidationError: a limit that is not positive. PermissionDenied: only admins may apply retention.
+    """
+    default_days, default_rows = retention_policy()
+    days = default_days if days is None else days
+    rows = default_rows if rows is None else rows
+    if not days > 0 or not rows >= 1:
+        raise ValidationError("Retention keeps a positive number of days and at least one request per model.")
+    cutoff = utcnow() - timedelta(days=days)
+    with store.connect(write=True) as conn:
+        who = authorize(conn, actor, Action.trash_purge)
+        deleted = conn.execute(delete(InferenceEvent).where(InferenceEvent.received_at < cutoff)).rowcount
+        models = conn.execute(
+            select(InferenceEvent.model_id).group_by(InferenceEvent.model_id).having(func.count() > rows)
+        ).scalars()
+        for model_id in list(models):
+            newest = (
+                select(InferenceEvent.id)
+                .where(InferenceEvent.model_id == model_id)
+                .order_by(InferenceEvent.received_at.desc(), InferenceEvent.id.desc())
+                .limit(rows)
+            )
+            deleted += conn.execute(
+                delete(InferenceEvent).where(
+                    InferenceEvent.model_id == model_id, InferenceEvent.id.not_in(select(newest.subquery().c.id))
+                )
+            ).rowcount
+        record(conn, who, "inference.retention", "inference_log", "-", None,
+               {"deleted": deleted, "days": days, "rows": rows})  # fmt: skip
+        bump_change_counter(conn)
+    return RetentionReport(int(deleted), float(days), int(rows))

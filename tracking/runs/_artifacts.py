@@ -89,6 +89,8 @@ def put_bytes(store: Store, data: bytes) -> str:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    else:  # content shared with another artifact: a fresh time tells garbage collection it is in use again
+        os.utime(path)
     return digest
 
 

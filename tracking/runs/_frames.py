@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from tracking._errors import ValidationError
 from tracking.runs._filters import compile_filter
+from tracking.runs._queries import live_runs
 from tracking.store import DatasetVersion, Experiment, MetricPoint, Run, RunRecord, RunTag, Store
 
 # pandas is imported inside the functions that use it: `import tracking` stays light.
@@ -172,6 +173,7 @@ def _filtered(query: Any, filter_text: str | None, sweep_id: int | None, experim
     query = query.join(Experiment, Run.experiment_id == Experiment.id).outerjoin(
         DatasetVersion, Run.dataset_version_id == DatasetVersion.id
     )
+    query = query.where(live_runs())  # runs in the trash are left out
     if filter_text and filter_text.strip():
         query = query.where(compile_filter(filter_text))
     if sweep_id is not None:

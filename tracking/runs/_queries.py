@@ -10,15 +10,42 @@ from sqlalchemy import func, select
 from tracking._errors import NotFoundError
 from tracking.remote import ServerClient
 from tracking.runs._filters import compile_filter
-from tracking.store import DatasetVersion, Experiment, ExperimentRecord, MetricPoint, Run, RunRecord, RunTag, Store
+from tracking.store import (
+    DatasetVersion,
+    Experiment,
+    ExperimentRecord,
+    MetricPoint,
+    Run,
+    RunRecord,
+    RunTag,
+    Store,
+    TrashEntry,
+)
+
+# --- the trash (`tracking.runs._trash`): every list, filter, comparison and count of runs applies this ---
 
 
-def _runs_query(filter_text: str | None = None) -> Any:
+def live_runs() -> Any:
+    """The predicate "not in the trash" over `runs`: what lists, filters, compare, reports and counts show."""
+    return Run.trash_id.is_(None)
+
+
+def live_experiments() -> Any:
+    """The predicate "not in the trash" over `experiments` (an experiment is in the trash while its entry is)."""
+    return ~select(TrashEntry.id).where(TrashEntry.kind == "experiment", TrashEntry.object_id == Experiment.id).exists()
+
+
+# ---
+
+
+def _runs_query(filter_text: str | None = None, live: bool = True) -> Any:
     query = (
         select(Run, Experiment.name, DatasetVersion.name, DatasetVersion.sha256)
         .join(Experiment, Run.experiment_id == Experiment.id)
         .outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
     )
+    if live:
+        query = query.where(live_runs())
     if filter_text and filter_text.strip():
         query = query.where(compile_filter(filter_text))
     return query
@@ -63,11 +90,11 @@ def list_runs(
 
 
 def find_run(store: Store | ServerClient, run_id: int) -> RunRecord | None:
-    """One run, or None."""
+    """One run, or None (a run in the trash too: its page offers to restore it)."""
     if isinstance(store, ServerClient):
         return store.find_run(run_id)
     with store.session_scope() as session:
-        row = session.execute(_runs_query().where(Run.id == run_id)).first()
+        row = session.execute(_runs_query(live=False).where(Run.id == run_id)).first()
         if row is None:
             return None
         run, exp, ds_name, ds_sha = row
@@ -102,8 +129,12 @@ def metric_history(
 def list_experiments(store: Store) -> list[ExperimentRecord]:
     """Experiments with their run counts, newest first."""
     with store.session_scope() as session:
-        counts = dict(session.execute(select(Run.experiment_id, func.count()).group_by(Run.experiment_id)).all())
-        rows = session.execute(select(Experiment).order_by(Experiment.id.desc())).scalars().all()
+        counts = dict(
+            session.execute(
+                select(Run.experiment_id, func.count()).where(live_runs()).group_by(Run.experiment_id)
+            ).all()
+        )
+        rows = session.execute(select(Experiment).where(live_experiments()).order_by(Experiment.id.desc())).scalars()
         return [
             ExperimentRecord(row.id, row.name, row.description, row.created_at, int(counts.get(row.id, 0)))
             for row in rows

@@ -94,6 +94,7 @@ class Sweep(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trash_id: int | None = Field(default=None, index=True)  # the trash entry it went with (schema 0013)
 
 
 class Worker(SQLModel, table=True):
@@ -114,6 +115,16 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("sweep_id", "trial_number", name="uq_runs_sweep_trial"),
         Index("ix_runs_started_at", "started_at"),
+        # No index leads with trash_id: SQLite would take it for "trash_id IS NULL" (nearly every run) and then sort
+        # every run for the newest page. Counting the live runs reads this narrow one; the partial index finds the
+        # few runs of one trash entry.
+        Index("ix_runs_started_at_trash_id", "started_at", "trash_id"),
+        Index(
+            "ix_runs_trashed",
+            "trash_id",
+            sqlite_where=text("trash_id IS NOT NULL"),
+            postgresql_where=text("trash_id IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -133,6 +144,7 @@ class Run(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    trash_id: int | None = None  # the trash entry it went with (schema 0013)
 
 
 class MetricPoint(SQLModel, table=True):
@@ -551,3 +563,21 @@ class MetricBatch(SQLModel, table=True):
     run_id: int = Field(foreign_key="runs.id")
     batch_id: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- the trash (schema 0013) ---
+
+
+class TrashEntry(SQLModel, table=True):
+    """A run, sweep or experiment moved to the trash. The sweeps and runs that went with it carry its id in
+    `trash_id` (no foreign key: `tracking.runs._trash` sets and clears both in one transaction); an experiment
+    is in the trash while its entry exists."""
+
+    __tablename__ = "trash_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "run", "sweep" or "experiment"
+    object_id: int
+    name: str
+    runs: int = 0  # how many runs went to the trash with it
+    trashed_by: str
+    trashed_at: datetime = Field(default_factory=utcnow)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import (
@@ -367,8 +367,8 @@ def list_sweeps(store: Store, sweep_id: int | None = None, limit: int | None = N
     """Sweeps, newest first, with run counts by status, live workers and the best value so far."""
     with store.session_scope() as conn:
         query = select(Sweep, Experiment.name).join(Experiment, Sweep.experiment_id == Experiment.id)
-        if sweep_id is not None:
-            query = query.where(Sweep.id == sweep_id)
+        # a sweep in the trash is found by its id only
+        query = query.where(Sweep.id == sweep_id if sweep_id is not None else Sweep.trash_id.is_(None))
         query = query.order_by(Sweep.id.desc())
         if limit:
             query = query.limit(limit)
@@ -377,7 +377,8 @@ def list_sweeps(store: Store, sweep_id: int | None = None, limit: int | None = N
         counts: dict[int, dict[str, int]] = {i: {} for i in ids}
         for sid, status, n in conn.execute(
             select(Run.sweep_id, Run.status, func.count())
-            .where(Run.sweep_id.in_(ids))
+            .join(Sweep, Sweep.id == Run.sweep_id)
+            .where(Run.sweep_id.in_(ids), _with_its_sweep())
             .group_by(Run.sweep_id, Run.status)
         ):
             counts[sid][status.value if hasattr(status, "value") else str(status)] = int(n)
@@ -385,6 +386,11 @@ def list_sweeps(store: Store, sweep_id: int | None = None, limit: int | None = N
         best = _best_values(conn, [s for s, _ in sweeps])
         records = [_sweep_record(sweep, experiment, counts, live, best) for sweep, experiment in sweeps]
     return records
+
+
+def _with_its_sweep() -> Any:
+    """A sweep's runs that count: not in the trash, or gone to the trash with the sweep (shown on its page)."""
+    return or_(Run.trash_id.is_(None), Run.trash_id == Sweep.trash_id)
 
 
 def _sweep_record(sweep: Sweep, experiment: str, counts: dict, live: dict, best: dict) -> SweepRecord:
@@ -415,6 +421,7 @@ def _best_values(conn: Any, sweeps: list[Sweep]) -> dict[int, tuple[Any, int | N
         row = conn.execute(
             select(Run.id, value_col)
             .where(Run.sweep_id == sweep.id, Run.status == RunStatus.complete, value_col.is_not(None))
+            .where(or_(Run.trash_id.is_(None), Run.trash_id == sweep.trash_id))
             .order_by(order)
             .limit(1)
         ).first()

@@ -1,6 +1,6 @@
 """metric batches: the ids of metric batches a tracking-server client sent, so a retried batch is applied once
 
-Revision ID: 0012_server
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-29
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0012_server"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
