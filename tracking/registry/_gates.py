@@ -6,7 +6,8 @@ scores them with `tracking.ml.assess` and calls `tracking.registry._policy.run_g
 Adding a gate is adding one entry to `GATES`: how its settings are validated, how they are checked
 (one `GateResult` per requirement, with a plain sentence), and the one line that describes it in a
 policy. The integrity gate (model file hash, recorded dataset version) needs no settings and always
-runs first.
+runs first. Each result is passed, failed, or not applicable (nothing to compare with, e.g. the
+no-regression gate while no version is in production): not applicable blocks nothing and is not a pass.
 """
 
 from __future__ import annotations
@@ -338,10 +339,11 @@ def _describe_regression(settings: dict[str, Any]) -> str:
         f"`{metric}` {f'is at most {tolerance:g} worse' if tolerance else 'is no worse'}"
         for metric, tolerance in regression_tolerances(settings).items()
     ]
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
     return (
-        f"**No regression**: the candidate's {'; '.join(parts)} against the production model on the same held-out "
-        f"rows ({settings['confidence']:.0%} interval from {settings['bootstrap']} bootstrap resamples); with no "
-        "version in production it does not apply."
+        f"**No regression**: on the same held-out rows as the production model, the candidate's {listed} "
+        f"({settings['confidence']:.0%} interval from {settings['bootstrap']} bootstrap resamples); with no version "
+        "in production it does not apply."
     )
 
 
