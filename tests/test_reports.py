@@ -64,6 +64,10 @@ class _Collector(HTMLParser):
 @pytest.fixture
 def hostile(store):
     """Three runs whose name, tag value, param and experiment carry script payloads."""
+    return _hostile_runs(store)
+
+
+def _hostile_runs(store) -> list[int]:
     ids = []
     for i, name in enumerate((SCRIPT, IMG, "plain")):
         with start_run(SCRIPT, params={"kind": IMG, "lr": 0.1 * (i + 1)}, store=store, name=name) as run:
@@ -135,7 +139,9 @@ LONG_URL = "https://example.org/" + "a-very-long-path-segment-" * 40
 
 
 @pytest.mark.slow
-def test_report_file_opens_offline_and_draws_every_chart_without_running_user_text(store, hostile, tmp_path):
+def test_report_file_opens_offline_and_draws_every_chart_without_running_user_text(file_store, tmp_path):
+    # One backend is enough: the browser reads a file (the tests above build the HTML on every backend).
+    store, hostile = file_store, _hostile_runs(file_store)
     path = tmp_path / "report.html"
     view = CompareView(runs=tuple(hostile), filter=LONG_URL, baseline=hostile[0])
     notes = f"See {LONG_URL} and [the run]({LONG_URL}).\n\n{SCRIPT}{IMG}"
