@@ -72,8 +72,8 @@ if save.button("Save policy", type="primary", icon=":material/save:"):
 if reset.button(
     "Reset to the default",
     disabled=model.policy is None,
-    help="The default of the model's task: no regression on its main metric (and a fairness gap for a "
-    "classification task with a sensitive attribute).",
+    help="The default of the model's task: no regression on its main metrics (F1 macro, ROC AUC and log loss; "
+    "RMSE and MAE for regression) and a fairness gap for a classification task with a sensitive attribute.",
 ):
     try:
         set_policy(store, name, None, actor=user)

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from tracking.explore import escape_markdown
-from tracking.ml import Assessment
 from ui.address import query_id
 from ui.frame import in_frame
 from ui.registry import (
@@ -58,7 +57,7 @@ with st.container(border=True):
     st.markdown(escape_markdown(request.justification))
 
 evaluation = request.evaluation or {}
-assessment = Assessment.from_json(evaluation["assessment"]) if evaluation.get("assessment") else None
+assessment = request.assessment
 st.subheader("Candidate vs production")
 for note in evaluation.get("notes") or []:
     st.warning(escape_markdown(note))
@@ -105,7 +104,7 @@ else:
     st.caption("Nothing is in production to compare with.")
 
 st.subheader("Policy gates")
-gate_checklist(request.gates)
+gate_checklist(request)
 
 st.subheader("Decision")
 decision_panel(request, user)

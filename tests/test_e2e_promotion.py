@@ -77,7 +77,7 @@ def test_e2e_register_request_approve_and_audit(candidate_run, app_url, browser,
     page.get_by_role("link", name="Review request 2").click()
     page.wait_for_url("**/request?id=2", timeout=WAIT)
     page.get_by_role("heading", name="Candidate vs production").wait_for(timeout=WAIT)
-    page.get_by_text("4 of 4 gates passed.").wait_for(timeout=WAIT)
+    page.get_by_text("6 of 6 gates passed.").wait_for(timeout=WAIT)
     page.get_by_text("Model file sha256 verifies").wait_for(timeout=WAIT)
     page.locator('[data-testid="stDataFrame"]').first.wait_for(state="visible", timeout=WAIT)  # the metric table
     page.get_by_text("F1 (macro average)").first.wait_for(timeout=WAIT)

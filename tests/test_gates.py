@@ -20,9 +20,13 @@ from tracking.registry import (
     GateInputs,
     GateResult,
     bootstrap_settings,
+    clearly_worse,
     default_policy,
+    gate_state,
+    gate_summary,
     run_gates,
     validate_policy,
+    worse_metrics,
 )
 from tracking.runs._datasets import load_task
 
@@ -267,18 +271,46 @@ def test_validate_policy_accepts_none_as_empty():
 
 
 @pytest.mark.parametrize(
-    ("task_type", "has_sensitive", "metric", "fairness"),
+    ("task_type", "has_sensitive", "metrics", "fairness"),
     [
-        ("classification", True, "f1_macro", True),
-        ("classification", False, "f1_macro", False),
-        ("regression", True, "rmse", False),
+        ("classification", True, ["f1_macro", "roc_auc", "log_loss"], True),
+        ("classification", False, ["f1_macro", "roc_auc", "log_loss"], False),
+        ("regression", True, ["rmse", "mae"], False),
     ],
 )
-def test_default_policy_gates_the_main_metric(task_type, has_sensitive, metric, fairness):
+def test_default_policy_gates_the_main_metrics(task_type, has_sensitive, metrics, fairness):
     policy = default_policy(task_type, has_sensitive)
     assert validate_policy(policy, task_type) == policy
-    assert policy["regression"]["metric"] == metric and ("fairness" in policy) == fairness
+    assert policy["regression"]["metric"] == metrics and ("fairness" in policy) == fairness
+    assert list(policy["regression"]["tolerance"]) == metrics
     assert bootstrap_settings(policy) == (1000, 0.95)
+
+
+def test_validate_policy_regression_takes_a_list_of_metrics_with_one_or_each_tolerance():
+    listed = validate_policy({"regression": {"metric": ["f1_macro", "log_loss"], "tolerance": {"log_loss": 0.05}}})
+    assert listed["regression"]["tolerance"] == {"f1_macro": 0.0, "log_loss": 0.05}
+    one = validate_policy({"regression": {"metric": ["f1_macro", "roc_auc"], "tolerance": 0.02}})
+    assert one["regression"]["tolerance"] == {"f1_macro": 0.02, "roc_auc": 0.02}
+    for bad, named in [
+        ({"metric": []}, "empty"),
+        ({"metric": ["f1_macro", "f1_macro"]}, "twice"),
+        ({"metric": ["f1_macro", "precision"]}, "'precision'"),
+        ({"metric": ["f1_macro"], "tolerance": {"log_loss": 0.1}}, "not in its metric list"),
+        ({"metric": ["f1_macro"], "tolerance": {"f1_macro": -1}}, "tolerance of f1_macro"),
+    ]:
+        with pytest.raises(ValidationError, match=named):
+            validate_policy({"regression": bad})
+
+
+def test_regression_gate_checks_each_listed_metric_with_its_tolerance(worse):
+    settings = validate_policy({"regression": {"metric": ["f1_macro", "log_loss"], "tolerance": {"f1_macro": 1.0}}})
+    results = GATES["regression"].check(settings["regression"], _inputs(worse))
+    assert [(r.metric, r.threshold, r.state) for r in results] == [
+        ("f1_macro", -1.0, "passed"),
+        ("log_loss", 0.0, "failed"),
+    ]
+    assert results[1].label == "log_loss is no worse than in production"
+    assert results[0].label == "f1_macro is at most 1 worse than in production"
 
 
 # ---- gates --------------------------------------------------------------------------------------
@@ -303,12 +335,15 @@ def test_regression_gate_passes_lower_rmse_on_regression_task(diabetes):
     assert result.passed and result.value == diabetes.delta("rmse").improvement > 0
 
 
-def test_regression_gate_passes_without_production_version(worse):
+def test_regression_gate_does_not_apply_without_production_version(worse):
     [result] = GATES["regression"].check(
         {"metric": "f1_macro", "tolerance": 0.0}, _inputs(worse, baseline_version=None)
     )
-    assert result.passed
-    assert result.detail == "No version is in production, so there is nothing to regress against."
+    assert (result.state, result.passed, result.value) == ("not applicable", False, None)
+    assert (
+        result.detail
+        == "No version is in production, so there is nothing to regress against: this gate does not apply."
+    )
 
 
 def test_regression_gate_fails_without_assessment():
@@ -391,3 +426,45 @@ def test_run_gates_rejects_malformed_policy(better):
 def test_gate_result_json_round_trip(worse):
     for result in run_gates(default_policy("classification", True), _inputs(worse)):
         assert GateResult.from_json(json.loads(json.dumps(result.to_json(), allow_nan=False))) == result
+
+
+# ---- summaries ----------------------------------------------------------------------------------
+
+
+def test_gate_summary_names_metrics_worse_without_a_gate(worse):
+    policy = {"regression": {"metric": "f1_macro", "tolerance": 1.0}}  # f1_macro may drop: every gate passes
+    gates = [r.to_json() for r in run_gates(policy, _inputs(worse))]
+    found = {w.metric: w for w in worse_metrics(gates, worse)}
+    assert {"f1_macro", "roc_auc", "log_loss"} <= set(found)  # the premise: the weak model is clearly worse there
+    assert found["f1_macro"].gates == (("f1_macro is at most 1 worse than in production", "passed"),)
+    uncovered = len(found) - 1
+    assert (
+        gate_summary(gates, list(found.values()))
+        == f"3 of 3 gates passed; {uncovered} metrics got worse without a gate."
+    )
+    d = worse.delta("log_loss")
+    assert found["log_loss"].sentence("Log loss") == (
+        f"Log loss got worse: {d.baseline:.3f} → {d.candidate:.3f}, beyond its 95% interval; no gate covers it."
+    )
+
+
+def test_gate_summary_counts_gates_that_do_not_apply_apart(better):
+    results = run_gates(default_policy("classification", True), _inputs(better, baseline_version=None))
+    assert [r.state for r in results].count("not applicable") == 3
+    assert gate_summary([r.to_json() for r in results]) == "3 of 3 gates passed; 3 not applicable."
+
+
+def test_gate_summary_reads_results_stored_before_gate_states(worse):
+    old = {"gate": "max_metrics", "label": "test_log_loss is at most 0.9", "value": 0.89, "threshold": 0.9,
+           "passed": True, "detail": "The run's test_log_loss is 0.890, which is within the allowed maximum of 0.900."}  # fmt: skip
+    assert gate_state(old) == "passed" and GateResult.from_json(old).state == "passed"
+    (log_loss,) = [w for w in worse_metrics([old], worse) if w.metric == "log_loss"]
+    assert log_loss.gates == (("test_log_loss is at most 0.9", "passed"),)  # its label names the metric it checks
+    with pytest.raises(ValueError, match="passed=True in state 'failed'"):
+        GateResult("x", "y", None, None, True, "z", "failed")
+
+
+def test_clearly_worse_needs_the_whole_interval_on_the_worse_side(worse, better):
+    assert clearly_worse(worse.delta("log_loss")) and not clearly_worse(better.delta("log_loss"))
+    within_chance = dataclasses.replace(worse.delta("log_loss"), low=-0.01)
+    assert not clearly_worse(within_chance)

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 import tracking
 from tests.governance import fixed_c, trained_runs
 from tests.pages import button, no_exception, open_page
-from tracking.registry._models import VersionRecord, get_version, list_versions, register_version
+from tracking.registry._models import VersionRecord, get_version, list_versions, register_version, set_policy
 from tracking.registry._promotions import approve_promotion, get_request, list_requests, request_promotion
 from ui.registry import NEW_MODEL
 
@@ -115,7 +115,7 @@ def test_pages_registry_request_promotion_from_the_version_page_creates_a_reques
     no_exception(button(at, "Request promotion to production").click().run())
     (request,) = list_requests(tracking.open_store(), version_id=loan_v1.id)
     assert request.status == "pending" and request.justification == "Best F1 on the held-out rows"
-    assert request.gates and all(gate["passed"] for gate in request.gates)
+    assert request.gates and request.failed_gates == [] and "not applicable" in request.gate_summary
     assert at.title[0].value == f"Promotion request {request.id}: loan v1"  # switched to the request page
 
 
@@ -177,3 +177,22 @@ def test_pages_registry_an_admin_overrides_a_failing_gate_with_a_justification(w
     assert decided.status == "approved" and decided.override_justification == "Latency matters more for two weeks"
     assert get_version(tracking.open_store(), worse_request.version_id).stage == "production"
     assert "Override justification" in at.warning[0].value
+
+
+def test_pages_registry_request_shows_not_applicable_gates_and_metrics_worse_without_a_gate(request_, users):
+    at = open_page("product_owner", "pages/request.py", id=request_.id)  # nothing in production yet
+    text = "\n".join(m.value for m in at.markdown)
+    assert "**3 of 3 gates passed; 3 not applicable.**" in text and text.count("**not applicable**") == 3
+
+    store = tracking.open_store()
+    approve_promotion(store, request_.id, "first", actor=users["product_owner"])
+    policy = {"regression": {"metric": "f1_macro", "tolerance": 1.0, "bootstrap": 200}}  # only F1, loosely
+    set_policy(store, "loan", policy, actor=users["admin"])
+    (bad,) = trained_runs(store, 1, actor=users["data_scientist"], space=fixed_c(0.0005))
+    v2 = register_version(store, bad.id, "loan", "tiny C", actor=users["data_scientist"])
+    request = request_promotion(store, v2.id, "Simpler model", actor=users["data_scientist"])
+    at = open_page("product_owner", "pages/request.py", id=request.id)
+    text = "\n".join(m.value for m in at.markdown)
+    assert "**3 of 3 gates passed; " in text and " metrics got worse without a gate.**" in text
+    (log_loss,) = [line for line in text.splitlines() if "Log loss got worse\\: " in line]  # ":" escaped
+    assert log_loss.endswith("beyond its 95% interval; no gate covers it.") and not button(at, "Approve").disabled

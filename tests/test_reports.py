@@ -64,6 +64,10 @@ class _Collector(HTMLParser):
 @pytest.fixture
 def hostile(store):
     """Three runs whose name, tag value, param and experiment carry script payloads."""
+    return _hostile_runs(store)
+
+
+def _hostile_runs(store) -> list[int]:
     ids = []
     for i, name in enumerate((SCRIPT, IMG, "plain")):
         with start_run(SCRIPT, params={"kind": IMG, "lr": 0.1 * (i + 1)}, store=store, name=name) as run:
@@ -131,12 +135,25 @@ def test_report_html_only_differences_leaves_equal_rows_out(store, hostile):
     assert "Showing only the fields that differ" in page
 
 
+LONG_URL = "https://example.org/" + "a-very-long-path-segment-" * 40
+
+
 @pytest.mark.slow
-def test_report_file_opens_offline_and_draws_every_chart_without_running_user_text(store, hostile, tmp_path):
+def test_report_file_opens_offline_and_draws_every_chart_without_running_user_text(file_store, tmp_path):
+    # One backend is enough: the browser reads a file (the tests above build the HTML on every backend).
+    store, hostile = file_store, _hostile_runs(file_store)
     path = tmp_path / "report.html"
-    path.write_text(_export(store, hostile, baseline=hostile[0]), encoding="utf-8")
+    view = CompareView(runs=tuple(hostile), filter=LONG_URL, baseline=hostile[0])
+    notes = f"See {LONG_URL} and [the run]({LONG_URL}).\n\n{SCRIPT}{IMG}"
+    page_html = report_html(store, view, title=f"Report {SCRIPT}{IMG}{'x' * 400}", notes=notes, live_url=LONG_URL)
+    path.write_text(page_html, encoding="utf-8")
     with chromium() as browser:
-        context = browser.new_context(offline=True)
+        context = browser.new_context(offline=True, viewport={"width": 1024, "height": 768})
+        fetched = []
+        context.route(  # the report fetches nothing: any request but the file itself is recorded and refused
+            "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (
+                fetched.append(route.request.url), route.abort())
+        )  # fmt: skip
         page = context.new_page()
         dialogs, errors = [], []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -144,11 +161,33 @@ def test_report_file_opens_offline_and_draws_every_chart_without_running_user_te
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(path.as_uri())
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=30_000)
-        assert page.locator(".js-plotly-plot").count() == 5
-        assert page.locator("h1").inner_text() == f"Report {SCRIPT}{IMG}"
+        charts = page.locator(".chart")
+        assert charts.count() == 5
+        for i in range(5):  # each chart drew its SVG, and none fell back to a message
+            assert charts.nth(i).locator(".js-plotly-plot .main-svg").count() >= 1
+        assert page.get_by_text("WebGL is not supported").count() == 0 and page.locator("canvas").count() == 0
+        # parallel coordinates: one line per run across its three axes (kind, lr, test_accuracy)
+        parallel = page.locator('[data-chart="parallel"] .scatterlayer .trace.scatter')
+        assert parallel.count() >= len(hostile)
+        assert page.locator('[data-chart="parallel"] .scatterlayer .js-line').count() == len(hostile)
+        assert page.locator("h1").inner_text() == f"Report {SCRIPT}{IMG}{'x' * 400}"
+        # long text wraps: the page is exactly as wide as the window
+        assert page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]") == [1024, 1024]
         # The page has loaded (images failed, scripts ran) and drawn: a payload run would have shown by now.
         assert page.locator("img[src=x]").count() == 0
-        assert dialogs == [] and errors == []
+        assert dialogs == [] and errors == [] and fetched == []
+
+
+def test_report_html_draws_parallel_coordinates_without_webgl(store, hostile):
+    parser = _Collector()
+    parser.feed(_export(store, hostile))
+    # each chart's traces: the array before its layout (the library and the layout's template name every type)
+    traces = [
+        json.loads(re.search(r'newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*\{"template"', s).group(1))
+        for s in parser.scripts[2:]
+    ]
+    kinds = [{trace["type"] for trace in chart} for chart in traces]
+    assert kinds == [{"scatter"}, {"scatter"}, {"bar"}, {"bar"}, {"scatter"}] and len(traces[1]) == len(hostile) + 1
 
 
 def test_reports_are_saved_listed_updated_and_deleted(store, hostile):

@@ -20,12 +20,16 @@ from tracking.governance import Action, UserRecord
 from tracking.ml import Assessment
 from tracking.production import ModelCard, card_html, card_markdown, model_card
 from tracking.registry import (
+    FAILED,
     MAIN_METRIC,
+    NOT_APPLICABLE,
+    PASSED,
     ModelRecord,
     RequestRecord,
     VersionRecord,
     approve_promotion,
     decision_blockers,
+    gate_state,
     get_request,
     get_version,
     lineage,
@@ -214,7 +218,16 @@ def requests_frame(requests: list[RequestRecord]) -> tuple[pd.DataFrame, dict[st
 
 
 def gates_passed(request: RequestRecord) -> str:
-    return f"{sum(bool(g['passed']) for g in request.gates)}/{len(request.gates)}"
+    """ "4/4", "3/3 (3 not applicable)", "4/4, 2 metrics worse without a gate": passed of the gates that apply."""
+    states = [gate_state(g) for g in request.gates]
+    applicable = sum(state != NOT_APPLICABLE for state in states)
+    text = f"{states.count(PASSED)}/{applicable}"
+    if applicable < len(states):
+        text += f" ({len(states) - applicable} not applicable)"
+    uncovered = sum(not w.covered for w in request.worse_metrics)
+    if uncovered:
+        text += f", {uncovered} metric{'s' if uncovered != 1 else ''} worse without a gate"
+    return text
 
 
 def reasons(lines: list[str], where: Any = st) -> None:
@@ -374,17 +387,31 @@ def _dataset(ref: Mapping[str, Any] | None) -> str:
     return f"{escape_markdown(ref.get('name'))} (version {str(ref.get('hash'))[:12]})"
 
 
-def gate_checklist(gates: list[dict[str, Any]]) -> None:
-    """Passed / FAILED (in words and colour, not only a symbol), the requirement and one sentence per gate."""
-    passed = sum(bool(g["passed"]) for g in gates)
-    st.markdown(f"**{passed} of {len(gates)} gates passed.**")
-    shown = {True: ":green[:material/check_circle: **passed**]", False: ":red[:material/cancel: **FAILED**]"}
+GATE_MARKS = {
+    PASSED: ":green[:material/check_circle: **passed**]",
+    FAILED: ":red[:material/cancel: **FAILED**]",
+    NOT_APPLICABLE: ":gray[:material/do_not_disturb_on: **not applicable**]",
+}
+
+
+def gate_checklist(request: RequestRecord) -> None:
+    """The summary line, then passed / FAILED / not applicable (in words and colour, not only a symbol), the
+    requirement and one sentence per gate; then every metric that got worse beyond its interval, gate or not."""
+    gates, worse = request.gates, request.worse_metrics
+    st.markdown(f"**{escape_markdown(request.gate_summary)}**")
     st.markdown(
         "\n".join(
-            f"- {shown[bool(g['passed'])]} · **{escape_markdown(g['label'])}** — {escape_markdown(g['detail'])}"
+            f"- {GATE_MARKS[gate_state(g)]} · **{escape_markdown(g['label'])}** — {escape_markdown(g['detail'])}"
             for g in gates
         )
     )
+    if worse:
+        lines = [
+            f"- {':orange[:material/warning:]' if w.covered else ':red[:material/warning:]'} "
+            f"{escape_markdown(w.sentence(WORDS.get(w.metric, w.metric)))}"
+            for w in worse
+        ]
+        st.markdown("**Got worse than production, beyond the interval of the change:**\n" + "\n".join(lines))
 
 
 # -- the decision ------------------------------------------------------------------------------------

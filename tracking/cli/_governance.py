@@ -35,6 +35,7 @@ from tracking.registry import (
     approve_promotion,
     effective_policy,
     find_version,
+    gate_state,
     get_model,
     list_models,
     list_requests,
@@ -249,6 +250,9 @@ def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
         request = request_promotion(store, version.id, args.justification, actor=cli_actor(store))
         print(f"request {request.id}: {request.label} to production, gates evaluated:")
         _print_gates(request.gates)
+        print(request.gate_summary)
+        for worse in request.worse_metrics:
+            print(f"  [worse] {worse.sentence()}")
     elif command == "requests":
         requests = list_requests(store, status=args.status)
         if args.format == "json":
@@ -257,7 +261,7 @@ def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
                               for r in requests], indent=2, default=str))  # fmt: skip
         else:
             print_table([{"id": r.id, "model": r.model, "version": r.version, "status": r.status,
-                          "by": r.requested_by, "gates": f"{len(r.gates) - len(r.failed_gates)}/{len(r.gates)} pass",
+                          "by": r.requested_by, "gates": r.gate_summary,
                           "decided_by": r.decided_by} for r in requests])  # fmt: skip
     elif command == "approve":
         request = approve_promotion(store, args.request, args.comment, actor=cli_actor(store),
@@ -278,7 +282,8 @@ def cmd_registry(args: argparse.Namespace, store: Any, print_table: Any) -> int:
 
 def _print_gates(gates: list[dict[str, Any]]) -> None:
     for gate in gates:
-        print(f"  [{'pass' if gate['passed'] else 'FAIL'}] {gate['label']}: {gate['detail']}")
+        mark = {"passed": "pass", "not applicable": "n/a"}.get(gate_state(gate), "FAIL")
+        print(f"  [{mark}] {gate['label']}: {gate['detail']}")
 
 
 def _policy(args: argparse.Namespace, store: Any) -> int:

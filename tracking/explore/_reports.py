@@ -4,7 +4,9 @@ The HTML report opens offline from a file: Plotly's JavaScript is inlined once, 
 and a Content-Security-Policy allows only the report's own scripts (by their sha256) and no network.
 Every piece of user text (title, notes, run names, keys, values, tags, the filter) is escaped; the
 notes are markdown rendered by a small renderer that escapes first and only then adds emphasis,
-code, lists, headings and http(s) links.
+code, lists, headings and http(s) links. Every chart is SVG (parallel coordinates too, see
+`_report_charts`), so each draws without WebGL and without eval, and long text wraps: the report is
+never wider than the window.
 
 A saved report is a title, markdown notes and a `CompareView`; reopening it opens the live
 comparison with the same runs and charts.
@@ -39,10 +41,9 @@ from tracking.explore._compare import (
     side_by_side,
 )
 from tracking.explore._compare_charts import view_figures
+from tracking.explore._report_charts import charts_html
 from tracking.governance import Action, UserRecord, authorize, record
 from tracking.store import Report, Store, bump_change_counter, iso, utcnow
-
-# Plotly is imported inside the functions that use it: `import tracking` stays light.
 
 MAX_TITLE = 200
 MAX_NOTES = 50_000
@@ -218,7 +219,7 @@ def report_html(
         _runs_table(comparison),
         _side_by_side(comparison, view.only_differences),
         _deltas_table(comparison, view.baseline) if view.baseline is not None and len(comparison.runs) > 1 else "",
-        _charts(figures),
+        charts_html(figures, CHART_TITLES, escape_html),
         "<footer>Made by the experiment-tracking dashboard. This file needs no server or network.</footer>",
     ]
     return html_document(title, "\n".join(part for part in body if part))
@@ -227,8 +228,9 @@ def report_html(
 def html_document(title: str, body: str) -> str:
     scripts = re.findall(r"<script>(.*?)</script>", body, flags=re.DOTALL)
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
-    # Only these exact scripts run (checked in Chromium: Plotly, WebGL parallel coordinates included, needs
-    # no 'unsafe-eval'); inline styles are Plotly's own way of drawing.
+    # Only these exact scripts run, and no string becomes code (no 'unsafe-eval'): Plotly draws its SVG charts
+    # under this policy (checked in Chromium); WebGL parallel coordinates would need eval, so the report draws
+    # them as SVG (see `_report_charts`). Inline styles are Plotly's own way of drawing.
     allowed = hashes or "'none'"
     policy = (
         f"default-src 'none'; script-src {allowed}; style-src 'unsafe-inline'; "
@@ -253,7 +255,7 @@ def html_document(title: str, body: str) -> str:
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
-  padding: 0 1rem; color: #222; line-height: 1.45; }
+  padding: 0 1rem; color: #222; line-height: 1.45; overflow-wrap: anywhere; }
 h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 .meta { color: #555; font-size: .92rem; } code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
@@ -364,22 +366,6 @@ def _deltas_table(comparison: Comparison, baseline: int) -> str:
         f"Each cell is the challenger's value minus the baseline's.</p><table><tr>{head}</tr>{''.join(rows)}</table>"
         f'<p class="meta">Params changed against the baseline:</p><ul>{changes}</ul></section>'
     )
-
-
-def _charts(figures: dict[str, Any]) -> str:
-    import plotly.io as pio
-
-    parts = []
-    for position, (name, figure) in enumerate(figures.items()):
-        div = pio.to_html(
-            figure,
-            include_plotlyjs=position == 0,  # Plotly's JavaScript once, inline: the file works offline
-            full_html=False,
-            config={"displaylogo": False, "responsive": True},
-            default_height="440px",
-        )
-        parts.append(f'<div class="chart" data-chart="{name}"><h3>{escape_html(CHART_TITLES[name])}</h3>{div}</div>')
-    return f"<section><h2>Charts</h2>{''.join(parts)}</section>" if parts else ""
 
 
 # -- markdown, safely -----------------------------------------------------------------------------

@@ -106,7 +106,9 @@ def _td(value: Any, numeric: bool = False, wrap: bool = False) -> str:
     return f"<td{attributes}>{escape_html(value)}</td>"
 
 
-def _td_verdict(passed: bool) -> str:
+def _td_verdict(passed: bool, state: str = "") -> str:
+    if state == "not applicable":  # nothing to compare with: neither a pass nor a failure
+        return "<td>– not applicable</td>"
     return f'<td class="{"better" if passed else "worse"}">{"✓ passed" if passed else "✗ FAILED"}</td>'
 
 

@@ -39,7 +39,17 @@ from tracking.production._inference import recent_inferences
 from tracking.production._lifecycle import ReproductionRecord, list_reproductions
 from tracking.production._monitoring import Breach, monitor
 from tracking.production._reviews import ReviewRecord, list_reviews
-from tracking.registry import GateResult, RequestRecord, VersionRecord, get_version, lineage, list_requests
+from tracking.registry import (
+    FAILED,
+    NOT_APPLICABLE,
+    GateResult,
+    RequestRecord,
+    VersionRecord,
+    gate_summary,
+    get_version,
+    lineage,
+    list_requests,
+)
 from tracking.store import Stage, Store, iso
 
 NO_GATES = "No gate results yet: nobody has requested a promotion of this version."
@@ -207,10 +217,10 @@ def _approval(request: RequestRecord) -> ApprovalEntry:
 
 
 def _gate_summary(card: ModelCard) -> str:
-    failed = [gate.label for gate in card.gates if not gate.passed]
+    failed = [gate.label for gate in card.gates if gate.state == FAILED]
     where = f"Promotion request {card.gates_request_id}"
     if not failed:
-        return f"{where}: all {len(card.gates)} gates passed."
+        return f"{where}: {gate_summary([gate.to_json() for gate in card.gates])}"
     return f"{where}: {len(failed)} of {len(card.gates)} gates failed ({'; '.join(failed)})."
 
 
@@ -371,7 +381,7 @@ def card_markdown(card: ModelCard) -> str:
     if card.gates:
         rows = [
             (_cell(f"{g.gate}: {g.label}"), _number(g.value), _number(g.threshold),
-             "pass" if g.passed else "**FAIL**", _cell(g.detail))
+             "pass" if g.passed else "n/a" if g.state == NOT_APPLICABLE else "**FAIL**", _cell(g.detail))
             for g in card.gates
         ]  # fmt: skip
         parts += [_gate_summary(card), _table(["gate", "value", "threshold", "result", "detail"], rows)]
@@ -526,7 +536,7 @@ def card_html(card: ModelCard) -> str:
     if card.gates:
         rows = [
             (_td(f"{g.gate}: {g.label}", wrap=True), _td(_number(g.value), numeric=True),
-             _td(_number(g.threshold), numeric=True), _td_verdict(g.passed), _td(g.detail, wrap=True))
+             _td(_number(g.threshold), numeric=True), _td_verdict(g.passed, g.state), _td(g.detail, wrap=True))
             for g in card.gates
         ]  # fmt: skip
         gates = f"<p><strong>{escape_html(_gate_summary(card))}</strong></p>" + _html_table(

@@ -5,11 +5,16 @@ promotion requests that a second person decides.
 from __future__ import annotations
 
 from tracking.registry._gates import (
+    FAILED,
+    GATE_STATES,
     GATES,
     MAIN_METRIC,
+    NOT_APPLICABLE,
+    PASSED,
     Gate,
     GateInputs,
     GateResult,
+    gate_state,
 )
 from tracking.registry._models import (
     ModelRecord,
@@ -33,6 +38,7 @@ from tracking.registry._models import (
     update_version_text,
 )
 from tracking.registry._policy import (
+    DEFAULT_REGRESSION,
     MONITORING,
     MONITORING_DEFAULTS,
     POLICY_FORMAT,
@@ -59,12 +65,18 @@ from tracking.registry._promotions import (
     withdraw_blockers,
     withdraw_promotion,
 )
+from tracking.registry._summary import WorseMetric, clearly_worse, gate_summary, worse_metrics
 
 __all__ = [
+    "DEFAULT_REGRESSION",
+    "FAILED",
     "GATES",
+    "GATE_STATES",
     "MAIN_METRIC",
     "MONITORING",
     "MONITORING_DEFAULTS",
+    "NOT_APPLICABLE",
+    "PASSED",
     "POLICY_FORMAT",
     "Gate",
     "GateInputs",
@@ -72,14 +84,18 @@ __all__ = [
     "ModelRecord",
     "RequestRecord",
     "VersionRecord",
+    "WorseMetric",
     "approve_promotion",
     "bootstrap_settings",
+    "clearly_worse",
     "decision_blockers",
     "default_policy",
     "describe_monitoring",
     "describe_policy",
     "effective_policy",
     "find_version",
+    "gate_state",
+    "gate_summary",
     "get_model",
     "get_request",
     "get_version",
@@ -108,4 +124,5 @@ __all__ = [
     "validate_policy",
     "withdraw_blockers",
     "withdraw_promotion",
+    "worse_metrics",
 ]

@@ -6,7 +6,8 @@ scores them with `tracking.ml.assess` and calls `tracking.registry._policy.run_g
 Adding a gate is adding one entry to `GATES`: how its settings are validated, how they are checked
 (one `GateResult` per requirement, with a plain sentence), and the one line that describes it in a
 policy. The integrity gate (model file hash, recorded dataset version) needs no settings and always
-runs first.
+runs first. Each result is passed, failed, or not applicable (nothing to compare with, e.g. the
+no-regression gate while no version is in production): not applicable blocks nothing and is not a pass.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from tracking.ml import (
 MAIN_METRIC = {"classification": "f1_macro", "regression": "rmse"}
 BOOTSTRAP_LIMITS = (100, 100_000)
 
+# A gate's three states. "not applicable" (nothing to compare with, e.g. no version in production yet) is
+# neither a pass nor a failure: it blocks nothing and is never counted as passed.
+PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+GATE_STATES = (PASSED, FAILED, NOT_APPLICABLE)
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -39,8 +45,16 @@ class GateResult:
     label: str  # what is required, e.g. "test_f1_macro is at least 0.8"
     value: float | None
     threshold: float | None
-    passed: bool
+    passed: bool  # True only in state PASSED
     detail: str  # one plain sentence
+    state: str = ""  # PASSED, FAILED or NOT_APPLICABLE; left out, it follows `passed`
+    metric: str | None = None  # the metric checked (a recorded key or a base metric), when the gate checks one
+
+    def __post_init__(self) -> None:
+        state = self.state or (PASSED if self.passed else FAILED)
+        if state not in GATE_STATES or self.passed != (state == PASSED):
+            raise ValueError(f"A gate result cannot be passed={self.passed} in state {state!r}.")
+        object.__setattr__(self, "state", state)
 
     def to_json(self) -> dict[str, Any]:
         return plain_json(self)
@@ -48,7 +62,20 @@ class GateResult:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> GateResult:
         value, threshold = (None if d.get(k) is None else float(d[k]) for k in ("value", "threshold"))
-        return cls(d["gate"], d["label"], value, threshold, bool(d["passed"]), d["detail"])
+        return cls(
+            d["gate"], d["label"], value, threshold, bool(d["passed"]), d["detail"], gate_state(d), d.get("metric")
+        )
+
+
+def gate_state(gate: Mapping[str, Any]) -> str:
+    """The state of a stored gate result: PASSED, FAILED or NOT_APPLICABLE (results stored before the third
+    state existed have only `passed`)."""
+    return gate.get("state") or (PASSED if gate["passed"] else FAILED)
+
+
+def not_applicable(gate: str, label: str, detail: str, metric: str | None = None) -> GateResult:
+    """A gate with nothing to check against: neither passed nor failed."""
+    return GateResult(gate, label, None, None, False, detail, NOT_APPLICABLE, metric)
 
 
 @dataclass(frozen=True)
@@ -76,9 +103,32 @@ def _normalize_thresholds(key: str) -> Callable[[Any, str | None], dict[str, flo
 
 
 def _normalize_regression(value: Any, task_type: str | None) -> dict[str, Any]:
+    """`metric` is one base metric (with one number as `tolerance`) or a list of them (with one number for
+    all, or a mapping metric -> number; a metric left out of the mapping may not drop at all)."""
     settings = _settings(value, "regression", ("metric", "tolerance", "bootstrap", "confidence"))
-    metric = _base_metric(settings, "regression", task_type)
-    tolerance = _threshold(settings.get("tolerance", 0.0), "The policy's regression tolerance")
+    metric: str | list[str]
+    tolerance: float | dict[str, float]
+    if isinstance(settings.get("metric"), list | tuple):
+        names = list(settings["metric"])
+        if not names:
+            raise ValidationError("The policy's regression metric list is empty; name at least one metric.")
+        metric = [_base_metric({"metric": name}, "regression", task_type) for name in names]
+        if len(set(metric)) < len(metric):
+            raise ValidationError("The policy's regression metric list names a metric twice.")
+        given = settings.get("tolerance", 0.0)
+        if isinstance(given, Mapping):
+            for name in given:
+                if name not in metric:
+                    raise ValidationError(
+                        f"The policy's regression tolerance names {name!r}, which is not in its metric list."
+                    )
+            tolerance = {m: _threshold(given.get(m, 0.0), f"The policy's regression tolerance of {m}") for m in metric}
+        else:
+            one = _threshold(given, "The policy's regression tolerance")
+            tolerance = dict.fromkeys(metric, one)
+    else:
+        metric = _base_metric(settings, "regression", task_type)
+        tolerance = _threshold(settings.get("tolerance", 0.0), "The policy's regression tolerance")
     resamples, (low, high) = settings.get("bootstrap", DEFAULT_BOOTSTRAP), BOOTSTRAP_LIMITS
     if isinstance(resamples, bool) or not isinstance(resamples, int) or not low <= resamples <= high:
         raise ValidationError(
@@ -181,30 +231,42 @@ def _check_thresholds(key: str) -> Callable[[dict[str, float], GateInputs], list
             value = inputs.metrics.get(metric)
             if value is None or not math.isfinite(value):
                 detail = f"The run recorded no value of {metric}, so it cannot be checked against {_fmt(threshold)}."
-                results.append(GateResult(key, label, None, threshold, False, detail))
+                results.append(GateResult(key, label, None, threshold, False, detail, metric=metric))
                 continue
             passed = value >= threshold if at_least else value <= threshold
             detail = f"The run's {metric} is {_fmt(value)}, which {verdicts[passed]} {_fmt(threshold)}."
-            results.append(GateResult(key, label, float(value), threshold, passed, detail))
+            results.append(GateResult(key, label, float(value), threshold, passed, detail, metric=metric))
         return results
 
     return check
 
 
-def _check_regression(settings: dict[str, Any], inputs: GateInputs) -> list[GateResult]:
+def regression_tolerances(settings: Mapping[str, Any]) -> dict[str, float]:
+    """The regression gate's metrics, each with its tolerance, in the policy's order."""
     metric, tolerance = settings["metric"], settings["tolerance"]
+    if isinstance(metric, str):
+        return {metric: float(tolerance)}
+    return {m: float(tolerance[m] if isinstance(tolerance, Mapping) else tolerance) for m in metric}
+
+
+def _check_regression(settings: dict[str, Any], inputs: GateInputs) -> list[GateResult]:
+    return [_check_one_regression(m, t, inputs) for m, t in regression_tolerances(settings).items()]
+
+
+def _check_one_regression(metric: str, tolerance: float, inputs: GateInputs) -> GateResult:
     label = (
-        f"{metric} drops by at most {tolerance:g} from production"
+        f"{metric} is at most {tolerance:g} worse than in production"
         if tolerance
         else f"{metric} is no worse than in production"
     )
 
-    def result(passed: bool, detail: str, value: float | None = None) -> list[GateResult]:
-        return [GateResult("regression", label, value, 0.0 - tolerance, passed, detail)]  # 0.0, not -0.0
+    def result(passed: bool, detail: str, value: float | None = None) -> GateResult:
+        return GateResult("regression", label, value, 0.0 - tolerance, passed, detail, metric=metric)  # not -0.0
 
     assessment = inputs.assessment
     if inputs.baseline_version is None:
-        return result(True, "No version is in production, so there is nothing to regress against.")
+        detail = "No version is in production, so there is nothing to regress against: this gate does not apply."
+        return not_applicable("regression", label, detail, metric)
     if assessment is None:
         return result(False, "The training dataset could not be rebuilt, so the candidate could not be compared.")
     if assessment.baseline_scores is None:
@@ -273,10 +335,15 @@ def _describe_thresholds(key: str) -> Callable[[dict[str, float]], str]:
 
 
 def _describe_regression(settings: dict[str, Any]) -> str:
-    change = f"drops by at most {settings['tolerance']:g}" if settings["tolerance"] else "is no worse"
+    parts = [
+        f"`{metric}` {f'is at most {tolerance:g} worse' if tolerance else 'is no worse'}"
+        for metric, tolerance in regression_tolerances(settings).items()
+    ]
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
     return (
-        f"**No regression**: the candidate's `{settings['metric']}` {change} against the production model on the "
-        f"same held-out rows ({settings['confidence']:.0%} interval from {settings['bootstrap']} bootstrap resamples)."
+        f"**No regression**: on the same held-out rows as the production model, the candidate's {listed} "
+        f"({settings['confidence']:.0%} interval from {settings['bootstrap']} bootstrap resamples); with no version "
+        "in production it does not apply."
     )
 
 

@@ -7,6 +7,7 @@ A policy is a plain dict (stored as JSON, typed as YAML or JSON); every key is o
         "min_metrics": {"test_f1_macro": 0.8},  # recorded run metrics that must be >= value
         "max_metrics": {"test_rmse": 60.0},  # recorded run metrics that must be <= value
         "regression": {"metric": "f1_macro", "tolerance": 0.01, "bootstrap": 1000, "confidence": 0.95},
+        # or several metrics: {"metric": ["f1_macro", "log_loss"], "tolerance": {"f1_macro": 0.01, "log_loss": 0.02}}
         "fairness": {"metric": "accuracy", "max_gap": 0.1},
         "monitoring": {"psi": 0.2, "min_rows": 50},  # alerts on the served model: never a gate
     }
@@ -32,12 +33,13 @@ from tracking.ml import (
     REGRESSION_METRICS,
     task_metrics,
 )
-from tracking.registry._gates import GATES, MAIN_METRIC, GateInputs, GateResult, check_integrity, describe_integrity
+from tracking.registry._gates import GATES, GateInputs, GateResult, check_integrity, describe_integrity
 
 MONITORING = "monitoring"  # the policy key of the monitoring thresholds
 POLICY_FORMAT = (  # the format in a paragraph, for people writing a policy
     "Every gate is optional: `min_metrics` / `max_metrics` map recorded run metrics (e.g. `test_f1_macro`) to "
-    "a bound; `regression` has `metric`, `tolerance`, `bootstrap` (resamples) and `confidence`; `fairness` "
+    "a bound; `regression` has `metric` (one metric, or a list), `tolerance` (one number, or a number per "
+    "metric), `bootstrap` (resamples) and `confidence`; `fairness` "
     "has `metric` and `max_gap`. `{}` keeps only the integrity checks. `monitoring` is not a gate but the "
     "thresholds of the alerts on the version in production: `psi` (drift when the population stability index "
     "reaches it, e.g. 0.2), `ks_pvalue` and `chi2_pvalue` (and the test's p-value falls below it, e.g. 0.01), "
@@ -91,14 +93,24 @@ def policy_yaml(policy: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(policy), sort_keys=False, default_flow_style=False) if policy else "{}\n"
 
 
+# The task's main metrics, each with how much worse than production the default policy lets it get: a
+# classifier's balance of errors (F1 macro), its ranking (ROC AUC) and its probabilities (log loss, which
+# can get much worse while F1 stays put); a regressor's squared and absolute errors.
+DEFAULT_REGRESSION = {
+    CLASSIFICATION: {"f1_macro": 0.01, "roc_auc": 0.01, "log_loss": 0.02},
+    "regression": {"rmse": 0.0, "mae": 0.0},
+}
+
+
 def default_policy(task_type: str, has_sensitive: bool) -> dict[str, Any]:
     """The policy used when an admin has set none.
 
-    No regression on the task's main metric (`f1_macro` within 0.01, or `rmse` not worse at all),
-    and for classification with a sensitive column, accuracy within 0.1 between its groups.
+    No regression on the task's main metrics (`DEFAULT_REGRESSION`: F1 macro and ROC AUC within 0.01 and
+    log loss within 0.02, or RMSE and MAE not worse at all), and for classification with a sensitive
+    column, accuracy within 0.1 between its groups.
     """
-    tolerance = 0.01 if task_type == CLASSIFICATION else 0.0
-    policy: dict[str, Any] = {"regression": {"metric": MAIN_METRIC[task_type], "tolerance": tolerance}}
+    tolerances = DEFAULT_REGRESSION[task_type]
+    policy: dict[str, Any] = {"regression": {"metric": list(tolerances), "tolerance": dict(tolerances)}}
     if task_type == CLASSIFICATION and has_sensitive:
         policy["fairness"] = {"metric": "accuracy", "max_gap": 0.1}
     return validate_policy(policy, task_type)

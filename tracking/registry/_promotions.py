@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from tracking._errors import NotFoundError, PermissionDenied, TrackingError, ValidationError, checked_text
 from tracking.governance import Action, UserRecord, authorize, record, require, why_not
 from tracking.ml import Assessment, assess
-from tracking.registry._gates import GateInputs
+from tracking.registry._gates import FAILED, GateInputs, gate_state
 from tracking.registry._models import (
     VersionRecord,
     effective_policy,
@@ -31,6 +31,7 @@ from tracking.registry._models import (
     rebuild_dataset,
 )
 from tracking.registry._policy import run_gates
+from tracking.registry._summary import WorseMetric, gate_summary, worse_metrics
 from tracking.store import (
     DatasetVersion,
     ModelVersion,
@@ -67,7 +68,24 @@ class RequestRecord:
 
     @property
     def failed_gates(self) -> list[dict[str, Any]]:
-        return [gate for gate in self.gates if not gate["passed"]]
+        """The gates that failed (a gate that does not apply has not failed)."""
+        return _failed(self.gates)
+
+    @property
+    def assessment(self) -> Assessment | None:
+        """The held-out comparison stored with the request, or None when the candidate could not be scored."""
+        stored = (self.evaluation or {}).get("assessment")
+        return Assessment.from_json(stored) if stored else None
+
+    @property
+    def worse_metrics(self) -> list[WorseMetric]:
+        """Every metric that got worse than production beyond its interval, with the gates that check it."""
+        return worse_metrics(self.gates, self.assessment)
+
+    @property
+    def gate_summary(self) -> str:
+        """e.g. "4 of 4 gates passed; 2 metrics got worse without a gate." """
+        return gate_summary(self.gates, self.worse_metrics)
 
     @property
     def label(self) -> str:
@@ -252,7 +270,8 @@ def request_promotion(
         ).scalar_one()  # fmt: skip
         record(session, who, "promotion.request", "promotion_request", request_id, None,
                {"model": candidate.model, "version": candidate.version, "justification": justification,
-                "gates": [{"gate": g["gate"], "label": g["label"], "passed": g["passed"]} for g in gates]})  # fmt: skip
+                "gates": [{"gate": g["gate"], "label": g["label"], "passed": g["passed"], "state": g["state"]}
+                          for g in gates]})  # fmt: skip
         bump_change_counter(session)
     return get_request(store, request_id)
 
@@ -310,9 +329,9 @@ def approve_promotion(
         session.refresh(version)
         _check_decidable(request, who)
         action = "promotion.approve"
-        if any(not gate["passed"] for gate in request.gates):
+        if failed := _failed(request.gates):
             if override_justification is None or not override_justification.strip():
-                raise PermissionDenied(_gate_failed([gate["label"] for gate in request.gates if not gate["passed"]]))
+                raise PermissionDenied(_gate_failed([gate["label"] for gate in failed]))
             authorize(session, actor, Action.promotion_override)
             override_justification = checked_text(
                 override_justification, "override justification", kept_with="the decision"
@@ -463,6 +482,10 @@ ONLY_REQUESTER_OR_ADMIN = "Only the person who made the request, or an admin, ca
 
 def _not_pending(request_id: int, status: str, consequence: str) -> str:
     return f"Request {request_id} is {status}, not pending; {consequence}."
+
+
+def _failed(gates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [gate for gate in gates if gate_state(gate) == FAILED]
 
 
 def _gate_failed(labels: list[str]) -> str:
