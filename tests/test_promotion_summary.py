@@ -62,7 +62,7 @@ OLD_FIRST_REQUEST = [  # as a first promotion's gates were stored before the thi
 ]  # fmt: skip
 
 
-def test_migration_0012_marks_old_first_promotion_regression_gates_not_applicable(backend_url, tmp_path):
+def test_migration_0014_marks_old_first_promotion_regression_gates_not_applicable(backend_url, tmp_path):
     from tests.migrations import legacy_run, store_at_revision
     from tracking.store._db import migrate
     from tracking.store._tables import ModelVersion, RegisteredModel, utcnow

@@ -5,8 +5,8 @@ no-regression gate of a first promotion (no version in production) as passed; th
 not applicable, as a new request would store them, so the summary no longer counts them as passes.
 Every other stored result keeps `passed` and reads its state from it.
 
-Revision ID: 0012_report
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-29
 """
 
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0012_report"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
