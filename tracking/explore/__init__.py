@@ -53,7 +53,12 @@ from tracking.explore._reports import (
     update_report,
 )
 from tracking.explore._sweep_charts import (
+    SWEEP_CHARTS,
+    sweep_chart_titles,
+    sweep_figure,
     sweep_figures,
+    warm_chart_imports,
+    whole_number_axis,
 )
 from tracking.explore._table import (
     BASE_COLUMNS,
@@ -73,6 +78,7 @@ __all__ = [
     "MAX_COMPARE",
     "MAX_ID",
     "SORTABLE",
+    "SWEEP_CHARTS",
     "CompareView",
     "Comparison",
     "Overview",
@@ -114,8 +120,12 @@ __all__ = [
     "save_report",
     "scatter_figure",
     "side_by_side",
+    "sweep_chart_titles",
+    "sweep_figure",
     "sweep_figures",
     "text",
     "update_report",
     "view_figures",
+    "warm_chart_imports",
+    "whole_number_axis",
 ]
