@@ -158,7 +158,7 @@ def test_pages_sweep_detail_draws_every_chart():
     for title in titles:  # one chart at a time: the live history and the chosen one
         at.session_state["chart"] = title
         at.run()
-        assert not at.exception and len(at.get("plotly_chart")) == 2, title
+        assert not at.exception and len(at.get("plotly_chart")) == 1, title  # the live chart only while it runs
         assert not [c.value for c in at.caption if c.value.startswith("Not drawn")], title
     assert "python -m tracking worker --sweep" in at.code[0].value
 
@@ -180,19 +180,22 @@ def test_pages_sweep_builds_only_the_open_tab_and_chart_once_per_change(monkeypa
     monkeypatch.setattr(ui.sweeps, "sweep_figure", lambda *a, **k: drawn.append(a[2]) or real(*a, **k))
     sweep = _quadratic_sweep(n_trials=2)  # two trials: Plotly alone would tick the trial axis at 0, 0.5, 1
     at = _page("pages/sweep.py", id=str(sweep.id))
-    assert not at.exception and drawn == ["Optimisation history"]
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    assert [s["layout"]["xaxis"].get("dtick") for s in specs] == [1, 1]  # the live chart and Optuna's history
+    assert not at.exception and drawn == []  # the optimisation history is drawn from the runs, without Optuna
+    (history,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]  # no live chart: it ended
+    assert history["layout"]["xaxis"]["dtick"] == 1 and len(history["data"][0]["x"]) == 2
     assert f"(run?id={sweep.best_run_id})" in at.success[0].value  # the best banner links its run
     store = tracking.open_store()
     actor = authenticate(store, "data_scientist", PASSWORD)
+    at.session_state["chart"] = "Slice"
+    at.run()
+    assert drawn == ["Slice"] and len(at.get("plotly_chart")) == 1
     with tracking.start_run("elsewhere", params={"x": 1.0}, actor=actor) as run:  # a write outside the sweep
         run.log_metrics({"value": 1.0})
     at.run()
-    assert drawn == ["Optimisation history"]  # still the cached chart: the sweep did not change
+    assert drawn == ["Slice"]  # still the cached chart: the sweep did not change
     at.session_state["view"] = "Trials"
     at.run()
-    assert drawn == ["Optimisation history"] and len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
+    assert drawn == ["Slice"] and not at.get("plotly_chart") and len(at.dataframe) == 1
 
 
 def test_pages_sweep_unknown_id_says_so():

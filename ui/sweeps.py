@@ -170,7 +170,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def history_figure(runs: list[Any], key: str, direction: str) -> Any:
-    """Objective value per trial, with the best-so-far line: grows as trials finish."""
+    """Objective value per trial, with the best-so-far line: grows as trials finish (Optuna's optimisation history,
+    drawn from the runs)."""
     import plotly.graph_objects as go  # on first use: the page's header and numbers show before Plotly loads
 
     done = sorted(
@@ -211,7 +212,8 @@ def progress_panel(sweep_id: int) -> None:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         st.success(f"Best {escape_markdown(metrics[0]['key'])} = **{sweep.best_value:.5g}** (trial {best.trial_number}, "
                    f"[run {best.id}](run?id={best.id})) with {escape_markdown(params)}")  # fmt: skip
-    st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
+    if sweep.status in ("pending", "running"):  # once it ended, the Charts tab shows the same history
+        st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
 
@@ -228,6 +230,9 @@ def sweep_chart(sweep: Any, title: str) -> Any:
     marker: the importances and the contour of a finished sweep are computed once, whatever else is written
     to the store after."""
     runs = sweep_runs(sweep.id)  # cached on the store's change marker
+    if title == "Optimisation history":  # the live chart's figure: from the runs, without loading Optuna's study
+        metric = sweep.config["metrics"][0]
+        return history_figure(runs, metric["key"], metric["direction"])
     state = hash((sweep.status, sweep.finished, tuple((r.id, r.status, r.finished_at) for r in runs)))
     return _sweep_chart(get_store().url, sweep.id, title, state)
 
