@@ -105,21 +105,20 @@ if table_tab.open:
 if baseline_tab.open:
     with baseline_tab:
         left, right = st.columns(2)
-        left.selectbox("Baseline (champion)", comparison.ids, format_func=labels.get, key="cmp_baseline")
-        right.selectbox(
+        baseline = left.selectbox("Baseline (champion)", comparison.ids, format_func=labels.get, key="cmp_baseline")
+        metric = right.selectbox(
             "Metric",
             metrics,
             key="cmp_metric",
             help="Also the metric of the bar chart and the colour of parallel coordinates.",
         )
-baseline, metric = st.session_state["cmp_baseline"], st.session_state["cmp_metric"]
-if baseline_tab.open:
-    with baseline_tab:
         deltas_table(comparison, baseline)
         if metric:
             st.plotly_chart(
                 delta_figure(comparison, champion_challenger(comparison, baseline), metric, baseline), key="chart_delta"
             )
+state = st.session_state  # the choices of the tabs not open, kept at the top of the page
+baseline, metric = state["cmp_baseline"], state["cmp_metric"]
 
 if charts_tab.open:
     with charts_tab:
@@ -148,7 +147,6 @@ if charts_tab.open:
         if numeric and not metric:
             st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
 
-state = st.session_state
 view = CompareView(
     runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=state["cmp_history"], x=state["cmp_x"],
     y=state["cmp_y"], params=tuple(state["cmp_params"]), only_differences=bool(state["cmp_diff"]),
