@@ -287,10 +287,12 @@ def sweep_check(sweep_id: int, complete: int, chart: str) -> Callable[[Any], Non
     return check
 
 
-def compare_check(ids: list[int]) -> Callable[[Any], None]:
+def compare_check(ids: list[int], with_history: bool = True) -> Callable[[Any], None]:
     def check(page: Any) -> None:
         if f"{len(ids)} runs" not in _main_text(page):
             raise WrongPage(f"the Compare page did not draw the comparison of {len(ids)} runs.")
+        if not with_history:
+            return
         history = _chart_data(page)[0]
         if len(history) != len(ids) or any(trace["n"] != HISTORY_STEPS for trace in history):
             raise WrongPage(f"the Compare page's history chart does not draw {len(ids)} runs of {HISTORY_STEPS} steps.")
@@ -349,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                                      sweep_check(sweep_id, complete, "Parameter importances"))),
             ]  # fmt: skip
         if "compare" in only:
+            targets.append((charts_home, Target(
+                f"compare page, {len(ids)} runs: first tab (side by side, no chart)",
+                f"compare?runs={','.join(map(str, ids))}", 0, 2.0, compare_check(ids, with_history=False),
+                shows="Show only differences")))  # fmt: skip
             targets.append((charts_home, Target(
                 f"compare page, {len(ids)} runs with histories: Charts tab",
                 f"compare?runs={','.join(map(str, ids))}&history=loss&tab=Charts", 4, 2.0, compare_check(ids))))  # fmt: skip
