@@ -1,4 +1,6 @@
-"""Compare 2 to 50 runs: side by side, champion/challenger, charts, and sharing (link, HTML report, saved report)."""
+"""Compare 2 to 50 runs: side by side, champion/challenger, charts, and sharing (link, HTML report, saved report).
+
+The open tab is in the address (`&tab=Charts`), and only that tab is built."""
 
 from __future__ import annotations
 
@@ -34,10 +36,16 @@ if report_id is not None:
         report = get_report(get_store(), report_id)
     except tracking.NotFoundError as err:
         error_box(err)
+TABS = ["Side by side", "Champion / challenger", "Charts", "Share"]
+CHOICES = ("cmp_diff", "cmp_baseline", "cmp_metric", "cmp_history", "cmp_params", "cmp_x", "cmp_y", "cmp_title",
+           "cmp_notes")  # fmt: skip
 if "cmp_runs" not in st.session_state:  # arriving on the page: its widgets start from the URL
-    for key in ("cmp_baseline", "cmp_metric", "cmp_history", "cmp_params", "cmp_x", "cmp_y", "cmp_title", "cmp_notes"):
+    for key in (*CHOICES, "tab_shown"):
         st.session_state.pop(key, None)
 seed({"cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences})
+for key in CHOICES:  # only the open tab draws its widgets: the others' choices are kept, not dropped with them
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
 
 st.title(escape_markdown(report.title) if report else "Compare runs")
 st.page_link(
@@ -75,57 +83,80 @@ seed_choice("cmp_y", fields, start.y)
 st.caption(
     f"{len(comparison.runs)} runs"
     + (f" · picked with the filter {escape_markdown(url_view.filter)}" if url_view.filter else "")
-)
-table_tab, baseline_tab, charts_tab, share_tab = st.tabs(["Side by side", "Champion / challenger", "Charts", "Share"])
-with table_tab:
-    only_differences = st.toggle("Show only differences", key="cmp_diff")
-    side_by_side_table(comparison, only_differences)
-
-with baseline_tab:
-    left, right = st.columns(2)
-    baseline = left.selectbox("Baseline (champion)", comparison.ids, format_func=labels.get, key="cmp_baseline")
-    metric = right.selectbox(
-        "Metric",
-        metrics,
-        key="cmp_metric",
-        help="Also the metric of the bar chart and the colour of parallel coordinates.",
+    + " · open "
+    + ", ".join(
+        f"[{escape_markdown(label)}](run?id={i})" for i, label in zip(comparison.ids, comparison.labels, strict=True)
     )
-    deltas_table(comparison, baseline)
-    if metric:
-        st.plotly_chart(
-            delta_figure(comparison, champion_challenger(comparison, baseline), metric, baseline), key="chart_delta"
-        )
+)
+if len(comparison.datasets) > 1:
+    st.warning(
+        "These runs were trained on different data versions ("
+        + ", ".join(escape_markdown(d) for d in comparison.datasets)
+        + "): their metrics may not be comparable.",
+        icon=":material/dataset:",
+    )
+# Lazy tabs bound to the address: only the open tab is built, and a copied address reopens it.
+table_tab, baseline_tab, charts_tab, share_tab = st.tabs(TABS, key="tab", bind="query-params")
+if table_tab.open:
+    with table_tab:
+        st.toggle("Show only differences", key="cmp_diff")
+        side_by_side_table(comparison, st.session_state["cmp_diff"])
 
-with charts_tab:
-    st.subheader("Metric histories")
-    history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
-    if history:
-        st.plotly_chart(
-            history_figure(comparison, cached_histories(tuple(comparison.ids), history), history), key="chart_history"
+if baseline_tab.open:
+    with baseline_tab:
+        left, right = st.columns(2)
+        baseline = left.selectbox("Baseline (champion)", comparison.ids, format_func=labels.get, key="cmp_baseline")
+        metric = right.selectbox(
+            "Metric",
+            metrics,
+            key="cmp_metric",
+            help="Also the metric of the bar chart and the colour of parallel coordinates.",
         )
-    st.subheader("Parallel coordinates")
-    params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
-    if metric and params:
-        st.plotly_chart(parallel_figure(comparison, params, metric), key="chart_parallel")
-    elif not metric:
-        st.info("The runs have no metric to colour the lines by.")
-    st.subheader("Scatter")
-    left, right = st.columns(2)
-    x = left.selectbox("x", fields, key="cmp_x")
-    y = right.selectbox("y", fields, key="cmp_y")
-    if x and y:
-        st.plotly_chart(scatter_figure(comparison, x, y), key="chart_scatter")
-    if metric:
-        st.subheader("Bar chart")
-        st.plotly_chart(bar_figure(comparison, metric, baseline), key="chart_bar")
-    if numeric and not metric:
-        st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
+        deltas_table(comparison, baseline)
+        if metric:
+            st.plotly_chart(
+                delta_figure(comparison, champion_challenger(comparison, baseline), metric, baseline), key="chart_delta"
+            )
+state = st.session_state  # the choices of the tabs not open, kept at the top of the page
+baseline, metric = state["cmp_baseline"], state["cmp_metric"]
+
+if charts_tab.open:
+    with charts_tab:
+        st.subheader("Metric histories")
+        history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
+        if history:
+            st.plotly_chart(
+                history_figure(comparison, cached_histories(tuple(comparison.ids), history), history),
+                key="chart_history",
+            )
+        st.subheader("Parallel coordinates")
+        params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
+        if metric and params:
+            st.plotly_chart(parallel_figure(comparison, params, metric), key="chart_parallel")
+        elif not metric:
+            st.info("The runs have no metric to colour the lines by.")
+        st.subheader("Scatter")
+        left, right = st.columns(2)
+        x = left.selectbox("x", fields, key="cmp_x")
+        y = right.selectbox("y", fields, key="cmp_y")
+        if x and y:
+            st.plotly_chart(scatter_figure(comparison, x, y), key="chart_scatter")
+        if metric:
+            st.subheader("Bar chart")
+            st.plotly_chart(bar_figure(comparison, metric, baseline), key="chart_bar")
+        if numeric and not metric:
+            st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
 
 view = CompareView(
-    runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=history, x=x, y=y, params=tuple(params),
-    only_differences=only_differences, filter=url_view.filter,
+    runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=state["cmp_history"], x=state["cmp_x"],
+    y=state["cmp_y"], params=tuple(state["cmp_params"]), only_differences=bool(state["cmp_diff"]),
+    filter=url_view.filter,
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
 sync_url(query)
-with share_tab:
-    share_panel(comparison, view, report, page_url(query), user)
+if share_tab.open:
+    with share_tab:
+        shown = state.get("tab_shown") or TABS[0]  # the link opens the tab looked at before this one
+        share_panel(comparison, view, report, page_url({**query, "tab": shown if shown != TABS[0] else ""}), user)
+else:
+    state["tab_shown"] = state.get("tab")

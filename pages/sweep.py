@@ -1,4 +1,4 @@
-"""One sweep: live progress, control, charts and its trials (`?id=N`)."""
+"""One sweep: live progress, control, charts and its trials (`?id=N`, `&view=` tab, `&chart=` chart)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.explore import escape_markdown
+from tracking.explore import escape_markdown, sweep_chart_titles
 from tracking.governance import Action, why_not
 from tracking.ml import space_rows
 from tracking.sweeps import resume_blockers
 from ui.address import query_id
-from ui.data import cached_sweep_figures, get_store, sweep_runs
+from ui.data import get_store, sweep_runs
 from ui.frame import in_frame
-from ui.sweeps import launch, progress_panel
+from ui.sweeps import launch, progress_panel, sweep_chart
 from ui.trash import trash_block
 
 user = in_frame()
@@ -108,31 +108,39 @@ with st.expander("Run more workers on other machines"):
     st.code(tracking.worker_command(store, sweep.id), language="bash")
     st.caption("Any machine with this repository and its requirements that reaches the store can join.")
 
-charts, trials, settings = st.tabs(["Charts", "Trials", "Settings"])
-with charts:
-    for title, figure in cached_sweep_figures(sweep.id).items():
-        st.subheader(escape_markdown(title))
-        if isinstance(figure, str):
-            st.caption(escape_markdown(figure))
-        else:
-            st.plotly_chart(figure, key=f"chart-{title}")
-with trials:
-    runs = sweep_runs(sweep.id)
-    keys = [m["key"] for m in config["metrics"]]
-    table = pd.DataFrame(
-        [
-            {"trial": r.trial_number, "run": f"/run?id={r.id}", "status": r.status, **{k: r.metrics.get(k) for k in keys},
-             **{f"params.{k}": v for k, v in r.params.items()}, "started": r.started_at, "finished": r.finished_at}
-            for r in runs
-        ]
-    )  # fmt: skip
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={"run": st.column_config.LinkColumn("run", display_text=r"/run\?id=(\d+)")},
-    )
-with settings:
-    st.markdown("**Search space**")
-    st.dataframe(pd.DataFrame(space_rows(config["space"])), hide_index=True)
-    st.markdown("**Settings**")
-    st.code(json.dumps({k: v for k, v in config.items() if k != "space"}, indent=2), language="json")
+# Lazy tabs bound to the address: only the open tab (and in it the chosen chart) is built, and a copied
+# address reopens the same one. The header, progress and numbers above are on screen before any chart.
+charts, trials, settings = st.tabs(["Charts", "Trials", "Settings"], key="view", bind="query-params")
+if charts.open:
+    with charts:
+        titles = sweep_chart_titles(sweep)
+        for tab, title in zip(st.tabs(titles, key="chart", bind="query-params"), titles, strict=True):
+            if tab.open:
+                with tab, st.spinner(f"Drawing {title.lower()}…"):
+                    figure = sweep_chart(sweep, title)
+                    if isinstance(figure, str):
+                        st.caption(escape_markdown(figure))
+                    else:
+                        st.plotly_chart(figure, key=f"chart-{title}")
+if trials.open:
+    with trials:
+        runs = sweep_runs(sweep.id)
+        keys = [m["key"] for m in config["metrics"]]
+        table = pd.DataFrame(
+            [
+                {"trial": r.trial_number, "run": f"run?id={r.id}", "status": r.status, **{k: r.metrics.get(k) for k in keys},
+                 **{f"params.{k}": v for k, v in r.params.items()}, "started": r.started_at, "finished": r.finished_at}
+                for r in runs
+            ]
+        )  # fmt: skip
+        st.dataframe(
+            table,
+            hide_index=True,
+            column_config={"run": st.column_config.LinkColumn("run", display_text=r"run\?id=(\d+)")},
+        )
+if settings.open:
+    with settings:
+        st.markdown("**Search space**")
+        st.dataframe(pd.DataFrame(space_rows(config["space"])), hide_index=True)
+        st.markdown("**Settings**")
+        st.code(json.dumps({k: v for k, v in config.items() if k != "space"}, indent=2), language="json")

@@ -164,3 +164,41 @@ def test_compare_figures_escape_user_text(store):
     assert list(scatter.data[0].x) == [0.1, 0.2] and "<b" not in "".join(scatter.data[0].text)
     figures = view_figures(comparison, complete_view(comparison, CompareView(runs=tuple(ids)), ["loss"]), {})
     assert list(figures) == ["history", "parallel", "bar", "delta", "scatter"]
+
+
+def test_compare_numbers_read_as_numbers():
+    from tracking.explore._compare import number_text
+
+    assert [number_text(v) for v in (1525560.0, 0.8031234567, 12345.678, 3, 0.0, None, "sqrt")] == [
+        "1,525,560", "0.803123", "12,345.68", "3", "0", "", "sqrt"
+    ]  # fmt: skip
+
+
+def test_compare_bar_axis_leaves_0_only_when_bars_from_0_would_look_alike(store):
+    close = [_log(store, f"r{i}", {}, {"test_accuracy": v}) for i, v in enumerate((0.78, 0.80))]
+    apart = [_log(store, f"s{i}", {}, {"test_accuracy": v}) for i, v in enumerate((0.2, 0.8))]
+    low, high = bar_figure(compare_runs(store, close), "metrics.test_accuracy").layout.yaxis.range
+    assert 0 < low < 0.78 and 0.80 < high < 0.9  # 0.78 and 0.80 no longer look equal
+    assert bar_figure(compare_runs(store, apart), "metrics.test_accuracy").layout.yaxis.range is None
+
+
+def test_compare_long_names_are_cut_on_axes_and_whole_on_hover(store):
+    name = "gradient-boosting-with-a-very-long-descriptive-name"
+    ids = [_log(store, name, {}, {"fit_seconds": 1_525_560.0}), _log(store, "short", {}, {"fit_seconds": 2.0})]
+    comparison = compare_runs(store, ids)
+    bar = bar_figure(comparison, "metrics.fit_seconds").data[0]
+    assert bar.x[0] == f"{name[:23]}… #{ids[0]}" and bar.x[1] == f"short #{ids[1]}"
+    assert list(bar.customdata[0]) == [f"{name} #{ids[0]}", "1,525,560"]
+
+
+def test_compare_names_the_data_versions_of_the_runs(store):
+    iris = tracking.register_dataset(store, tracking.load_task("iris"))
+    wine = tracking.register_dataset(store, tracking.load_task("wine"))
+    ids = []
+    for version in (iris, wine, iris, None):
+        with start_run("exp", store=store, dataset_version_id=version) as run:
+            run.log_metrics({"test_accuracy": 0.9})
+        ids.append(run.id)
+    datasets = compare_runs(store, ids).datasets
+    assert [d.split("@")[0] for d in datasets] == ["iris", "wine"]
+    assert len(compare_runs(store, [ids[0], ids[2], ids[3]]).datasets) == 1

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 import tracking
@@ -61,10 +62,13 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
                what="the sweep to be complete in the store")  # fmt: skip
     page.reload()  # the session is the browser's: still signed in
     page.get_by_text("Signed in as data_scientist").wait_for(timeout=SLOW)
-    page.get_by_text("Optimisation history").first.wait_for(timeout=SLOW)
-    page.locator(".js-plotly-plot").nth(5).wait_for(timeout=SLOW)  # live history + the detail charts
-    idle(page)  # every chart of this run is on the page: one that could not be drawn says so by now
-    assert page.get_by_text("Not drawn").count() == 0
+    for title in ("Optimisation history", "Learning curves", "Parameter importances", "Parallel coordinates", "Slice",
+                  "Contour", "Timeline by worker"):  # fmt: skip
+        page.get_by_role("tab", name=title).click()  # only the open chart is built (the live one left with the run)
+        page.get_by_role("tab", name=title, selected=True).wait_for(timeout=SLOW)
+        expect(page.locator(".js-plotly-plot:visible")).to_have_count(1, timeout=SLOW)
+        idle(page)  # a chart that could not be drawn says so by now
+        assert page.get_by_text("Not drawn").count() == 0, title
 
 
 def test_e2e_close_reopen_cancel_resume(app_url, users, browser, tmp_path, monkeypatch):

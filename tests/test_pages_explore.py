@@ -154,19 +154,40 @@ def test_pages_run_unknown_or_missing_id_says_so(runs):
     assert "Open a run from the **Runs** page" in _ok(_page("pages/run.py")).info[0].value
 
 
-def test_pages_compare_draws_tables_and_every_chart_from_the_url(runs):
+def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(runs):
     ids = ",".join(map(str, runs[:3]))
     at = _ok(_page("pages/compare.py", runs=ids, baseline=str(runs[1]), metric="metrics.fit_seconds"))
     side = at.dataframe[0].value
     assert list(side.columns) == [f"r{i} #{runs[i]}" for i in range(3)]
     assert side.loc["metrics.test_accuracy ↑"].tolist() == ["0.7", "0.72", "0.74 ★"]
     assert side.loc["metrics.fit_seconds ↓"].tolist() == ["1 ★", "2", "3"]
-    deltas = at.dataframe[1].value
+    assert len(at.dataframe) == 1 and _charts(at) == 0  # the other tabs are not built
+    assert f"[r0 #{runs[0]}](run?id={runs[0]})" in at.caption[0].value  # each run links its page
+    at.session_state["tab"] = "Champion / challenger"
+    deltas = _ok(at.run()).dataframe[0].value
     assert deltas.loc["metrics.test_accuracy"].tolist() == ["0.72", "-0.02 (-2.8%)", "+0.02 (+2.8%)"]
-    assert _charts(at) == 5  # deltas, history, parallel coordinates, scatter, bar
-    assert at.query_params["baseline"] == str(runs[1]) and at.query_params["metric"] == "metrics.fit_seconds"
-    assert at.query_params["history"] == "fit_seconds" and at.query_params["runs"] == ids
-    assert len(at.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
+    assert _charts(at) == 1
+    charts = _ok(_page("pages/compare.py", runs=ids, baseline=str(runs[1]), metric="metrics.fit_seconds", tab="Charts"))
+    assert _charts(charts) == 4 and not charts.dataframe  # history, parallel coordinates, scatter, bar
+    for view in (at, charts):  # choices of tabs not open stay in the address
+        assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
+        assert view.query_params["history"] == "fit_seconds" and view.query_params["runs"] == ids
+    charts.session_state["tab"] = "Share"
+    _ok(charts.run())
+    assert len(charts.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
+    assert "tab=Charts" in charts.code[0].value or charts.code[0].value.startswith("(copy")  # the tab looked at
+
+
+def test_pages_compare_warns_when_runs_come_from_different_data():
+    store = tracking.open_store()
+    ids = []
+    for task in ("iris", "wine"):
+        version = tracking.register_dataset(store, tracking.load_task(task))
+        with tracking.start_run("data", store=store, dataset_version_id=version) as run:
+            run.log_metrics({"test_accuracy": 0.9})
+        ids.append(run.id)
+    at = _ok(_page("pages/compare.py", runs=",".join(map(str, ids))))
+    assert "different data versions" in at.warning[0].value and "iris@" in at.warning[0].value
 
 
 def test_pages_compare_only_differences_hides_equal_fields(runs):
@@ -189,7 +210,7 @@ def test_pages_compare_with_too_few_or_unknown_runs_explains(runs):
 
 
 def test_pages_compare_saves_a_report_that_the_reports_page_reopens(runs):
-    at = _ok(_page("pages/compare.py", runs=f"{runs[3]},{runs[4]}", diff="1"))
+    at = _ok(_page("pages/compare.py", runs=f"{runs[3]},{runs[4]}", diff="1", tab="Share"))
     at.text_input(key="cmp_title").input("Growth vs risk").run()
     at.text_area(key="cmp_notes").input("The **growth** run wins.").run()
     next(b for b in at.button if b.label == "Save as report").click().run()

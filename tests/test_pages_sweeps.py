@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -150,11 +152,50 @@ def test_pages_sweep_detail_draws_every_chart():
     tracking.run_worker(store, sweep.id)
     at = _page("pages/sweep.py", id=str(sweep.id))
     assert not at.exception
-    titles = [s.value for s in at.subheader]
-    assert titles == ["Optimisation history", "Learning curves", "Parameter importances", "Parallel coordinates",
-                      "Slice", "Contour", "Timeline by worker"]  # fmt: skip
-    assert not [c.value for c in at.caption if c.value.startswith("Not drawn")]
+    titles = ["Optimisation history", "Learning curves", "Parameter importances", "Parallel coordinates", "Slice",
+              "Contour", "Timeline by worker"]  # fmt: skip
+    assert [t.label for t in at.tabs] == ["Charts", *titles, "Trials", "Settings"]
+    for title in titles:  # one chart at a time: the live history and the chosen one
+        at.session_state["chart"] = title
+        at.run()
+        assert not at.exception and len(at.get("plotly_chart")) == 1, title  # the live chart only while it runs
+        assert not [c.value for c in at.caption if c.value.startswith("Not drawn")], title
     assert "python -m tracking worker --sweep" in at.code[0].value
+
+
+def _quadratic_sweep(n_trials: int = 4) -> tracking.SweepRecord:
+    store = tracking.open_store()
+    spec = SweepSpec(objective="tests.objectives:quadratic", space=X_SPACE, metrics=["value:min"], n_trials=n_trials,
+                     sampler="random")  # fmt: skip
+    sweep = tracking.create_sweep(store, spec)
+    tracking.run_worker(store, sweep.id)
+    return tracking.get_sweep(store, sweep.id)
+
+
+def test_pages_sweep_builds_only_the_open_tab_and_chart_once_per_change(monkeypatch):
+    import ui.sweeps
+
+    drawn = []
+    real = ui.sweeps.sweep_figure
+    monkeypatch.setattr(ui.sweeps, "sweep_figure", lambda *a, **k: drawn.append(a[2]) or real(*a, **k))
+    sweep = _quadratic_sweep(n_trials=2)  # two trials: Plotly alone would tick the trial axis at 0, 0.5, 1
+    at = _page("pages/sweep.py", id=str(sweep.id))
+    assert not at.exception and drawn == []  # the optimisation history is drawn from the runs, without Optuna
+    (history,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]  # no live chart: it ended
+    assert history["layout"]["xaxis"]["dtick"] == 1 and len(history["data"][0]["x"]) == 2
+    assert f"(run?id={sweep.best_run_id})" in at.success[0].value  # the best banner links its run
+    store = tracking.open_store()
+    actor = authenticate(store, "data_scientist", PASSWORD)
+    at.session_state["chart"] = "Slice"
+    at.run()
+    assert drawn == ["Slice"] and len(at.get("plotly_chart")) == 1
+    with tracking.start_run("elsewhere", params={"x": 1.0}, actor=actor) as run:  # a write outside the sweep
+        run.log_metrics({"value": 1.0})
+    at.run()
+    assert drawn == ["Slice"]  # still the cached chart: the sweep did not change
+    at.session_state["view"] = "Trials"
+    at.run()
+    assert drawn == ["Slice"] and not at.get("plotly_chart") and len(at.dataframe) == 1
 
 
 def test_pages_sweep_unknown_id_says_so():

@@ -17,6 +17,7 @@ from tracking.explore import (
     comparison_csv,
     comparison_json,
     escape_markdown,
+    number_text,
     params_changed,
     report_html,
     save_report,
@@ -24,7 +25,7 @@ from tracking.explore import (
 )
 from tracking.governance import Action, UserRecord, why_not
 from ui.data import get_store
-from ui.explore import error_box, value_text
+from ui.explore import error_box
 
 DIFF_BACKGROUND = "background-color: #fff4d6"
 BEST_STYLE = "background-color: #c9efd8; font-weight: 700"
@@ -50,20 +51,20 @@ def side_by_side_table(comparison: Comparison, only_differences: bool) -> None:
         st.info("These runs do not differ in any field.")
         return
     way = {"maximize": " ↑", "minimize": " ↓"}
-    data = [[value_text(v) + (" ★" if i in row.best else "") for i, v in enumerate(row.values)] for row in rows]
+    data = [[number_text(v) + (" ★" if i in row.best else "") for i, v in enumerate(row.values)] for row in rows]
     index = [
         ("duration (s)" if row.field == "duration" else row.field) + way.get(row.direction or "", "") for row in rows
     ]
-    frame = pd.DataFrame(data, columns=comparison.labels, index=index)
+    frame = pd.DataFrame(data, columns=comparison.short_labels, index=index)
 
     def style(column: pd.Series) -> list[str]:
-        at = comparison.labels.index(column.name)
+        at = comparison.short_labels.index(column.name)
         return [BEST_STYLE if at in row.best else DIFF_BACKGROUND if row.differs else "" for row in rows]
 
     st.dataframe(
         frame.style.apply(style, axis=0),
         height=min(38 + 35 * len(rows), 800),
-        column_config={"_index": st.column_config.TextColumn("field", pinned=True)},
+        column_config={"_index": st.column_config.TextColumn("field", pinned=True), **run_columns(comparison)},
     )
     st.caption("Tinted rows differ between runs. ★ marks a metric's best value (↑ higher is better, ↓ lower).")
 
@@ -71,7 +72,7 @@ def side_by_side_table(comparison: Comparison, only_differences: bool) -> None:
 def deltas_table(comparison: Comparison, baseline: int) -> None:
     """Each challenger's metrics minus the baseline's, green when better and red when worse."""
     deltas = champion_challenger(comparison, baseline)
-    labels = dict(zip(comparison.ids, comparison.labels, strict=True))
+    labels = dict(zip(comparison.ids, comparison.short_labels, strict=True))
     challengers = [labels[i] for i in comparison.ids if i != baseline]
     metrics = comparison.fields("metrics")
     if not metrics:
@@ -79,7 +80,7 @@ def deltas_table(comparison: Comparison, baseline: int) -> None:
         return
     cells = {(labels[d.run_id], d.key): d for d in deltas}
     base = {m: comparison.values(m)[comparison.ids.index(baseline)] for m in metrics}
-    text = [[value_text(base[m])] + [_delta_text(cells.get((c, m))) for c in challengers] for m in metrics]
+    text = [[number_text(base[m])] + [_delta_text(cells.get((c, m))) for c in challengers] for m in metrics]
     frame = pd.DataFrame(text, index=metrics, columns=["baseline", *challengers])
 
     def style(column: pd.Series) -> list[str]:
@@ -91,22 +92,31 @@ def deltas_table(comparison: Comparison, baseline: int) -> None:
             for d in verdicts
         ]
 
-    st.dataframe(frame.style.apply(style, axis=0), height=min(38 + 35 * len(metrics), 600))
+    st.dataframe(frame.style.apply(style, axis=0), height=min(38 + 35 * len(metrics), 600),
+                 column_config=run_columns(comparison))  # fmt: skip
+    full = dict(zip(comparison.ids, comparison.labels, strict=True))
     changed = params_changed(comparison, baseline)
     st.markdown(
         "**Params changed against the baseline**\n\n"
         + "\n".join(
-            f"- {escape_markdown(labels[i])}: {escape_markdown(', '.join(keys) or 'none')}"
-            for i, keys in changed.items()
+            f"- {escape_markdown(full[i])}: {escape_markdown(', '.join(keys) or 'none')}" for i, keys in changed.items()
         )
     )
+
+
+def run_columns(comparison: Comparison) -> dict[str, Any]:
+    """Column heads of the runs: the name cut short (unique by its id), the full name on hover."""
+    return {
+        short: st.column_config.TextColumn(short, help=escape_markdown(full))
+        for short, full in zip(comparison.short_labels, comparison.labels, strict=True)
+    }
 
 
 def _delta_text(delta: Any) -> str:
     if delta is None or delta.delta is None:
         return ""
     relative = f" ({delta.relative:+.1%})" if delta.relative is not None else ""
-    return f"{delta.delta:+.4g}{relative}"
+    return ("+" if delta.delta >= 0 else "-") + number_text(abs(delta.delta)) + relative
 
 
 def share_panel(

@@ -10,7 +10,7 @@ import streamlit as st
 
 import tracking
 from tracking import store_url, tracking_home
-from tracking.explore import escape_markdown, sweep_figures
+from tracking.explore import escape_markdown, warm_chart_imports
 from tracking.governance import start_deliverer
 
 
@@ -18,6 +18,7 @@ from tracking.governance import start_deliverer
 def _open(url: str, home: str) -> tracking.Store:
     store = tracking.open_store(url, home=home)
     start_deliverer(store)  # webhook deliveries queued by the CLI and scripts go out from the dashboard too
+    warm_chart_imports()  # while the first visitor signs in, not when they open their first chart
     return store
 
 
@@ -45,16 +46,6 @@ def _overview(url: str, change: int) -> tracking.Overview:
 def overview() -> tracking.Overview:
     """Counts, recent sweeps and runs, re-read only when the store changed."""
     return _overview(get_store().url, marker())
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _sweep_figures(url: str, sweep_id: int, change: int) -> dict:
-    return sweep_figures(get_store(), sweep_id)
-
-
-def cached_sweep_figures(sweep_id: int) -> dict:
-    """The sweep detail charts (Plotly figures or reasons), redrawn only after the store changed."""
-    return _sweep_figures(get_store().url, sweep_id, marker())
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -1,4 +1,4 @@
-"""Widgets of the sweep pages: the launch form, live progress and the control buttons."""
+"""Widgets of the sweep pages: the launch form, live progress, the control buttons and the cached charts."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
-from tracking.explore import escape_markdown, text
+from tracking.explore import escape_markdown, sweep_figure, text, whole_number_axis
 from tracking.governance import UserRecord
 from tracking.ml import (
     COST_METRICS,
@@ -170,8 +169,11 @@ def _duration(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def history_figure(runs: list[Any], key: str, direction: str) -> go.Figure:
-    """Objective value per trial, with the best-so-far line: grows as trials finish."""
+def history_figure(runs: list[Any], key: str, direction: str) -> Any:
+    """Objective value per trial, with the best-so-far line: grows as trials finish (Optuna's optimisation history,
+    drawn from the runs)."""
+    import plotly.graph_objects as go  # on first use: the page's header and numbers show before Plotly loads
+
     done = sorted(
         (r for r in runs if r.status == "complete" and r.metrics.get(key) is not None), key=lambda r: r.trial_number
     )
@@ -185,7 +187,7 @@ def history_figure(runs: list[Any], key: str, direction: str) -> go.Figure:
         [go.Scatter(x=xs, y=ys, mode="markers", name=text(key)), go.Scatter(x=xs, y=line, name="best so far")]
     )
     figure.update_layout(height=320, margin={"t": 30, "b": 30}, xaxis_title="trial", yaxis_title=text(key))
-    return figure
+    return whole_number_axis(figure, "x")
 
 
 def progress_panel(sweep_id: int) -> None:
@@ -209,10 +211,30 @@ def progress_panel(sweep_id: int) -> None:
     if best is not None:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         st.success(f"Best {escape_markdown(metrics[0]['key'])} = **{sweep.best_value:.5g}** (trial {best.trial_number}, "
-                   f"run {best.id}) with {escape_markdown(params)}")  # fmt: skip
-    st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
+                   f"[run {best.id}](run?id={best.id})) with {escape_markdown(params)}")  # fmt: skip
+    if sweep.status in ("pending", "running"):  # once it ended, the Charts tab shows the same history
+        st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sweep_chart(url: str, sweep_id: int, title: str, state: int) -> Any:
+    return sweep_figure(get_store(), sweep_id, title)
+
+
+def sweep_chart(sweep: Any, title: str) -> Any:
+    """One chart of the sweep page (a Plotly figure or why it is missing), drawn once per change of the sweep.
+
+    The key is the sweep's own state (its status and each run's status and end), not the store's change
+    marker: the importances and the contour of a finished sweep are computed once, whatever else is written
+    to the store after."""
+    runs = sweep_runs(sweep.id)  # cached on the store's change marker
+    if title == "Optimisation history":  # the live chart's figure: from the runs, without loading Optuna's study
+        metric = sweep.config["metrics"][0]
+        return history_figure(runs, metric["key"], metric["direction"])
+    state = hash((sweep.status, sweep.finished, tuple((r.id, r.status, r.finished_at) for r in runs)))
+    return _sweep_chart(get_store().url, sweep.id, title, state)
 
 
 def sweeps_table(sweeps: list[Any]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from tracking.explore._compare import (
     MAX_COMPARE,
     MAX_ID,
+    SHORT_NAME,
     CompareView,
     Comparison,
     champion_challenger,
@@ -15,6 +16,7 @@ from tracking.explore._compare import (
     guess_direction,
     histories,
     history_keys,
+    number_text,
     params_changed,
     parse_id,
     parse_ids,
@@ -53,7 +55,12 @@ from tracking.explore._reports import (
     update_report,
 )
 from tracking.explore._sweep_charts import (
+    SWEEP_CHARTS,
+    sweep_chart_titles,
+    sweep_figure,
     sweep_figures,
+    warm_chart_imports,
+    whole_number_axis,
 )
 from tracking.explore._table import (
     BASE_COLUMNS,
@@ -72,7 +79,9 @@ __all__ = [
     "BASE_COLUMNS",
     "MAX_COMPARE",
     "MAX_ID",
+    "SHORT_NAME",
     "SORTABLE",
+    "SWEEP_CHARTS",
     "CompareView",
     "Comparison",
     "Overview",
@@ -102,6 +111,7 @@ __all__ = [
     "list_reports",
     "local_markdown",
     "markdown_html",
+    "number_text",
     "overview",
     "parallel_figure",
     "params_changed",
@@ -114,8 +124,12 @@ __all__ = [
     "save_report",
     "scatter_figure",
     "side_by_side",
+    "sweep_chart_titles",
+    "sweep_figure",
     "sweep_figures",
     "text",
     "update_report",
     "view_figures",
+    "warm_chart_imports",
+    "whole_number_axis",
 ]

@@ -28,6 +28,7 @@ from tracking.store import MetricPoint, RunRecord, Store, Sweep, iso
 
 MAX_COMPARE = 50
 MAX_HISTORY_POINTS = 2000  # per run and metric; longer histories are thinned evenly, last point kept
+SHORT_NAME = 24  # characters of a run name on an axis or a column head; the full name shows on hover
 RUN_FIELDS = ("experiment", "sweep", "status", "dataset", "code_version", "seed", "duration")
 _MINIMIZE = re.compile(
     r"(loss|error|err|rmse|mse|mae|mape|latency|seconds|_ms|time|bytes|perplexity|wer|cer|regret|cost)(_|$)"
@@ -171,6 +172,19 @@ class Comparison:
     def labels(self) -> list[str]:
         """`name #id` per run: names repeat across sweeps, ids do not."""
         return [f"{run.name} #{run.id}" for run in self.runs]
+
+    @property
+    def short_labels(self) -> list[str]:
+        """The labels with names cut to `SHORT_NAME` characters (for axes and column heads; still unique by id)."""
+        return [
+            f"{run.name if len(run.name) <= SHORT_NAME else run.name[: SHORT_NAME - 1] + '…'} #{run.id}"
+            for run in self.runs
+        ]
+
+    @property
+    def datasets(self) -> list[str]:
+        """The distinct data versions (`name@hash`) the runs were trained on, in run order; runs without one left out."""
+        return list(dict.fromkeys(value for value in self.values("dataset") if value is not None))
 
     def fields(self, section: str) -> list[str]:
         return [row.field for row in self.rows if row.section == section]
@@ -359,6 +373,28 @@ def histories(
             stride = math.ceil(len(points) / max_points)
             out[run_id] = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
     return out
+
+
+def number_text(value: Any) -> str:
+    """A value as a person reads it: `1,525,560` and `0.80312`, never `1.52556e+06`; text stays text.
+
+    Whole numbers as they are; other numbers to 6 significant digits, with thousands separators from
+    10,000 up (at most 2 decimals there) and in scientific notation only below 0.0001 or from 10^15.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size == 0:
+        return "0"
+    if size < 1e-4 or size >= 1e15:
+        return f"{value:.4g}"
+    if size >= 1e4:
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:.6g}"
 
 
 def _run_field(run: RunRecord, name: str) -> Any:

@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any
 
-from tracking.explore._compare import CompareView, Comparison, Delta, _is_number, champion_challenger
+from tracking.explore._compare import CompareView, Comparison, Delta, _is_number, champion_challenger, number_text
 
 # Plotly is imported inside the functions that use it: `import tracking` stays light.
 
@@ -92,28 +92,32 @@ def _dimension(name: str, values: list[Any]) -> dict[str, Any]:
 
 
 def scatter_figure(comparison: Comparison, x: str, y: str) -> Any:
-    """Each run as a point at (x, y), labelled with its name."""
+    """Each run as a point at (x, y), labelled with its (shortened) name; the full name and values on hover."""
     import plotly.graph_objects as go
 
     xs, ys = comparison.values(x), comparison.values(y)
     keep = [i for i in range(len(comparison.runs)) if xs[i] is not None and ys[i] is not None]
-    labels = [text(comparison.labels[i]) for i in keep]
     fig = go.Figure(
         go.Scatter(
             x=[_plain(xs[i]) for i in keep],
             y=[_plain(ys[i]) for i in keep],
             mode="markers+text",
-            text=labels,
+            text=[text(comparison.short_labels[i]) for i in keep],
+            customdata=[[text(comparison.labels[i]), text(number_text(xs[i])), text(number_text(ys[i]))] for i in keep],
             textposition="top center",
             marker={"size": 11, "color": PLAIN_COLOUR},
-            hovertemplate="%{text}<br>x=%{x}<br>y=%{y}<extra></extra>",
+            hovertemplate="%{customdata[0]}<br>x=%{customdata[1]}<br>y=%{customdata[2]}<extra></extra>",
         )
     )
     return _layout(fig, f"{y} against {x}", x, y)
 
 
 def bar_figure(comparison: Comparison, metric: str, baseline: int | None = None) -> Any:
-    """The metric per run; the best value(s) in green, the baseline in grey."""
+    """The metric per run; the best value(s) in green, the baseline in grey.
+
+    The value axis starts at 0 unless that would flatten the differences (0.78 against 0.80): when the values
+    share a sign and differ by less than a quarter of the largest, it spans just the values, and says so.
+    """
     import plotly.graph_objects as go
 
     row = comparison.row(metric)
@@ -125,14 +129,35 @@ def bar_figure(comparison: Comparison, metric: str, baseline: int | None = None)
     ]
     fig = go.Figure(
         go.Bar(
-            x=[text(label) for label in comparison.labels],
+            x=[text(label) for label in comparison.short_labels],
             y=[v if _is_number(v) else None for v in values],
             marker_color=colours,
-            hovertemplate="%{x}: %{y}<extra></extra>",
+            customdata=[
+                [text(label), text(number_text(v))] for label, v in zip(comparison.labels, values, strict=True)
+            ],
+            hovertemplate="%{customdata[0]}: %{customdata[1]}<extra></extra>",
         )
     )
     way = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(row.direction if row else "", "")
-    return _layout(fig, f"{metric}{way}", "run", metric)
+    fig = _layout(fig, f"{metric}{way}", "run", metric)
+    span = value_range([v for v in values if _is_number(v)])
+    if span is not None:
+        fig.update_yaxes(range=list(span), title=text(f"{metric} (axis not from 0)"))
+    return fig
+
+
+def value_range(values: list[float]) -> tuple[float, float] | None:
+    """The y range of a bar chart whose bars from 0 would look alike, or None when 0 is the right start."""
+    if len(values) < 2:
+        return None
+    low, high = min(values), max(values)
+    spread, size = high - low, max(abs(low), abs(high))
+    if spread == 0 or (low < 0 < high) or spread >= 0.25 * size:
+        return None
+    bottom, top = low - 0.6 * spread, high + 0.3 * spread
+    if low > 0:
+        return max(bottom, 0.0), top
+    return bottom, min(top, 0.0)
 
 
 def delta_figure(comparison: Comparison, deltas: list[Delta], metric: str, baseline: int) -> Any:
@@ -142,15 +167,24 @@ def delta_figure(comparison: Comparison, deltas: list[Delta], metric: str, basel
     chosen = [d for d in deltas if d.key == metric]
     labels = dict(zip(comparison.ids, comparison.labels, strict=True))
     colours = {"better": BEST_COLOUR, "worse": WORSE_COLOUR}
+    short = dict(zip(comparison.ids, comparison.short_labels, strict=True))
     fig = go.Figure(
         go.Bar(
-            x=[text(labels[d.run_id]) for d in chosen],
+            x=[text(short[d.run_id]) for d in chosen],
             y=[d.delta for d in chosen],
             marker_color=[colours.get(d.verdict or "", PLAIN_COLOUR) for d in chosen],
-            hovertemplate="%{x}: %{y:+.4g}<extra></extra>",
+            customdata=[[text(labels[d.run_id]), text(_signed(d.delta))] for d in chosen],
+            hovertemplate="%{customdata[0]}: %{customdata[1]}<extra></extra>",
         )
     )
     return _layout(fig, f"{metric} minus the baseline ({labels[baseline]})", "run", f"Δ {metric}")
+
+
+def _signed(value: float | None) -> str:
+    """A difference with its sign: `+1,250`, `-0.02`."""
+    if value is None:
+        return ""
+    return ("+" if value >= 0 else "-") + number_text(abs(value))
 
 
 def _plain(value: Any) -> Any:
