@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import optuna
 import pytest
 from threadpoolctl import threadpool_limits
@@ -12,6 +13,7 @@ from threadpoolctl import threadpool_limits
 import tracking
 from tests.polling import wait_until
 from tracking.ml._families import FAMILIES
+from tracking.ml._objective import _classification_scores, curve_score
 from tracking.runs._artifacts import load_model
 from tracking.runs._queries import list_runs, metric_history
 from tracking.sweeps._sweeps import (
@@ -375,3 +377,12 @@ def test_sweep_with_the_default_pruner_completes_most_of_a_small_sweep(file_stor
         run_worker(file_store, sweep.id)
     statuses = [run.status for run in list_runs(file_store, sweep_id=sweep.id)]
     assert len(statuses) == 12 and statuses.count("complete") > 6, statuses
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "f1_macro"])
+def test_sweep_curve_score_equals_the_final_metric(metric):
+    # Three labels, one never predicted and one predicted but absent from y: the cases macro F1 counts apart.
+    classes = np.array(["a", "b", "c"])
+    proba = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.4, 0.5, 0.1], [0.5, 0.4, 0.1]])
+    y = np.array(["a", "b", "b", "a", "b"])
+    assert curve_score(classes, proba, y, metric) == pytest.approx(_classification_scores(classes, proba, y)[metric])
