@@ -23,6 +23,7 @@ from ui.compare import deltas_table, seed_choice, share_panel, side_by_side_tabl
 from ui.data import get_store
 from ui.explore import cached_comparison, cached_histories, error_box, page_url, seed, show_written, sync_url
 from ui.frame import in_frame
+from ui.run_detail import history_controls
 
 user = in_frame()
 
@@ -99,10 +100,11 @@ with baseline_tab:
 with charts_tab:
     st.subheader("Metric histories")
     history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
+    seed({"cmp_smooth": url_view.smoothing, "cmp_logy": url_view.log_y})
+    smoothing, log_y = history_controls("cmp")
     if history:
-        st.plotly_chart(
-            history_figure(comparison, cached_histories(tuple(comparison.ids), history), history), key="chart_history"
-        )
+        points = cached_histories(tuple(comparison.ids), history)
+        st.plotly_chart(history_figure(comparison, points, history, smoothing, log_y), key="chart_history")
     st.subheader("Parallel coordinates")
     params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
     if metric and params:
@@ -123,7 +125,7 @@ with charts_tab:
 
 view = CompareView(
     runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=history, x=x, y=y, params=tuple(params),
-    only_differences=only_differences, filter=url_view.filter,
+    only_differences=only_differences, filter=url_view.filter, smoothing=smoothing, log_y=log_y,
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
 sync_url(query)

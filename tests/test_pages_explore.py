@@ -3,6 +3,8 @@ real store filled with `tracking.start_run`."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -123,8 +125,26 @@ def test_pages_run_shows_params_metrics_history_provenance_and_artifacts(runs):
     assert dict(zip(metrics["metric"], metrics["value"], strict=True))["test_accuracy"] == "0.74"
     provenance = dict(zip(at.dataframe[2].value["what"], at.dataframe[2].value["value"], strict=True))
     assert provenance["code version"] and provenance["host"]
-    assert at.multiselect(key="run_keys").value == ["fit_seconds", "loss", "test_accuracy"]
-    assert _charts(at) == 3 and at.query_params["keys"] == "fit_seconds,loss,test_accuracy"
+    assert at.multiselect(key="run_keys").value == ["loss"]  # the one key with more than one point
+    assert at.multiselect(key="run_keys").options == ["loss", "fit_seconds", "test_accuracy"]
+    assert _charts(at) == 1 and at.query_params["keys"] == "loss"
+
+
+def test_pages_run_opens_on_the_learning_curve_and_keeps_smoothing_in_the_url():
+    store = tracking.open_store()
+    with tracking.start_run("exp", store=store, name="trial") as run:
+        for step in range(30):
+            run.log_metric("val_f1_macro", 0.5 + step / 100, step=step)
+        run.log_metrics({"cv_accuracy": 0.8, "cv_f1_macro": 0.79, "test_f1_macro": 0.77})
+    at = _ok(_page("pages/run.py", id=str(run.id)))
+    assert at.multiselect(key="run_keys").value == ["val_f1_macro"] and _charts(at) == 1
+    at.slider(key="run_smooth").set_value(0.6).run()
+    at.toggle(key="run_logy").set_value(True).run()
+    assert at.query_params["smooth"] == "0.6" and at.query_params["logy"] == "1"
+    again = _ok(_page("pages/run.py", **dict(at.query_params)))  # a reload: the state comes from the URL
+    assert again.slider(key="run_smooth").value == 0.6 and again.toggle(key="run_logy").value is True
+    figure = json.loads(again.get("plotly_chart")[0].proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 2  # raw and smoothed
 
 
 def test_pages_run_of_a_failed_run_shows_its_traceback_and_artifact(runs):
@@ -165,7 +185,7 @@ def test_pages_compare_draws_tables_and_every_chart_from_the_url(runs):
     assert deltas.loc["metrics.test_accuracy"].tolist() == ["0.72", "-0.02 (-2.8%)", "+0.02 (+2.8%)"]
     assert _charts(at) == 5  # deltas, history, parallel coordinates, scatter, bar
     assert at.query_params["baseline"] == str(runs[1]) and at.query_params["metric"] == "metrics.fit_seconds"
-    assert at.query_params["history"] == "fit_seconds" and at.query_params["runs"] == ids
+    assert at.query_params["history"] == "loss" and at.query_params["runs"] == ids  # the curve, not a point
     assert len(at.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
 
 
