@@ -78,6 +78,7 @@ def _sweep(
 def _demo(store) -> None:
     from tracking.runs import list_runs
     from tracking.sweeps import create_sweep, get_sweep, launch_workers
+
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime": ui.sweeps is imported for its spec only
     from ui.sweeps import DEMO, DEMO_WORKERS
 
