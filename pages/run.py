@@ -15,7 +15,15 @@ from ui.explore import cached_run, error_box, seed, show_written, sync_url
 from ui.frame import in_frame
 from ui.lifecycle import origin_note, reproduce_panel
 from ui.registry import reasons, register_panel
-from ui.run_detail import artifact_rows, history_charts, history_controls, provenance, tags_frame, value_frame
+from ui.run_detail import (
+    artifact_rows,
+    history_charts,
+    history_controls,
+    provenance,
+    sweep_trials,
+    tags_frame,
+    value_frame,
+)
 
 user = in_frame()
 
@@ -71,9 +79,13 @@ with metrics_tab:
               "run_smooth": parse_smoothing(st.query_params.get("smooth"))})  # fmt: skip
         keys = st.multiselect("Metrics", order_history_keys(points), key="run_keys")
         smoothing, log_y = history_controls("run")
-        history_charts(history, keys, smoothing, log_y)
+        seed({"run_overlay": st.query_params.get("overlay") == "1"})
+        overlay = run.sweep_id is not None and st.toggle(
+            "Overlay the sweep's other trials", key="run_overlay", help="Up to 49 trials, each in its own colour."
+        )
+        history_charts(history, keys, smoothing, log_y, sweep_trials(run) if overlay else None)
         sync_url({"id": str(run_id), "keys": ",".join(keys), "smooth": f"{smoothing:g}" if smoothing else "",
-                  "logy": "1" if log_y else ""})  # fmt: skip
+                  "logy": "1" if log_y else "", "overlay": "1" if overlay else ""})  # fmt: skip
 
 with files_tab:
     if not artifacts:

@@ -147,6 +147,21 @@ def test_pages_run_opens_on_the_learning_curve_and_keeps_smoothing_in_the_url():
     assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 2  # raw and smoothed
 
 
+def test_pages_run_overlays_the_other_trials_of_its_sweep():
+    store = tracking.open_store()
+    space = {"x": {"type": "float", "low": 1.0, "high": 5.0}}
+    sweep = tracking.create_sweep(store, tracking.SweepSpec(objective="tests.objectives:quadratic", space=space,
+                                                            metrics=["value:min"], n_trials=3))  # fmt: skip
+    tracking.run_worker(store, sweep.id)
+    first = tracking.list_runs(store, sweep_id=sweep.id)[0]
+    at = _ok(_page("pages/run.py", id=str(first.id), overlay="1"))
+    assert at.multiselect(key="run_keys").value == ["curve"] and at.toggle(key="run_overlay").value is True
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure["data"][0]["name"] == "this run" and len(figure["data"]) == 3  # this run and the two others
+    at.toggle(key="run_overlay").set_value(False).run()
+    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 1 and "overlay" not in at.query_params
+
+
 def test_pages_run_of_a_failed_run_shows_its_traceback_and_artifact(runs):
     at = _ok(_page("pages/run.py", id=str(runs[-1])))
     assert at.error[0].value.startswith("This run failed")

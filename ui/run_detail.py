@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.explore import MAX_SMOOTHING, curves_figure
+from tracking.explore import MAX_COMPARE, MAX_SMOOTHING, curves_figure
 from tracking.runs import artifact_file
 from tracking.store import ArtifactRecord, RunRecord
+from ui.data import sweep_runs
+from ui.explore import cached_histories
 
 
 def value_frame(values: dict[str, Any], label: str) -> pd.DataFrame:
@@ -70,12 +72,26 @@ def history_controls(prefix: str) -> tuple[float, bool]:
     return smoothing, log_y
 
 
+def sweep_trials(run: RunRecord) -> list[tuple[int, str]]:
+    """The other trials of the run's sweep to overlay on its charts (the last `MAX_COMPARE` - 1), as (id, label)."""
+    others = [r for r in sweep_runs(run.sweep_id) if r.id != run.id][-(MAX_COMPARE - 1) :]
+    return [(r.id, f"trial {r.trial_number} #{r.id}") for r in others]
+
+
 def history_charts(
-    history: dict[str, list[tuple[int, float | None]]], keys: list[str], smoothing: float = 0.0, log_y: bool = False
+    history: dict[str, list[tuple[int, float | None]]],
+    keys: list[str],
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    overlay: list[tuple[int, str]] | None = None,
 ) -> None:
-    """One line chart per chosen metric, two side by side."""
+    """One line chart per chosen metric, two side by side; other runs' curves (`overlay`) drawn after this run's."""
     for start in range(0, len(keys), 2):
         for column, key in zip(st.columns(2), keys[start : start + 2], strict=False):
-            fig = curves_figure([(key, history[key])], key, smoothing=smoothing, log_y=log_y, title=key, height=300)
+            curves = [("this run", history[key])]
+            if overlay:
+                points = cached_histories(tuple(run_id for run_id, _ in overlay), key)
+                curves += [(label, points.get(run_id) or []) for run_id, label in overlay]
+            fig = curves_figure(curves, key, smoothing=smoothing, log_y=log_y, title=key, height=300)
             fig.update_layout(showlegend=False, margin={"l": 40, "r": 10, "t": 40, "b": 30})
             column.plotly_chart(fig, key=f"history_{key}")
