@@ -204,6 +204,15 @@ def test_pages_compare_draws_tables_and_every_chart_from_the_url(runs):
     assert len(at.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
 
 
+def test_pages_compare_history_keeps_smoothing_and_log_scale_from_the_url(runs):
+    at = _ok(_page("pages/compare.py", runs=",".join(map(str, runs[:3])), smooth="0.5", logy="1"))
+    assert at.slider(key="cmp_smooth").value == 0.5 and at.toggle(key="cmp_logy").value is True
+    history = next(c for c in at.get("plotly_chart") if '"History of loss"' in c.proto.spec)
+    figure = json.loads(history.proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 6  # three runs, raw and smoothed
+    assert at.query_params["smooth"] == "0.5" and at.query_params["logy"] == "1"
+
+
 def test_pages_compare_only_differences_hides_equal_fields(runs):
     at = _ok(_page("pages/compare.py", runs=f"{runs[0]},{runs[2]}"))
     assert "experiment" in at.dataframe[0].value.index
