@@ -25,6 +25,7 @@ from ui.compare import deltas_table, seed_choice, share_panel, side_by_side_tabl
 from ui.data import get_store
 from ui.explore import cached_comparison, cached_histories, error_box, page_url, seed, show_written, sync_url
 from ui.frame import in_frame
+from ui.run_detail import history_controls
 
 user = in_frame()
 
@@ -37,12 +38,15 @@ if report_id is not None:
     except tracking.NotFoundError as err:
         error_box(err)
 TABS = ["Side by side", "Champion / challenger", "Charts", "Share"]
-CHOICES = ("cmp_diff", "cmp_baseline", "cmp_metric", "cmp_history", "cmp_params", "cmp_x", "cmp_y", "cmp_title",
-           "cmp_notes")  # fmt: skip
+CHOICES = ("cmp_diff", "cmp_baseline", "cmp_metric", "cmp_history", "cmp_smooth", "cmp_logy", "cmp_params", "cmp_x",
+           "cmp_y", "cmp_title", "cmp_notes")  # fmt: skip
 if "cmp_runs" not in st.session_state:  # arriving on the page: its widgets start from the URL
     for key in (*CHOICES, "tab_shown"):
         st.session_state.pop(key, None)
-seed({"cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences})
+seed({
+    "cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences,
+    "cmp_smooth": url_view.smoothing, "cmp_logy": url_view.log_y,
+})  # fmt: skip
 for key in CHOICES:  # only the open tab draws its widgets: the others' choices are kept, not dropped with them
     if key in st.session_state:
         st.session_state[key] = st.session_state[key]
@@ -124,11 +128,10 @@ if charts_tab.open:
     with charts_tab:
         st.subheader("Metric histories")
         history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
+        smoothing, log_y = history_controls("cmp")
         if history:
-            st.plotly_chart(
-                history_figure(comparison, cached_histories(tuple(comparison.ids), history), history),
-                key="chart_history",
-            )
+            points = cached_histories(tuple(comparison.ids), history)
+            st.plotly_chart(history_figure(comparison, points, history, smoothing, log_y), key="chart_history")
         st.subheader("Parallel coordinates")
         params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
         if metric and params:
@@ -150,7 +153,7 @@ if charts_tab.open:
 view = CompareView(
     runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=state["cmp_history"], x=state["cmp_x"],
     y=state["cmp_y"], params=tuple(state["cmp_params"]), only_differences=bool(state["cmp_diff"]),
-    filter=url_view.filter,
+    filter=url_view.filter, smoothing=state["cmp_smooth"], log_y=state["cmp_logy"],
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
 sync_url(query)

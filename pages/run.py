@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tracking
-from tracking.explore import escape_markdown
+from tracking.explore import default_history_keys, escape_markdown, order_history_keys, parse_smoothing
 from tracking.governance import Action, why_not
 from tracking.runs import add_note, read_verified, replace_tags
 from ui.address import query_id
@@ -15,7 +15,15 @@ from ui.explore import cached_run, error_box, seed, show_written, sync_url
 from ui.frame import in_frame
 from ui.lifecycle import origin_note, reproduce_panel
 from ui.registry import reasons, register_panel
-from ui.run_detail import artifact_rows, history_charts, provenance, tags_frame, value_frame
+from ui.run_detail import (
+    artifact_rows,
+    history_charts,
+    history_controls,
+    provenance,
+    sweep_trials,
+    tags_frame,
+    value_frame,
+)
 from ui.trash import trash_block
 
 user = in_frame()
@@ -67,11 +75,19 @@ with metrics_tab:
     if not history:
         st.info("This run logged no metric history.")
     else:
+        points = {key: len(series) for key, series in history.items()}  # learning curves first, one-point keys last
         wanted = [k for k in str(st.query_params.get("keys", "")).split(",") if k in history]
-        seed({"run_keys": wanted or sorted(history)[:4]})
-        keys = st.multiselect("Metrics", sorted(history), key="run_keys")
-        history_charts(history, keys)
-        sync_url({"id": str(run_id), "keys": ",".join(keys)})
+        seed({"run_keys": wanted or default_history_keys(points), "run_logy": st.query_params.get("logy") == "1",
+              "run_smooth": parse_smoothing(st.query_params.get("smooth"))})  # fmt: skip
+        keys = st.multiselect("Metrics", order_history_keys(points), key="run_keys")
+        smoothing, log_y = history_controls("run")
+        seed({"run_overlay": st.query_params.get("overlay") == "1"})
+        overlay = run.sweep_id is not None and st.toggle(
+            "Overlay the sweep's other trials", key="run_overlay", help="Up to 49 trials, each in its own colour."
+        )
+        history_charts(history, keys, smoothing, log_y, sweep_trials(run) if overlay else None)
+        sync_url({"id": str(run_id), "keys": ",".join(keys), "smooth": f"{smoothing:g}" if smoothing else "",
+                  "logy": "1" if log_y else "", "overlay": "1" if overlay else ""})  # fmt: skip
 
 with files_tab:
     if not artifacts:

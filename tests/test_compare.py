@@ -122,7 +122,7 @@ def test_compare_missing_runs_are_reported_and_limits_enforced(store, trio):
 
 
 def test_compare_histories_in_step_order_and_thinned(store, trio):
-    assert history_keys(store, trio) == ["log_loss", "loss", "test_accuracy"]
+    assert history_keys(store, trio) == ["loss", "log_loss", "test_accuracy"]  # the curve first
     points = histories(store, trio, "loss")
     assert points[trio[0]] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3)), (3, 0.25)]
     assert len(points[trio[2]]) == 2
@@ -137,13 +137,14 @@ def test_compare_histories_in_step_order_and_thinned(store, trio):
 def test_compare_view_round_trips_and_completes_with_defaults(store, trio):
     view = CompareView(
         runs=(3, 1), baseline=1, metric="metrics.a", history="loss", x="params.lr", y="metrics.a",
-        params=("params.lr", "params.depth"), only_differences=True, filter='name like "%,x"',
+        params=("params.lr", "params.depth"), only_differences=True, filter='name like "%,x"', smoothing=0.6,
+        log_y=True,
     )  # fmt: skip
     assert CompareView.from_query(view.to_query()) == view
     assert CompareView.from_dict(view.to_dict()) == view
     assert CompareView.from_query({"runs": "4, x, 4,-1,7", "baseline": "z"}) == CompareView(runs=(4, 7))
     comparison = compare_runs(store, trio)
-    filled = complete_view(comparison, CompareView(runs=tuple(trio), metric="metrics.gone"), ["loss"])
+    filled = complete_view(comparison, CompareView(runs=tuple(trio), metric="metrics.gone"), ["loss", "test_accuracy"])
     assert filled.baseline == trio[0] and filled.metric == "metrics.test_accuracy" and filled.history == "loss"
     assert filled.params == ("params.depth", "params.kind", "params.lr") and filled.x == "params.depth"
 

@@ -3,6 +3,8 @@ real store filled with `tracking.start_run`."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -123,8 +125,41 @@ def test_pages_run_shows_params_metrics_history_provenance_and_artifacts(runs):
     assert dict(zip(metrics["metric"], metrics["value"], strict=True))["test_accuracy"] == "0.74"
     provenance = dict(zip(at.dataframe[2].value["what"], at.dataframe[2].value["value"], strict=True))
     assert provenance["code version"] and provenance["host"]
-    assert at.multiselect(key="run_keys").value == ["fit_seconds", "loss", "test_accuracy"]
-    assert _charts(at) == 3 and at.query_params["keys"] == "fit_seconds,loss,test_accuracy"
+    assert at.multiselect(key="run_keys").value == ["loss"]  # the one key with more than one point
+    assert at.multiselect(key="run_keys").options == ["loss", "fit_seconds", "test_accuracy"]
+    assert _charts(at) == 1 and at.query_params["keys"] == "loss"
+
+
+def test_pages_run_opens_on_the_learning_curve_and_keeps_smoothing_in_the_url():
+    store = tracking.open_store()
+    with tracking.start_run("exp", store=store, name="trial") as run:
+        for step in range(30):
+            run.log_metric("val_f1_macro", 0.5 + step / 100, step=step)
+        run.log_metrics({"cv_accuracy": 0.8, "cv_f1_macro": 0.79, "test_f1_macro": 0.77})
+    at = _ok(_page("pages/run.py", id=str(run.id)))
+    assert at.multiselect(key="run_keys").value == ["val_f1_macro"] and _charts(at) == 1
+    at.slider(key="run_smooth").set_value(0.6).run()
+    at.toggle(key="run_logy").set_value(True).run()
+    assert at.query_params["smooth"] == "0.6" and at.query_params["logy"] == "1"
+    again = _ok(_page("pages/run.py", **dict(at.query_params)))  # a reload: the state comes from the URL
+    assert again.slider(key="run_smooth").value == 0.6 and again.toggle(key="run_logy").value is True
+    figure = json.loads(again.get("plotly_chart")[0].proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 2  # raw and smoothed
+
+
+def test_pages_run_overlays_the_other_trials_of_its_sweep():
+    store = tracking.open_store()
+    space = {"x": {"type": "float", "low": 1.0, "high": 5.0}}
+    sweep = tracking.create_sweep(store, tracking.SweepSpec(objective="tests.objectives:quadratic", space=space,
+                                                            metrics=["value:min"], n_trials=3))  # fmt: skip
+    tracking.run_worker(store, sweep.id)
+    first = tracking.list_runs(store, sweep_id=sweep.id)[0]
+    at = _ok(_page("pages/run.py", id=str(first.id), overlay="1"))
+    assert at.multiselect(key="run_keys").value == ["curve"] and at.toggle(key="run_overlay").value is True
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure["data"][0]["name"] == "this run" and len(figure["data"]) == 3  # this run and the two others
+    at.toggle(key="run_overlay").set_value(False).run()
+    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 1 and "overlay" not in at.query_params
 
 
 def test_pages_run_of_a_failed_run_shows_its_traceback_and_artifact(runs):
@@ -171,7 +206,7 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     assert _charts(charts) == 4 and not charts.dataframe  # history, parallel coordinates, scatter, bar
     for view in (at, charts):  # choices of tabs not open stay in the address
         assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
-        assert view.query_params["history"] == "fit_seconds" and view.query_params["runs"] == ids
+        assert view.query_params["history"] == "loss" and view.query_params["runs"] == ids  # the curve, not a point
     charts.session_state["tab"] = "Share"
     _ok(charts.run())
     assert len(charts.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
@@ -188,6 +223,15 @@ def test_pages_compare_warns_when_runs_come_from_different_data():
         ids.append(run.id)
     at = _ok(_page("pages/compare.py", runs=",".join(map(str, ids))))
     assert "different data versions" in at.warning[0].value and "iris@" in at.warning[0].value
+
+
+def test_pages_compare_history_keeps_smoothing_and_log_scale_from_the_url(runs):
+    at = _ok(_page("pages/compare.py", runs=",".join(map(str, runs[:3])), smooth="0.5", logy="1", tab="Charts"))
+    assert at.slider(key="cmp_smooth").value == 0.5 and at.toggle(key="cmp_logy").value is True
+    history = next(c for c in at.get("plotly_chart") if '"History of loss"' in c.proto.spec)
+    figure = json.loads(history.proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 6  # three runs, raw and smoothed
+    assert at.query_params["smooth"] == "0.5" and at.query_params["logy"] == "1"
 
 
 def test_pages_compare_only_differences_hides_equal_fields(runs):

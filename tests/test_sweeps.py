@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import optuna
 import pytest
+from threadpoolctl import threadpool_limits
 
 import tracking
 from tests.polling import wait_until
 from tracking.ml._families import FAMILIES
+from tracking.ml._objective import _classification_scores, curve_score
 from tracking.runs._artifacts import load_model
 from tracking.runs._queries import list_runs, metric_history
 from tracking.sweeps._sweeps import (
@@ -20,6 +23,7 @@ from tracking.sweeps._sweeps import (
     get_sweep,
     launch_workers,
     load_study,
+    make_pruner,
     reopen_sweep,
 )
 from tracking.sweeps._worker import run_worker
@@ -340,3 +344,45 @@ def test_sweep_trial_of_a_worker_dead_after_recording_its_run_ends_as_recorded(s
     assert len(runs) == 3 and all(r.status == "complete" for r in runs)
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert get_sweep(store, sweep.id).status == "complete"
+
+
+def _pruner_config(model: str, space: dict | None = None, folds: int = 5) -> dict:
+    return {"pruner": "auto", "model": model, "space": space or FAMILIES[model].space, "folds": folds,
+            "data": {"task_type": "classification"}}  # fmt: skip
+
+
+def test_sweep_auto_pruner_fits_the_sweep_size():
+    hist = _pruner_config("hist_gradient_boosting")  # max_iter 20..200: curves of about 110 steps
+    assert isinstance(make_pruner(hist, 9), optuna.pruners.NopPruner)
+    small = make_pruner(hist, 12)
+    assert isinstance(small, optuna.pruners.PercentilePruner) and not isinstance(small, optuna.pruners.MedianPruner)
+    assert (small._percentile, small._n_startup_trials, small._n_warmup_steps) == (75.0, 5, 55)
+    large = make_pruner(hist, 120)
+    assert isinstance(large, optuna.pruners.MedianPruner)
+    assert (large._n_startup_trials, large._n_warmup_steps) == (20, 55)
+    assert make_pruner(_pruner_config("knn", folds=4), 40)._n_warmup_steps == 2  # fold scores: half the folds
+    fixed = _pruner_config("mlp", {"alpha": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    assert make_pruner(fixed, 40)._n_warmup_steps == 50  # the family's own max_iter, 100
+
+
+@pytest.mark.slow
+def test_sweep_with_the_default_pruner_completes_most_of_a_small_sweep(file_store):
+    # Learning rates from 0.01 to 0.3: at the early steps the slow learners look worst, whatever they end at.
+    space = {"max_iter": {"type": "int", "low": 20, "high": 60},
+             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}  # fmt: skip
+    spec = SweepSpec(model="hist_gradient_boosting", task="breast_cancer", space=space, n_trials=12, folds=2)
+    sweep = create_sweep(file_store, spec)
+    assert (sweep.config["sampler"], sweep.config["pruner"]) == ("tpe", "auto")
+    with threadpool_limits(1, user_api="openmp"):  # a worker's share of 2 cores; spinning OpenMP threads cost 5x
+        run_worker(file_store, sweep.id)
+    statuses = [run.status for run in list_runs(file_store, sweep_id=sweep.id)]
+    assert len(statuses) == 12 and statuses.count("complete") > 6, statuses
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "f1_macro"])
+def test_sweep_curve_score_equals_the_final_metric(metric):
+    # Three labels, one never predicted and one predicted but absent from y: the cases macro F1 counts apart.
+    classes = np.array(["a", "b", "c"])
+    proba = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.4, 0.5, 0.1], [0.5, 0.4, 0.1]])
+    y = np.array(["a", "b", "b", "a", "b"])
+    assert curve_score(classes, proba, y, metric) == pytest.approx(_classification_scores(classes, proba, y)[metric])

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import tracking
-from tracking.explore import text
+from tracking.explore import MAX_COMPARE, MAX_SMOOTHING, curves_figure
 from tracking.runs import artifact_file
 from tracking.store import ArtifactRecord, RunRecord
+from ui.data import sweep_runs
+from ui.explore import cached_histories
 
 
 def value_frame(values: dict[str, Any], label: str) -> pd.DataFrame:
@@ -60,15 +61,37 @@ def human_size(size: int) -> str:
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def history_charts(history: dict[str, list[tuple[int, float | None]]], keys: list[str]) -> None:
-    """One line chart per chosen metric, two side by side."""
+def history_controls(prefix: str) -> tuple[float, bool]:
+    """The smoothing slider and log-scale toggle of history charts (state in `<prefix>_smooth`, `<prefix>_logy`)."""
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    smoothing = left.slider(
+        "Smoothing", 0.0, MAX_SMOOTHING, step=0.01, key=f"{prefix}_smooth",
+        help="Exponential moving average of each curve, as TensorBoard's slider; the raw curve stays faint behind it.",
+    )  # fmt: skip
+    log_y = right.toggle("Log scale", key=f"{prefix}_logy", help="The value axis on a log scale.")
+    return smoothing, log_y
+
+
+def sweep_trials(run: RunRecord) -> list[tuple[int, str]]:
+    """The other trials of the run's sweep to overlay on its charts (the last `MAX_COMPARE` - 1), as (id, label)."""
+    others = [r for r in sweep_runs(run.sweep_id) if r.id != run.id][-(MAX_COMPARE - 1) :]
+    return [(r.id, f"trial {r.trial_number} #{r.id}") for r in others]
+
+
+def history_charts(
+    history: dict[str, list[tuple[int, float | None]]],
+    keys: list[str],
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    overlay: list[tuple[int, str]] | None = None,
+) -> None:
+    """One line chart per chosen metric, two side by side; other runs' curves (`overlay`) drawn after this run's."""
     for start in range(0, len(keys), 2):
         for column, key in zip(st.columns(2), keys[start : start + 2], strict=False):
-            steps, values = zip(*history[key], strict=True) if history[key] else ((), ())
-            fig = go.Figure(
-                go.Scatter(x=list(steps), y=list(values), mode="lines+markers" if len(steps) < 50 else "lines")
-            )
-            fig.update_layout(
-                title=text(key), height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}, xaxis_title="step"
-            )
+            curves = [("this run", history[key])]
+            if overlay:
+                points = cached_histories(tuple(run_id for run_id, _ in overlay), key)
+                curves += [(label, points.get(run_id) or []) for run_id, label in overlay]
+            fig = curves_figure(curves, key, smoothing=smoothing, log_y=log_y, title=key, height=300)
+            fig.update_layout(showlegend=False, margin={"l": 40, "r": 10, "t": 40, "b": 30})
             column.plotly_chart(fig, key=f"history_{key}")

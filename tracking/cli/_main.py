@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--trials", type=_positive_int, default=20, help="number of trials (default 20)")
     sweep.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
     sweep.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, grid or nsga2 (default tpe)")
-    sweep.add_argument("--pruner", help="median, hyperband or none (default median; none for two metrics)")
+    sweep.add_argument("--pruner", help="auto, median, hyperband or none (default auto; none for two metrics)")
     sweep.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="workers stop starting trials after")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the split, folds, models and sampler (default 0)")
     sweep.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tracking._errors import ValidationError
+from tracking.explore._histories import order_history_keys, parse_smoothing
 from tracking.ml import metric_direction
 from tracking.runs import list_runs
 from tracking.store import MetricPoint, RunRecord, Store, Sweep, iso
@@ -49,6 +50,8 @@ class CompareView:
     params: tuple[str, ...] = ()  # parallel-coordinates axes (params.<key> ...)
     only_differences: bool = False
     filter: str = ""  # the runs-table filter the runs were picked with, shown in reports
+    smoothing: float = 0.0  # the history chart's moving-average weight, 0 (none) to 0.99
+    log_y: bool = False  # the history chart's value axis on a log scale
 
     def to_query(self) -> dict[str, str]:
         """URL query params; defaults are left out so addresses stay short."""
@@ -62,6 +65,8 @@ class CompareView:
             "params": ",".join(self.params),
             "diff": "1" if self.only_differences else "",
             "filter": self.filter,
+            "smooth": f"{self.smoothing:g}" if self.smoothing else "",
+            "logy": "1" if self.log_y else "",
         }
         return {key: value for key, value in out.items() if value}
 
@@ -84,6 +89,8 @@ class CompareView:
             params=tuple(p for p in (text("params") or "").split(",") if p.strip()),
             only_differences=(text("diff") or "") in ("1", "true", "yes"),
             filter=text("filter") or "",
+            smoothing=parse_smoothing(text("smooth")),
+            log_y=(text("logy") or "") in ("1", "true", "yes"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -312,16 +319,14 @@ def complete_view(comparison: Comparison, view: CompareView, with_history: Seque
     """The view with every choice it leaves open (or names a field the runs lack) filled with a default.
 
     Defaults: the first run as baseline; the sweep's objective, else a metric with a known direction
-    (test_ before cv_ before others), as the metric; its history if logged; the params that differ as
+    (test_ before cv_ before others), as the metric; the first of `with_history` (ordered by `history_keys`:
+    a learning curve before a one-point history) as the history; the params that differ as
     parallel axes (at most 6); the first differing param against the metric as the scatter.
     """
     ids = comparison.ids
     metrics = comparison.fields("metrics")
     metric = view.metric if view.metric in metrics else _default_metric(comparison, metrics)
-    key = metric.split(".", 1)[1] if metric else None
-    history = view.history if view.history in with_history else key if key in with_history else None
-    if history is None and with_history:
-        history = with_history[0]
+    history = view.history if view.history in with_history else next(iter(with_history), None)
     differing = [row.field for row in comparison.rows if row.section == "params" and row.differs]
     params = tuple(p for p in view.params if comparison.row(p)) or tuple(differing[:6])
     numeric = comparison.numeric_fields()
@@ -330,7 +335,7 @@ def complete_view(comparison: Comparison, view: CompareView, with_history: Seque
     baseline = view.baseline if view.baseline in ids else (ids[0] if ids else None)
     return CompareView(
         runs=tuple(ids), baseline=baseline, metric=metric, history=history, x=x, y=y, params=params,
-        only_differences=view.only_differences, filter=view.filter,
+        only_differences=view.only_differences, filter=view.filter, smoothing=view.smoothing, log_y=view.log_y,
     )  # fmt: skip
 
 
@@ -345,12 +350,20 @@ def _default_metric(comparison: Comparison, metrics: list[str]) -> str | None:
 
 
 def history_keys(store: Store, run_ids: Sequence[int]) -> list[str]:
-    """The metric keys with a logged history in any of the runs."""
+    """The metric keys with a logged history in any of the runs, those with more than one point in some run
+    first (learning curves first: `order_history_keys`)."""
     if not run_ids:
         return []
+    query = (
+        select(MetricPoint.key, func.count())
+        .where(MetricPoint.run_id.in_(list(run_ids)))
+        .group_by(MetricPoint.run_id, MetricPoint.key)
+    )
+    longest: dict[str, int] = {}
     with store.connect() as conn:
-        query = select(MetricPoint.key).where(MetricPoint.run_id.in_(list(run_ids))).distinct()
-        return sorted(conn.execute(query).scalars())
+        for key, count in conn.execute(query):
+            longest[key] = max(count, longest.get(key, 0))
+    return order_history_keys(longest)
 
 
 def histories(

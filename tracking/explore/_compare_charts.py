@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from tracking.explore._compare import CompareView, Comparison, Delta, _is_number, champion_challenger, number_text
+from tracking.explore._histories import history_figure  # re-exported: the history chart lives with its rules
 
 # Plotly is imported inside the functions that use it: `import tracking` stays light.
 
@@ -36,20 +37,6 @@ def _layout(fig: Any, title: str, x: str, y: str) -> Any:
         legend={"font": {"size": 11}},
     )
     return fig
-
-
-def history_figure(comparison: Comparison, points: dict[int, list[tuple[int, float | None]]], key: str) -> Any:
-    """One line per run: the metric's value at each step."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for run, label in zip(comparison.runs, comparison.labels, strict=True):
-        series = points.get(run.id) or []
-        if series:
-            steps, values = zip(*series, strict=True)
-            mode = "lines+markers" if len(steps) < 50 else "lines"  # a one-step history is still a visible dot
-            fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode=mode, name=text(label)))
-    return _layout(fig, f"History of {key}", "step", key)
 
 
 def parallel_figure(comparison: Comparison, params: list[str], metric: str) -> Any:
@@ -195,7 +182,7 @@ def view_figures(comparison: Comparison, view: CompareView, points: dict[int, li
     """The figures a view asks for (those it has the fields for), by name, in page order."""
     figures: dict[str, Any] = {}
     if view.history and points is not None:
-        figures["history"] = history_figure(comparison, points, view.history)
+        figures["history"] = history_figure(comparison, points, view.history, view.smoothing, view.log_y)
     if view.metric and comparison.row(view.metric):
         if view.params:
             figures["parallel"] = parallel_figure(comparison, list(view.params), view.metric)

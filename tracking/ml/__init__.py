@@ -15,6 +15,7 @@ from tracking.ml._assess import (
 from tracking.ml._families import (
     CLASSIFICATION,
     FAMILIES,
+    curve_length,
     families_for,
     make_pipeline,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Assessment",
     "GroupRow",
     "assess",
+    "curve_length",
     "families_for",
     "load_space_file",
     "make_pipeline",

@@ -27,6 +27,7 @@ class Family:
     build: Callable[[dict[str, Any], int, str], Any]  # (params, seed, task type) -> estimator
     iterative: bool = False  # exposes per-iteration validation scores (a learning curve)
     derived: frozenset[str] = field(default_factory=frozenset)  # space names that are not estimator params
+    iterations: str = ""  # the param that sets an iterative family's curve length (max_iter, n_estimators)
 
     def accepted_params(self, task_type: str) -> set[str]:
         """Names a search space may use: the estimator's own params plus the family's derived ones."""
@@ -129,6 +130,7 @@ FAMILIES: dict[str, Family] = {
             },
             _hist_gb,
             iterative=True,
+            iterations="max_iter",
         ),
         Family(
             "svm",
@@ -154,6 +156,7 @@ FAMILIES: dict[str, Family] = {
             _mlp,
             iterative=True,
             derived=frozenset({"hidden_units", "hidden_layers"}),
+            iterations="max_iter",
         ),
         Family("ridge", (REGRESSION,), {"alpha": _f(1e-3, 1e3, log=True)}, _ridge),
         Family(
@@ -167,6 +170,7 @@ FAMILIES: dict[str, Family] = {
             },
             _gradient_boosting,
             iterative=True,
+            iterations="n_estimators",
         ),
     )
 }
@@ -175,6 +179,20 @@ FAMILIES: dict[str, Family] = {
 def families_for(task_type: str) -> list[str]:
     """Names of the families that serve a task type."""
     return [name for name, family in FAMILIES.items() if task_type in family.tasks]
+
+
+def curve_length(family: Family, space: dict[str, dict[str, Any]], task_type: str, folds: int) -> int:
+    """The typical number of steps of a trial's learning curve: for an iterative family the middle of its
+    searched iteration range (or its fixed or default iteration count), else the number of CV folds."""
+    if not family.iterative:
+        return folds
+    entry = space.get(family.iterations) or {"type": "categorical", "choices": []}
+    if entry["type"] != "categorical":
+        return int((entry["low"] + entry["high"]) / 2)
+    counts = sorted(c for c in entry["choices"] if isinstance(c, int | float) and not isinstance(c, bool))
+    return (
+        int(counts[len(counts) // 2]) if counts else int(family.build({}, 0, task_type).get_params()[family.iterations])
+    )
 
 
 def make_pipeline(family: Family, params: dict[str, Any], seed: int, task_type: str, X: Any) -> Any:

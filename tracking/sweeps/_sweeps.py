@@ -35,7 +35,16 @@ from tracking.governance import (
     require,
     why_not,
 )
-from tracking.ml import COST_METRICS, DEFAULT_METRIC, FAMILIES, metric_direction, parse_space, task_metrics, to_grid
+from tracking.ml import (
+    COST_METRICS,
+    DEFAULT_METRIC,
+    FAMILIES,
+    curve_length,
+    metric_direction,
+    parse_space,
+    task_metrics,
+    to_grid,
+)
 from tracking.runs import TaskData, get_or_create_experiment, live_workers, load_task, register_dataset
 from tracking.store import (
     Experiment,
@@ -103,25 +112,70 @@ SAMPLERS: dict[str, tuple[Callable[[int, dict, int], Any], bool]] = {
 }
 
 
-def _median() -> Any:
+# Pruning, sized to the sweep (README "Sweeps", Pruners). A pruner judges a trial by comparing its learning
+# curve with the finished trials' at the same step, so it needs enough finished trials (start-up) and a curve
+# that has settled (warm-up): early steps mostly measure the learning rate, not the final score.
+SMALL_SWEEP = 10  # auto: a sweep of fewer trials is never pruned; it has too few to compare and little to save
+LARGE_SWEEP = 30  # auto: from here the median pruner; below it only the worst quarter is pruned
+MIN_TRIALS_AT_STEP = 3  # a step is judged only when at least this many trials reported it
+
+
+def startup_trials(n_trials: int) -> int:
+    """Finished trials a pruner waits for: a quarter of the sweep, at least 5 and at most 20."""
+    return min(max(5, n_trials // 4), 20)
+
+
+def warmup_steps(n_steps: int | None) -> int:
+    """Steps of a trial's curve never pruned: the first half of its typical length (1 when unknown)."""
+    return max(1, n_steps // 2) if n_steps else 1
+
+
+def _auto(n_trials: int, n_steps: int | None) -> Any:
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if n_trials < SMALL_SWEEP:
+        return optuna.pruners.NopPruner()
+    if n_trials >= LARGE_SWEEP:
+        return _median(n_trials, n_steps)
+    # Optuna's percentile is the best share kept: 75 prunes a trial only when it is in the worst quarter
+    return optuna.pruners.PercentilePruner(
+        75.0, startup_trials(n_trials), warmup_steps(n_steps), n_min_trials=MIN_TRIALS_AT_STEP
+    )
 
 
-def _hyperband() -> Any:
+def _median(n_trials: int, n_steps: int | None) -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(startup_trials(n_trials), warmup_steps(n_steps), n_min_trials=MIN_TRIALS_AT_STEP)
+
+
+def _hyperband(n_trials: int, n_steps: int | None) -> Any:
     import optuna
 
     return optuna.pruners.HyperbandPruner()
 
 
-def _no_pruner() -> Any:
+def _no_pruner(n_trials: int, n_steps: int | None) -> Any:
     import optuna
 
     return optuna.pruners.NopPruner()
 
 
-PRUNERS: dict[str, Callable[[], Any]] = {"median": _median, "hyperband": _hyperband, "none": _no_pruner}
+# name -> factory(n_trials, typical number of steps of a trial's curve, or None when unknown)
+PRUNERS: dict[str, Callable[[int, int | None], Any]] = {
+    "auto": _auto,
+    "median": _median,
+    "hyperband": _hyperband,
+    "none": _no_pruner,
+}
+
+
+def make_pruner(config: Mapping[str, Any], n_trials: int) -> Any:
+    """The Optuna pruner of a sweep with this config and size."""
+    n_steps = None
+    if config.get("model") and config.get("data"):
+        n_steps = curve_length(FAMILIES[config["model"]], config["space"], config["data"]["task_type"], config["folds"])
+    return PRUNERS[config["pruner"]](n_trials, n_steps)
 
 
 @dataclass(frozen=True)
@@ -137,7 +191,7 @@ class SweepSpec:
     space: Mapping[str, Any] | None = None
     metrics: Sequence[str] = ()  # "cv_f1_macro" or "name:max" / "name:min"
     sampler: str = "tpe"
-    pruner: str | None = None  # default: median for one objective, none for several
+    pruner: str | None = None  # default: auto for one objective, none for several
     n_trials: int = 20
     timeout: float | None = None
     seed: int = 0
@@ -230,7 +284,7 @@ def _validate(spec: SweepSpec, store: Store) -> tuple[TaskData | None, dict[str,
         space = parse_space(spec.space or family.space, family.accepted_params(data.task_type))
     objectives = _parse_metrics(spec, data.task_type if data else None)
     multi = len(objectives) > 1
-    pruner = spec.pruner or ("none" if multi else "median")
+    pruner = spec.pruner or ("none" if multi else "auto")
     if multi and pruner != "none":
         raise ValidationError("Pruning works with one objective only; use --pruner none for several metrics.")
     if multi and not SAMPLERS[spec.sampler][1]:
@@ -514,6 +568,10 @@ def launch_workers(
         "TRACKING_HOME": str(store.artifact_root.parent),
         "PYTHONPATH": path,  # the workers import this very package, whatever their working folder
     }
+    if "OMP_NUM_THREADS" not in env:
+        # OpenMP (histogram gradient boosting) spins a thread per core in every worker: two workers on two
+        # cores each with two threads ran a trial 5x slower than with one thread each on a busy machine.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
     procs = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(count):

@@ -41,7 +41,15 @@ from tracking.runs import (
     run_row,
 )
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
-from tracking.sweeps._sweeps import PACKAGE_DIR, PRUNERS, SAMPLERS, _settle, get_sweep, import_objective, optuna_storage
+from tracking.sweeps._sweeps import (
+    PACKAGE_DIR,
+    SAMPLERS,
+    _settle,
+    get_sweep,
+    import_objective,
+    make_pruner,
+    optuna_storage,
+)
 
 # Optuna is imported inside the functions that use it: `import tracking` stays light.
 
@@ -81,7 +89,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None, actor
             study_name=sweep.study_name,
             storage=storage,
             sampler=sampler_factory(config["seed"] + beat.worker_id, config["space"], len(metrics)),
-            pruner=PRUNERS[config["pruner"]](),
+            pruner=make_pruner(config, sweep.n_trials),
         )
         distributions = to_distributions(config["space"])
         objective = _make_objective(config, data, metrics)
