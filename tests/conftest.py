@@ -17,6 +17,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# Two test processes (and the workers they start) on two cores: scikit-learn's OpenMP loops with a thread per core
+# each would oversubscribe them many times over (gradient boosting ran 10x slower under that contention). Set before
+# anything loads OpenMP, which reads it once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
 from tests.traffic import Template, copy_template, production_template
