@@ -237,6 +237,7 @@ def has_accounts(store: Store) -> bool:
         return conn.execute(select(User.id).limit(1)).first() is not None
 
 
+@functools.cache  # asked in every write transaction; without USER set, getuser() reads the password database
 def local_actor() -> str:
     """The name recorded for changes on a store without accounts: the operating system's user."""
     try:

@@ -84,7 +84,7 @@ def metric_history(store: Store, run_id: int, key: str | None = None) -> dict[st
         query = query.where(MetricPoint.key == key)
     history: dict[str, list[tuple[int, float | None]]] = defaultdict(list)
     with store.connect() as conn:
-        for name, step, value in conn.execute(query.order_by(MetricPoint.key, MetricPoint.step, MetricPoint.id)):
+        for name, step, value in conn.execute(query.order_by(MetricPoint.key, MetricPoint.step)):
             history[name].append((step, value))
     return dict(history)
 

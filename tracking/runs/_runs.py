@@ -1,8 +1,9 @@
 """The run API for any script: `with tracking.start_run(...) as run: run.log_metrics(...)`.
 
-Metric points are buffered in memory and written with one executemany per flush (at the end of the
-run, every 10,000 points, or every few seconds so live views see progress); the ORM stays off that
-path. A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit)
+Metric points are buffered in memory and written in one batch per flush (at the end of the run, every
+10,000 points, or every few seconds so live views see progress): one executemany on SQLite, a COPY on
+PostgreSQL; the ORM stays off that path. A point is keyed (run, key, step): logging a step again replaces
+its value (last write wins). A flush that fails keeps its points in the buffer and raises one sentence. A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit)
 ends as `killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
 
 A finished run is closed: every write of params, metrics, artifacts or status first checks, in its own
@@ -13,7 +14,10 @@ credential (`actor=`, else the access token in `TRACKING_TOKEN`); tags and notes
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
 import threading
 import time
 import traceback
@@ -22,11 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exc, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
-from tracking._errors import NotFoundError, PermissionDenied, ValidationError
+from tracking._errors import NotFoundError, PermissionDenied, StoreError, ValidationError
 from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
@@ -36,7 +40,24 @@ from tracking.store import Artifact, Experiment, Run, RunStatus, Store, bump_cha
 
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
-_POINT_COLUMNS = ("run_id", "key", "step", "value", "timestamp")
+COPY_POINTS = 100  # from this many points in a batch on, PostgreSQL gets them by COPY instead of executemany
+_COLUMNS = "run_id, key, step, value, timestamp"
+_ON_CONFLICT = " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
+_UPSERT = {
+    "qmark": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT,
+    "format": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)" + _ON_CONFLICT,
+}
+# PostgreSQL: COPY into a temporary table of the connection, then one upsert from it (COPY itself cannot
+# resolve a conflict). The staging table is emptied in the same transaction, so the next batch starts clean.
+_STAGE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS metric_points_staging"
+    " (run_id integer, key text, step integer, value double precision, timestamp double precision)"
+)
+_COPY = f"COPY metric_points_staging ({_COLUMNS}) FROM STDIN"
+_UNSTAGE = (
+    f"INSERT INTO metric_points ({_COLUMNS}) SELECT {_COLUMNS} FROM metric_points_staging{_ON_CONFLICT};"
+    " TRUNCATE metric_points_staging"
+)
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
 _FINISH = (
@@ -50,6 +71,7 @@ _FINISH = (
     )
 )
 _INSERT_RUN = insert(Run).returning(Run.id)
+_RUN_STATE = select(Run.status, Run.sweep_id, Run.owner).where(Run.id == bindparam("b_id"))
 _NAME_RUN = update(Run).where(Run.id == bindparam("b_id")).values(name=bindparam("b_name"))
 
 
@@ -107,7 +129,7 @@ def check_open(conn: Connection, run_id: int, actor: UserRecord | None) -> str:
         PermissionDenied: the actor may not log runs, its token is scoped to another sweep, or the run is
             someone else's own run (not a sweep's).
     """
-    row = conn.execute(select(Run.status, Run.sweep_id, Run.owner).where(Run.id == run_id)).first()
+    row = conn.execute(_RUN_STATE, {"b_id": run_id}).first()
     if row is None:
         raise NotFoundError(f"There is no run {run_id}.")
     status = RunStatus(row.status)
@@ -218,7 +240,11 @@ class ActiveRun:
         return self.log_artifact(dump_model(model), name=name, kind="model")
 
     def flush(self) -> None:
-        """Write buffered metric points and the latest values in one transaction."""
+        """Write buffered metric points and the latest values in one transaction.
+
+        Raises:
+            StoreError: the store refused or lost the batch; its points stay buffered for the next flush.
+        """
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest) if self._dirty_summary else None
@@ -226,13 +252,9 @@ class ActiveRun:
             self._last_flush = time.monotonic()
         if not points and summary is None:
             return
-        self._write(points, summary)
-
-    def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
-        with self.store.connect(write=True) as conn:
+        with self._restored_on_error(points, summary is not None), self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
-            if points:
-                insert_points(conn, points)
+            insert_points(conn, points)
             if summary is not None:
                 conn.execute(_SET_METRICS, {"b_id": self.id, "b_metrics": summary})
             bump_change_counter(conn)
@@ -242,28 +264,72 @@ class ActiveRun:
 
         Raises:
             RunClosed: the run has already finished (a ValidationError).
+            StoreError: the store refused or lost the last batch; the run stays running, its points buffered.
         """
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
-        with self.store.connect(write=True) as conn:
+        with self._restored_on_error(points, True), self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
-            if points:
-                insert_points(conn, points)
+            insert_points(conn, points)
             values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
             conn.execute(_FINISH, {"b_id": self.id, **values})
             bump_change_counter(conn)
 
+    @contextmanager
+    def _restored_on_error(self, points: list[tuple], summary: bool) -> Iterator[None]:
+        """Put a batch that did not commit back in front of the buffer: nothing logged is dropped by a failure."""
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._buffer[:0] = points
+                self._dirty_summary = self._dirty_summary or summary
+            raise
+
 
 def insert_points(conn: Connection, points: list[tuple]) -> None:
-    """Insert metric points `(run_id, key, step, value, timestamp)` with one driver executemany.
+    """Write metric points `(run_id, key, step, value, timestamp)`; a (run, key, step) written again keeps the
+    last value, within the batch too. One driver executemany of an upsert, or on PostgreSQL a COPY.
 
     The SQL is fixed text with placeholders: the values are bound by the driver, and bypassing
     SQLAlchemy's per-row processing here is what makes logging several times faster.
+
+    Raises:
+        StoreError: the database refused the batch (e.g. a run that does not exist); nothing of it is written.
     """
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO metric_points ({', '.join(_POINT_COLUMNS)}) VALUES ({', '.join([mark] * 5)})"
-    conn.exec_driver_sql(sql, points)
+    if not points:
+        return
+    try:
+        if conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
+            _copy_points(conn, points)
+        else:
+            conn.exec_driver_sql(_UPSERT[conn.dialect.paramstyle if conn.dialect.paramstyle == "qmark" else "format"],
+                                 points)  # fmt: skip
+    except (exc.IntegrityError, _driver_errors()) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StoreError(f"The store refused a batch of {len(points):,} metric points ({reason}).") from err
+
+
+def _copy_points(conn: Connection, points: list[tuple]) -> None:
+    # One upsert statement may not touch a row twice: keep the last of each (run, key, step) of the batch.
+    latest = {(point[0], point[1], point[2]): point for point in points}
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.execute(_STAGE)
+        with cursor.copy(_COPY) as copy:
+            for point in latest.values():
+                copy.write_row(point)
+        cursor.execute(_UNSTAGE)
+
+
+@functools.cache
+def _driver_errors() -> type[Exception] | tuple[()]:
+    """psycopg's errors (raised by COPY, which runs on the driver's cursor), when psycopg is installed."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return psycopg.Error
 
 
 def run_row(
@@ -281,6 +347,7 @@ def run_row(
 ) -> dict[str, Any]:
     """The column values of a new running run, with its provenance (code version, environment)."""
     env = environment()
+    version = code_version(code_path) if code_path is not None else _script_code_version(sys.argv[0], os.getcwd())
     return {
         "name": name or "",
         "experiment_id": experiment_id,
@@ -291,13 +358,20 @@ def run_row(
         "metrics": {},
         "environment": env,
         "dataset_version_id": dataset_version_id,
-        "code_version": code_version(code_path or script_path()),
+        "code_version": version,
         "seed": seed,
         "host": env["host"],
         "owner": owner,
         "status": RunStatus.running,
         "started_at": utcnow(),
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _script_code_version(argv0: str, cwd: str) -> str | None:
+    """The code version of the running script's folder (once per script and working folder: a process's runs
+    share it, and finding it costs file-system calls)."""
+    return code_version(script_path())
 
 
 def insert_run(conn: Connection, values: dict[str, Any]) -> int:
@@ -346,7 +420,8 @@ def start_run(
     """
     store = store or open_store()
     actor = actor or actor_from_env(store)
-    require(store, actor, Action.run_log)  # before the experiment is created
+    if experiment.strip() not in store.experiment_ids:
+        require(store, actor, Action.run_log)  # before the experiment is created (the insert below re-checks)
     values = run_row(
         experiment_id=get_or_create_experiment(store, experiment),
         worker_id=process_worker_id(store),
