@@ -33,6 +33,7 @@ def test_points_relogging_a_step_keeps_the_last_value_in_one_row(store):
         run.log_metrics({"loss": 0.7}, step=0)  # a later batch
     assert metric_history(store, run.id) == {"loss": [(0, 0.7)], "acc": [(0, 0.1)]}
     assert _rows(store, run.id) == 2
+    assert tracking.get_run(store, run.id).metrics == {"loss": 0.7, "acc": 0.1}  # the summary agrees
 
 
 def test_points_relogging_through_copy_keeps_the_last_value(store):

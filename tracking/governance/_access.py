@@ -246,6 +246,9 @@ def local_actor() -> str:
         return "local"
 
 
+_ANY_ACCOUNT = select(User.id).limit(1)  # built once: every write of a run asks it
+
+
 def authorize(conn: Any, actor: UserRecord | None, action: Action, *, sweep_id: int | None = None) -> str:
     """Check, inside the caller's transaction, that `actor` may take `action`; the name to record.
 
@@ -258,7 +261,7 @@ def authorize(conn: Any, actor: UserRecord | None, action: Action, *, sweep_id: 
             does not allow the action (the sentence `why_not` gives).
     """
     if actor is None:
-        if conn.execute(select(User.id).limit(1)).first() is not None:
+        if conn.execute(_ANY_ACCOUNT).first() is not None:
             raise PermissionDenied(
                 f"Sign in to {DESCRIPTIONS[action]}: this store has accounts (from a script or worker, set "
                 "TRACKING_TOKEN to an access token from `python -m tracking tokens create`; the CLI also takes "

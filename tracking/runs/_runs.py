@@ -116,6 +116,13 @@ def _find_or_insert_experiment(store: Store, name: str) -> int:
         return int(row.id)
 
 
+def _number(key: str, raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError) as err:
+        raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
+
+
 class RunClosed(ValidationError):
     """A write to a run that has finished: its params, metrics, artifacts and status can no longer change."""
 
@@ -161,7 +168,7 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._buffer: list[tuple[int, str, int, float | None, float]] = []
         self._latest: dict[str, float | None] = {}  # value at the highest step so far
-        self._next_step: dict[str, int] = {}
+        self._top: dict[str, int] = {}  # the highest step so far
         self._last_flush = time.monotonic()
         self._dirty_summary = False
 
@@ -170,23 +177,31 @@ class ActiveRun:
         self.log_metrics({key: value}, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log values of several metrics at one step. Non-finite values are kept as null."""
+        """Log values of several metrics at one step. Non-finite values are kept as null.
+
+        A step logged again replaces the value it had (last write wins), in the history and, for the highest
+        step, in the run's summary. This is the hot path of logging: it only appends to a buffer.
+        """
         now = time.time()
         values: list[tuple[str, float | None]] = []
         for key, raw in metrics.items():  # check the whole batch first: a refused batch logs nothing
-            try:
-                value: float | None = float(raw)
-            except (TypeError, ValueError) as err:
-                raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
-            values.append((str(key), value if math.isfinite(value) else None))
+            value = raw if type(raw) is float else _number(key, raw)
+            # x - x is 0.0 for every finite float and NaN for NaN and the infinities (cheaper than isfinite)
+            values.append((key if type(key) is str else str(key), value if value - value == 0.0 else None))
         with self._lock:
-            buffer, latest, next_step, run_id = self._buffer, self._latest, self._next_step, self.id
-            for key, value in values:
-                at = next_step.get(key, 0) if step is None else int(step)
-                if at >= next_step.get(key, 0):
-                    next_step[key] = at + 1
+            top, latest, buffer, run_id = self._top, self._latest, self._buffer, self.id
+            if step is None:
+                for key, value in values:
+                    top[key] = at = top.get(key, -1) + 1
                     latest[key] = value
-                buffer.append((run_id, key, at, value, now))
+                    buffer.append((run_id, key, at, value, now))
+            else:
+                at = step if type(step) is int else int(step)
+                buffer.extend([(run_id, key, at, value, now) for key, value in values])
+                for key, value in values:
+                    if at >= top.get(key, -1):
+                        top[key] = at
+                        latest[key] = value
             self._dirty_summary = True
             due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
         if due:
