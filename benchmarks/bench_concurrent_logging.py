@@ -55,8 +55,8 @@ class Outcome:
         return f"{self.writers} writer{'s' if self.writers > 1 else ''}, {design}"
 
 
-def writer(url: str, home: str, runs: int, metrics: int, steps: int, hot_row: bool, go: object, done: object) -> None:
-    """One writer process: wait for the start signal, log its runs, report."""
+def writer(url: str, home: str, runs: int, metrics: int, steps: int, hot_row: bool, go: object, spans: object) -> None:
+    """One writer process: wait for the start signal, log its runs, report when it started and ended."""
     os.environ["TRACKING_HEARTBEAT_SECONDS"] = "3600"  # no heartbeat write during the pass
     import tracking
     import tracking.store._db as db
@@ -68,12 +68,13 @@ def writer(url: str, home: str, runs: int, metrics: int, steps: int, hot_row: bo
     with tracking.start_run("warm-up", store=store):  # connections, experiment and worker row made before the clock
         pass
     go.wait()  # type: ignore[attr-defined]
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable between the processes of one machine
     for r in range(runs):
         with tracking.start_run("bench", params={"r": r}, store=store) as run:
             for step in range(steps):
                 run.log_metrics({key: metric_value(r, step, k) for k, key in enumerate(keys)}, step=step)
+    spans.put((start, time.perf_counter()))  # type: ignore[attr-defined]
     store.dispose()
-    done.put(os.getpid())  # type: ignore[attr-defined]
 
 
 def measure(server: str, writers: int, hot_row: bool, runs: int, metrics: int, steps: int) -> Outcome:
@@ -81,13 +82,17 @@ def measure(server: str, writers: int, hot_row: bool, runs: int, metrics: int, s
     import psycopg
 
     import tracking
+    from tracking.runs import get_or_create_experiment
 
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_concurrent_") as home, throwaway_postgres(server) as url:
-        tracking.open_store(url, home=home).dispose()  # migrated once, before the writers start
-        go, done = context.Event(), context.Queue()
+        store = tracking.open_store(url, home=home)  # migrated once, before the writers start
+        for name in ("warm-up", "bench"):
+            get_or_create_experiment(store, name)
+        store.dispose()
+        go, spans = context.Event(), context.Queue()
         processes = [
-            context.Process(target=writer, args=(url, home, runs, metrics, steps, hot_row, go, done))
+            context.Process(target=writer, args=(url, home, runs, metrics, steps, hot_row, go, spans))
             for _ in range(writers)
         ]
         for process in processes:
@@ -117,17 +122,15 @@ def measure(server: str, writers: int, hot_row: bool, runs: int, metrics: int, s
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            start = time.perf_counter()
             go.set()
-            for _ in processes:
-                done.get(timeout=600)
-            seconds = time.perf_counter() - start
+            for process in processes:
+                process.join()
             stop.set()
             sampler.join()
-        for process in processes:
-            process.join()
-            if process.exitcode != 0:
-                raise RuntimeError(f"a writer process failed (exit code {process.exitcode})")
+        if any(process.exitcode != 0 for process in processes):
+            raise RuntimeError("a writer process failed: see its traceback above")
+        ends = [spans.get() for _ in processes]
+        seconds = max(end for _, end in ends) - min(begin for begin, _ in ends)  # first start to last end
     points = writers * runs * metrics * steps
     return Outcome(writers, hot_row, points, seconds, stats["samples"], stats["waiting"], stats["most"])
 

@@ -36,7 +36,17 @@ from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.store import Artifact, Experiment, Run, RunStatus, Store, bump_change_counter, open_store, utcnow
+from tracking.store import (
+    POINTS_STAGING,
+    Artifact,
+    Experiment,
+    Run,
+    RunStatus,
+    Store,
+    bump_change_counter,
+    open_store,
+    utcnow,
+)
 
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
@@ -47,16 +57,12 @@ _UPSERT = {
     "qmark": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT,
     "format": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)" + _ON_CONFLICT,
 }
-# PostgreSQL: COPY into a temporary table of the connection, then one upsert from it (COPY itself cannot
+# PostgreSQL: COPY into the connection's temporary staging table, then one upsert from it (COPY itself cannot
 # resolve a conflict). The staging table is emptied in the same transaction, so the next batch starts clean.
-_STAGE = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS metric_points_staging"
-    " (run_id integer, key text, step integer, value double precision, timestamp double precision)"
-)
-_COPY = f"COPY metric_points_staging ({_COLUMNS}) FROM STDIN"
+_COPY = f"COPY {POINTS_STAGING} ({_COLUMNS}) FROM STDIN"
 _UNSTAGE = (
-    f"INSERT INTO metric_points ({_COLUMNS}) SELECT {_COLUMNS} FROM metric_points_staging{_ON_CONFLICT};"
-    " TRUNCATE metric_points_staging"
+    f"INSERT INTO metric_points ({_COLUMNS}) SELECT {_COLUMNS} FROM {POINTS_STAGING}{_ON_CONFLICT};"
+    f" TRUNCATE {POINTS_STAGING}"
 )
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
@@ -106,14 +112,18 @@ def _find_or_insert_experiment(store: Store, name: str) -> int:
         found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
     if found is not None:
         return int(found)
-    with store.session_scope(write=True) as session:
-        found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
-        if found is not None:
-            return int(found)
-        row = Experiment(name=name)
-        session.add(row)
-        session.flush()
-        return int(row.id)
+    try:
+        with store.session_scope(write=True) as session:
+            found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
+            if found is not None:
+                return int(found)
+            row = Experiment(name=name)
+            session.add(row)
+            session.flush()
+            return int(row.id)
+    except exc.IntegrityError:  # on PostgreSQL another process created it meanwhile (SQLite writers queue)
+        with store.session_scope() as session:
+            return int(session.exec(orm_select(Experiment.id).where(Experiment.name == name)).one())
 
 
 def _number(key: str, raw: Any) -> float:
@@ -330,7 +340,6 @@ def _copy_points(conn: Connection, points: list[tuple]) -> None:
     # One upsert statement may not touch a row twice: keep the last of each (run, key, step) of the batch.
     latest = {(point[0], point[1], point[2]): point for point in points}
     with conn.connection.driver_connection.cursor() as cursor:
-        cursor.execute(_STAGE)
         with cursor.copy(_COPY) as copy:
             for point in latest.values():
                 copy.write_row(point)

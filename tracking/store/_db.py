@@ -176,8 +176,14 @@ def bump_change_counter(conn: Connection | Session) -> None:
         conn.exec_driver_sql(_BUMP_SLOT, (conn.info.get(_SLOT, 1),))
 
 
+# Each PostgreSQL connection's own table to COPY metric points into before they are upserted (COPY cannot
+# resolve a conflict); made when the connection opens, so a flush does not spend a round trip on it.
+POINTS_STAGING = "metric_points_staging"
+
+
 def _claim_change_slot(dbapi_conn: object, record: object) -> None:
-    """On a new PostgreSQL connection: hold the first free change slot from one derived from its backend pid."""
+    """On a new PostgreSQL connection: hold the first free change slot from one derived from its backend pid,
+    and make the connection's staging table for metric points."""
     start = dbapi_conn.info.backend_pid  # type: ignore[attr-defined]
     slot = 2 + start % CHANGE_SLOTS  # every slot taken (more connections than slots): share this one
     with dbapi_conn.cursor() as cursor:  # type: ignore[attr-defined]
@@ -186,7 +192,11 @@ def _claim_change_slot(dbapi_conn: object, record: object) -> None:
             if cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCKS, candidate)).fetchone()[0]:
                 slot = candidate
                 break
-    dbapi_conn.rollback()  # type: ignore[attr-defined]  # a session advisory lock outlives the transaction
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {POINTS_STAGING}"
+            " (run_id integer, key text, step integer, value double precision, timestamp double precision)"
+        )
+    dbapi_conn.commit()  # type: ignore[attr-defined]  # (a session advisory lock is held whatever the outcome)
     record.info[_SLOT] = slot  # type: ignore[attr-defined]
 
 
