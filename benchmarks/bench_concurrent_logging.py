@@ -62,7 +62,13 @@ def writer(url: str, home: str, runs: int, metrics: int, steps: int, hot_row: bo
     import tracking.store._db as db
 
     if hot_row:  # the design before: every connection adds to the one row of slot 1
-        db._claim_change_slot = lambda dbapi_conn, record: record.info.__setitem__(db._SLOT, 1)
+        claim = db._claim_change_slot
+
+        def shared_row(dbapi_conn: object, record: object) -> None:
+            claim(dbapi_conn, record)  # the staging table too
+            record.info[db._SLOT] = 1  # type: ignore[attr-defined]
+
+        db._claim_change_slot = shared_row
     store = tracking.open_store(url, home=home)
     keys = [f"m{k}" for k in range(metrics)]
     with tracking.start_run("warm-up", store=store):  # connections, experiment and worker row made before the clock

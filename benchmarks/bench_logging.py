@@ -344,6 +344,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mlflow-python", metavar="PATH", help="an interpreter with mlflow, used when this one cannot import it"
     )
     parser.add_argument("--mlflow-json", action="store_true", help="only time MLflow and print JSON (subprocess mode)")
+    parser.add_argument("--no-mlflow", action="store_true", help="skip MLflow even when it is importable")
     args = parser.parse_args(argv)
     if min(args.runs, args.params, args.metrics, args.steps, args.repeat, args.mlflow_runs) < 1:
         parser.error("every size must be at least 1")
@@ -401,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         variants.append((postgres, lambda: bench_ours_postgres(work, args.postgres)))
     variants.append((raw, lambda: bench_raw(work)))
     measure_interleaved(variants, args.repeat)
-    mlflow = measure_mlflow(mlflow_work, args.mlflow_python)
+    mlflow = None if args.no_mlflow else measure_mlflow(mlflow_work, args.mlflow_python)
 
     print_table([result for result, _ in variants] + ([mlflow] if mlflow else []))
     print_targets(ours, raw, mlflow, postgres)
