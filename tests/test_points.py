@@ -49,6 +49,17 @@ def test_points_relogging_through_copy_keeps_the_last_value(store):
     assert _rows(store, run.id) == COPY_POINTS
 
 
+def test_points_two_large_batches_in_one_transaction_keep_the_last(store):
+    # An import writes several batches in one transaction: each starts from an empty staging table.
+    with start_run("exp", store=store) as run:
+        pass
+    with store.connect(write=True) as conn:
+        insert_points(conn, [(run.id, "loss", step, 1.0, 0.0) for step in range(COPY_POINTS)])
+        insert_points(conn, [(run.id, "loss", step, 2.0, 0.0) for step in range(1, COPY_POINTS + 1)])
+    history = metric_history(store, run.id)["loss"]
+    assert history == [(0, 1.0)] + [(step, 2.0) for step in range(1, COPY_POINTS + 1)]
+
+
 def test_points_history_reads_in_step_order(store):
     with start_run("exp", store=store) as run:
         for step in (3, 1, 2, 0):

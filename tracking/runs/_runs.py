@@ -3,8 +3,10 @@
 Metric points are buffered in memory and written in one batch per flush (at the end of the run, every
 10,000 points, or every few seconds so live views see progress): one executemany on SQLite, a COPY on
 PostgreSQL; the ORM stays off that path. A point is keyed (run, key, step): logging a step again replaces
-its value (last write wins). A flush that fails keeps its points in the buffer and raises one sentence. A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit)
-ends as `killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
+its value (last write wins). A flush that fails keeps its points in the buffer and raises one sentence.
+
+A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit) ends as
+`killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
 
 A finished run is closed: every write of params, metrics, artifacts or status first checks, in its own
 transaction, that the run is still running and that the actor may log to it (`check_open`), so a
@@ -53,16 +55,15 @@ FLUSH_SECONDS = 2.0
 COPY_POINTS = 100  # from this many points in a batch on, PostgreSQL gets them by COPY instead of executemany
 _COLUMNS = "run_id, key, step, value, timestamp"
 _ON_CONFLICT = " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
-_UPSERT = {
-    "qmark": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT,
-    "format": f"INSERT INTO metric_points ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)" + _ON_CONFLICT,
-}
+_UPSERT_QMARK = f"INSERT INTO metric_points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT  # sqlite3
+_UPSERT_FORMAT = f"INSERT INTO metric_points ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)" + _ON_CONFLICT  # psycopg
 # PostgreSQL: COPY into the connection's temporary staging table, then one upsert from it (COPY itself cannot
-# resolve a conflict). The staging table is emptied in the same transaction, so the next batch starts clean.
+# resolve a conflict). The staging table is emptied after each batch, so a second batch of one transaction (an
+# import) starts clean; a TRUNCATE would rewrite the catalog at every flush, and the commit empties it anyway.
 _COPY = f"COPY {POINTS_STAGING} ({_COLUMNS}) FROM STDIN"
 _UNSTAGE = (
     f"INSERT INTO metric_points ({_COLUMNS}) SELECT {_COLUMNS} FROM {POINTS_STAGING}{_ON_CONFLICT};"
-    f" TRUNCATE {POINTS_STAGING}"
+    f" DELETE FROM {POINTS_STAGING}"
 )
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
@@ -329,8 +330,7 @@ def insert_points(conn: Connection, points: list[tuple]) -> None:
         if conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
             _copy_points(conn, points)
         else:
-            conn.exec_driver_sql(_UPSERT[conn.dialect.paramstyle if conn.dialect.paramstyle == "qmark" else "format"],
-                                 points)  # fmt: skip
+            conn.exec_driver_sql(_UPSERT_QMARK if conn.dialect.paramstyle == "qmark" else _UPSERT_FORMAT, points)
     except (exc.IntegrityError, _driver_errors()) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StoreError(f"The store refused a batch of {len(points):,} metric points ({reason}).") from err

@@ -195,6 +195,7 @@ def _claim_change_slot(dbapi_conn: object, record: object) -> None:
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {POINTS_STAGING}"
             " (run_id integer, key text, step integer, value double precision, timestamp double precision)"
+            " ON COMMIT DELETE ROWS"  # emptied in place at commit: no catalog change, no dead rows left behind
         )
     dbapi_conn.commit()  # type: ignore[attr-defined]  # (a session advisory lock is held whatever the outcome)
     record.info[_SLOT] = slot  # type: ignore[attr-defined]
