@@ -131,6 +131,7 @@ def test_points_change_marker_moves_after_each_kind_of_write(store):
     assert moved()
 
 
+@pytest.mark.slow  # a child process imports the library
 @pytest.mark.file_backends
 def test_points_change_marker_sees_a_write_by_another_process(store):
     before = change_marker(store)
