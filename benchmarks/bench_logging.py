@@ -4,7 +4,8 @@ The workload is `runs` runs, each with `params` params and `metrics` metrics log
 (default 200 x 10 x 5 x 100 = 100,000 metric points). It prints a table and one line per target:
 
 - ours (SQLite) logs at least 10x as many points per second as MLflow's SQLite store;
-- ours (SQLite) is within 3x of raw `sqlite3` executemany into the same shape of tables.
+- ours (SQLite) is within 1.5x of raw `sqlite3` executemany into the same shape of tables;
+- ours (PostgreSQL, whose batches go in by COPY) logs at least 100,000 points per second (with `--postgres`).
 
 Run from the repo root with the project's venv:
 
@@ -39,22 +40,27 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW_TARGET_RATIO = 10.0
-RAW_TARGET_FACTOR = 3.0
+RAW_TARGET_FACTOR = 1.5
+POSTGRES_TARGET = 100_000
 MLFLOW_MISSING = "mlflow not installed: skipped (pip install mlflow to compare)"
 
-# The raw baseline has the same columns and the same metric index as our store, so the gap between
-# the two is the cost of our code, not of a different schema.
+# The raw baseline has the same columns and the same metric key as our store, and writes points the same
+# way (an upsert: a step logged again keeps the last value), so the gap between the two is the cost of our
+# code, not of a different schema or a different job.
 RAW_SCHEMA = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, params TEXT NOT NULL, metrics TEXT NOT NULL,
     status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL
 );
 CREATE TABLE metric_points (
-    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id), key TEXT NOT NULL,
-    step INTEGER NOT NULL, value REAL, timestamp REAL NOT NULL
-);
-CREATE INDEX ix_metric_points_run_key_step ON metric_points (run_id, key, step);
+    run_id INTEGER NOT NULL REFERENCES runs (id), key TEXT NOT NULL, step INTEGER NOT NULL, value REAL,
+    timestamp REAL NOT NULL, PRIMARY KEY (run_id, key, step)
+) WITHOUT ROWID;
 """
+RAW_UPSERT = (
+    "INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
+)
 
 Timed = tuple[float, float]  # (wall-clock seconds, CPU seconds of this process)
 
@@ -219,10 +225,7 @@ def bench_raw(work: Workload) -> Timed:
                     for step in range(work.steps):
                         now = time.time()
                         points.extend((run_id, key, step, metric_value(r, step, k), now) for k, key in enumerate(keys))
-                    conn.executemany(
-                        "INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)",
-                        points,
-                    )
+                    conn.executemany(RAW_UPSERT, points)
                     latest = {key: metric_value(r, work.steps - 1, k) for k, key in enumerate(keys)}
                     conn.execute(
                         "UPDATE runs SET status = 'complete', metrics = ?, finished_at = ? WHERE id = ?",
@@ -341,13 +344,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mlflow-python", metavar="PATH", help="an interpreter with mlflow, used when this one cannot import it"
     )
     parser.add_argument("--mlflow-json", action="store_true", help="only time MLflow and print JSON (subprocess mode)")
+    parser.add_argument("--no-mlflow", action="store_true", help="skip MLflow even when it is importable")
     args = parser.parse_args(argv)
     if min(args.runs, args.params, args.metrics, args.steps, args.repeat, args.mlflow_runs) < 1:
         parser.error("every size must be at least 1")
     return args
 
 
-def print_targets(ours: Result, raw: Result, mlflow: Result | None) -> None:
+def print_targets(ours: Result, raw: Result, mlflow: Result | None, postgres: Result | None) -> None:
     if mlflow is None:
         print(MLFLOW_MISSING)
         print(f"TARGET ours >= {MLFLOW_TARGET_RATIO:g}x MLflow: not measured (mlflow not installed)")
@@ -364,6 +368,13 @@ def print_targets(ours: Result, raw: Result, mlflow: Result | None) -> None:
         f"TARGET ours >= raw/{RAW_TARGET_FACTOR:g}: {ours.best:,.0f} vs {floor:,.0f} points/s"
         f" (raw {raw.best:,.0f}; ours is {raw.best / ours.best:.2f}x slower than raw) -> {verdict}"
     )
+    if postgres is None:
+        print(f"TARGET ours on PostgreSQL >= {POSTGRES_TARGET:,} points/s: not measured (give --postgres URL)")
+    else:
+        verdict = (
+            "MET" if postgres.best >= POSTGRES_TARGET else f"NOT MET (short by {POSTGRES_TARGET / postgres.best:.2f}x)"
+        )
+        print(f"TARGET ours on PostgreSQL >= {POSTGRES_TARGET:,} points/s: {postgres.best:,.0f} points/s -> {verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,15 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     ours = Result("ours, SQLite", work.points, work.runs)
     raw = Result("raw sqlite3 executemany (limit)", work.points, work.runs)
     variants: list[tuple[Result, Callable[[], Timed]]] = [(ours, lambda: bench_ours_sqlite(work))]
+    postgres = None
     if args.postgres:
-        postgres = Result("ours, PostgreSQL", work.points, work.runs)
+        postgres = Result("ours, PostgreSQL (COPY)", work.points, work.runs)
         variants.append((postgres, lambda: bench_ours_postgres(work, args.postgres)))
     variants.append((raw, lambda: bench_raw(work)))
     measure_interleaved(variants, args.repeat)
-    mlflow = measure_mlflow(mlflow_work, args.mlflow_python)
+    mlflow = None if args.no_mlflow else measure_mlflow(mlflow_work, args.mlflow_python)
 
     print_table([result for result, _ in variants] + ([mlflow] if mlflow else []))
-    print_targets(ours, raw, mlflow)
+    print_targets(ours, raw, mlflow, postgres)
     return 0
 
 

@@ -13,15 +13,19 @@ def legacy_run(store: Store, experiment: str, name: str, params: dict, metrics: 
     `start_run` itself first asks the store whether it has accounts (the users table, from 0005 on), and
     `open_store` migrates a store before anything logs to it, so an old schema never meets `start_run`.
     """
+    from sqlalchemy import text
+
     from tracking.runs._liveness import process_worker_id
-    from tracking.runs._runs import get_or_create_experiment, insert_points, insert_run, run_row
+    from tracking.runs._runs import get_or_create_experiment, insert_run, run_row
     from tracking.store._tables import Run, RunStatus, utcnow
 
     values = run_row(experiment_id=get_or_create_experiment(store, experiment), worker_id=process_worker_id(store),
                      params=params, name=name)  # fmt: skip
     with store.connect(write=True) as conn:
         run_id = insert_run(conn, values)
-        insert_points(conn, [(run_id, key, 0, value, 0.0) for key, value in metrics.items()])
+        for key, value in metrics.items():  # a plain insert: the old schema's points have no (run, key, step) key
+            conn.execute(text("INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (:r, :k, 0, :v, 0)"),
+                         {"r": run_id, "k": key, "v": value})  # fmt: skip
         conn.execute(
             Run.__table__.update()
             .where(Run.id == run_id)

@@ -376,7 +376,7 @@ def histories(
     query = (
         select(MetricPoint.run_id, MetricPoint.step, MetricPoint.value)
         .where(MetricPoint.run_id.in_(list(out)), MetricPoint.key == key)
-        .order_by(MetricPoint.run_id, MetricPoint.step, MetricPoint.id)
+        .order_by(MetricPoint.run_id, MetricPoint.step)
     )
     with store.connect() as conn:
         for run_id, step, value in conn.execute(query):

@@ -243,12 +243,16 @@ def has_accounts(store: Store) -> bool:
         return conn.execute(select(User.id).limit(1)).first() is not None
 
 
+@functools.cache  # asked in every write transaction; without USER set, getuser() reads the password database
 def local_actor() -> str:
     """The name recorded for changes on a store without accounts: the operating system's user."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "local"
+
+
+_ANY_ACCOUNT = select(User.id).limit(1)  # built once: every write of a run asks it
 
 
 def authorize(conn: Any, actor: UserRecord | None, action: Action, *, sweep_id: int | None = None) -> str:
@@ -263,7 +267,7 @@ def authorize(conn: Any, actor: UserRecord | None, action: Action, *, sweep_id: 
             does not allow the action (the sentence `why_not` gives).
     """
     if actor is None:
-        if conn.execute(select(User.id).limit(1)).first() is not None:
+        if conn.execute(_ANY_ACCOUNT).first() is not None:
             raise PermissionDenied(
                 f"Sign in to {DESCRIPTIONS[action]}: this store has accounts (from a script or worker, set "
                 "TRACKING_TOKEN to an access token from `python -m tracking tokens create`; the CLI also takes "

@@ -216,7 +216,7 @@ def history_frame(store: Store, runs: Any, keys: Sequence[str] | str | None = No
     query = select(MetricPoint.run_id, MetricPoint.key, MetricPoint.step, MetricPoint.value, MetricPoint.timestamp)
     if keys is not None:
         query = query.where(MetricPoint.key.in_(list(keys)))
-    query = query.order_by(MetricPoint.run_id, MetricPoint.key, MetricPoint.step, MetricPoint.id)
+    query = query.order_by(MetricPoint.run_id, MetricPoint.key, MetricPoint.step)
     rows: list[Any] = []
     with store.connect() as conn:
         if isinstance(runs, str):

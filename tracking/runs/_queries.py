@@ -121,7 +121,7 @@ def metric_history(
         query = query.where(MetricPoint.key == key)
     history: dict[str, list[tuple[int, float | None]]] = defaultdict(list)
     with store.connect() as conn:
-        for name, step, value in conn.execute(query.order_by(MetricPoint.key, MetricPoint.step, MetricPoint.id)):
+        for name, step, value in conn.execute(query.order_by(MetricPoint.key, MetricPoint.step)):
             history[name].append((step, value))
     return dict(history)
 

@@ -1,9 +1,12 @@
 """The run API for any script: `with tracking.start_run(...) as run: run.log_metrics(...)`.
 
-Metric points are buffered in memory and written with one executemany per flush (at the end of the
-run, every 10,000 points, or every few seconds so live views see progress); the ORM stays off that
-path. A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit)
-ends as `killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
+Metric points are buffered in memory and written in one batch per flush (at the end of the run, every
+10,000 points, or every few seconds so live views see progress): one executemany on SQLite, a COPY on
+PostgreSQL; the ORM stays off that path. A point is keyed (run, key, step): logging a step again replaces
+its value (last write wins). A flush that fails keeps its points in the buffer and raises one sentence.
+
+A run that raises ends as `failed` with its traceback, one interrupted (Ctrl-C, SystemExit) ends as
+`killed`, and one whose process dies is ended as `killed` by `_liveness.fail_stale_runs`.
 
 A finished run is closed: every write of params, metrics, artifacts or status first checks, in its own
 transaction, that the run is still running and that the actor may log to it (`check_open`), so a
@@ -13,7 +16,10 @@ credential (`actor=`, else the access token in `TRACKING_TOKEN`); tags and notes
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
 import threading
 import time
 import traceback
@@ -22,21 +28,43 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exc, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
-from tracking._errors import NotFoundError, PermissionDenied, ValidationError
+from tracking._errors import NotFoundError, PermissionDenied, StoreError, ValidationError
 from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.store import Artifact, Experiment, Run, RunStatus, Store, bump_change_counter, open_store, utcnow
+from tracking.store import (
+    POINTS_STAGING,
+    Artifact,
+    Experiment,
+    Run,
+    RunStatus,
+    Store,
+    bump_change_counter,
+    open_store,
+    utcnow,
+)
 
 FLUSH_POINTS = 10_000
 FLUSH_SECONDS = 2.0
-_POINT_COLUMNS = ("run_id", "key", "step", "value", "timestamp")
+COPY_POINTS = 100  # from this many points in a batch on, PostgreSQL gets them by COPY instead of executemany
+_COLUMNS = "run_id, key, step, value, timestamp"
+_ON_CONFLICT = " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
+_UPSERT_QMARK = f"INSERT INTO metric_points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT  # sqlite3
+_UPSERT_FORMAT = f"INSERT INTO metric_points ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)" + _ON_CONFLICT  # psycopg
+# PostgreSQL: COPY into the connection's temporary staging table, then one upsert from it (COPY itself cannot
+# resolve a conflict). The staging table is emptied after each batch, so a second batch of one transaction (an
+# import) starts clean; a TRUNCATE would rewrite the catalog at every flush, and the commit empties it anyway.
+_COPY = f"COPY {POINTS_STAGING} ({_COLUMNS}) FROM STDIN"
+_UNSTAGE = (
+    f"INSERT INTO metric_points ({_COLUMNS}) SELECT {_COLUMNS} FROM {POINTS_STAGING}{_ON_CONFLICT};"
+    f" DELETE FROM {POINTS_STAGING}"
+)
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
 _FINISH = (
@@ -50,6 +78,7 @@ _FINISH = (
     )
 )
 _INSERT_RUN = insert(Run).returning(Run.id)
+_RUN_STATE = select(Run.status, Run.sweep_id, Run.owner).where(Run.id == bindparam("b_id"))
 _NAME_RUN = update(Run).where(Run.id == bindparam("b_id")).values(name=bindparam("b_name"))
 
 
@@ -84,14 +113,25 @@ def _find_or_insert_experiment(store: Store, name: str) -> int:
         found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
     if found is not None:
         return int(found)
-    with store.session_scope(write=True) as session:
-        found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
-        if found is not None:
-            return int(found)
-        row = Experiment(name=name)
-        session.add(row)
-        session.flush()
-        return int(row.id)
+    try:
+        with store.session_scope(write=True) as session:
+            found = session.exec(orm_select(Experiment.id).where(Experiment.name == name)).first()
+            if found is not None:
+                return int(found)
+            row = Experiment(name=name)
+            session.add(row)
+            session.flush()
+            return int(row.id)
+    except exc.IntegrityError:  # on PostgreSQL another process created it meanwhile (SQLite writers queue)
+        with store.session_scope() as session:
+            return int(session.exec(orm_select(Experiment.id).where(Experiment.name == name)).one())
+
+
+def _number(key: str, raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError) as err:
+        raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
 
 
 class RunClosed(ValidationError):
@@ -107,7 +147,7 @@ def check_open(conn: Connection, run_id: int, actor: UserRecord | None) -> str:
         PermissionDenied: the actor may not log runs, its token is scoped to another sweep, or the run is
             someone else's own run (not a sweep's).
     """
-    row = conn.execute(select(Run.status, Run.sweep_id, Run.owner).where(Run.id == run_id)).first()
+    row = conn.execute(_RUN_STATE, {"b_id": run_id}).first()
     if row is None:
         raise NotFoundError(f"There is no run {run_id}.")
     status = RunStatus(row.status)
@@ -139,7 +179,7 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._buffer: list[tuple[int, str, int, float | None, float]] = []
         self._latest: dict[str, float | None] = {}  # value at the highest step so far
-        self._next_step: dict[str, int] = {}
+        self._top: dict[str, int] = {}  # the highest step so far
         self._last_flush = time.monotonic()
         self._dirty_summary = False
 
@@ -148,23 +188,31 @@ class ActiveRun:
         self.log_metrics({key: value}, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log values of several metrics at one step. Non-finite values are kept as null."""
+        """Log values of several metrics at one step. Non-finite values are kept as null.
+
+        A step logged again replaces the value it had (last write wins), in the history and, for the highest
+        step, in the run's summary. This is the hot path of logging: it only appends to a buffer.
+        """
         now = time.time()
         values: list[tuple[str, float | None]] = []
         for key, raw in metrics.items():  # check the whole batch first: a refused batch logs nothing
-            try:
-                value: float | None = float(raw)
-            except (TypeError, ValueError) as err:
-                raise ValidationError(f"The value of metric {key!r} must be a number, not {raw!r}.") from err
-            values.append((str(key), value if math.isfinite(value) else None))
+            value = raw if type(raw) is float else _number(key, raw)
+            # x - x is 0.0 for every finite float and NaN for NaN and the infinities (cheaper than isfinite)
+            values.append((key if type(key) is str else str(key), value if value - value == 0.0 else None))
         with self._lock:
-            buffer, latest, next_step, run_id = self._buffer, self._latest, self._next_step, self.id
-            for key, value in values:
-                at = next_step.get(key, 0) if step is None else int(step)
-                if at >= next_step.get(key, 0):
-                    next_step[key] = at + 1
+            top, latest, buffer, run_id = self._top, self._latest, self._buffer, self.id
+            if step is None:
+                for key, value in values:
+                    top[key] = at = top.get(key, -1) + 1
                     latest[key] = value
-                buffer.append((run_id, key, at, value, now))
+                    buffer.append((run_id, key, at, value, now))
+            else:
+                at = step if type(step) is int else int(step)
+                buffer.extend([(run_id, key, at, value, now) for key, value in values])
+                for key, value in values:
+                    if at >= top.get(key, -1):
+                        top[key] = at
+                        latest[key] = value
             self._dirty_summary = True
             due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
         if due:
@@ -218,7 +266,11 @@ class ActiveRun:
         return self.log_artifact(dump_model(model), name=name, kind="model")
 
     def flush(self) -> None:
-        """Write buffered metric points and the latest values in one transaction."""
+        """Write buffered metric points and the latest values in one transaction.
+
+        Raises:
+            StoreError: the store refused or lost the batch; its points stay buffered for the next flush.
+        """
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest) if self._dirty_summary else None
@@ -229,10 +281,9 @@ class ActiveRun:
         self._write(points, summary)
 
     def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
-        with self.store.connect(write=True) as conn:
+        with self._restored_on_error(points, summary is not None), self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
-            if points:
-                insert_points(conn, points)
+            insert_points(conn, points)
             if summary is not None:
                 conn.execute(_SET_METRICS, {"b_id": self.id, "b_metrics": summary})
             bump_change_counter(conn)
@@ -242,28 +293,70 @@ class ActiveRun:
 
         Raises:
             RunClosed: the run has already finished (a ValidationError).
+            StoreError: the store refused or lost the last batch; the run stays running, its points buffered.
         """
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
-        with self.store.connect(write=True) as conn:
+        with self._restored_on_error(points, True), self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
-            if points:
-                insert_points(conn, points)
+            insert_points(conn, points)
             values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
             conn.execute(_FINISH, {"b_id": self.id, **values})
             bump_change_counter(conn)
 
+    @contextmanager
+    def _restored_on_error(self, points: list[tuple], summary: bool) -> Iterator[None]:
+        """Put a batch that did not commit back in front of the buffer: nothing logged is dropped by a failure."""
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._buffer[:0] = points
+                self._dirty_summary = self._dirty_summary or summary
+            raise
+
 
 def insert_points(conn: Connection, points: list[tuple]) -> None:
-    """Insert metric points `(run_id, key, step, value, timestamp)` with one driver executemany.
+    """Write metric points `(run_id, key, step, value, timestamp)`; a (run, key, step) written again keeps the
+    last value, within the batch too. One driver executemany of an upsert, or on PostgreSQL a COPY.
 
     The SQL is fixed text with placeholders: the values are bound by the driver, and bypassing
     SQLAlchemy's per-row processing here is what makes logging several times faster.
+
+    Raises:
+        StoreError: the database refused the batch (e.g. a run that does not exist); nothing of it is written.
     """
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO metric_points ({', '.join(_POINT_COLUMNS)}) VALUES ({', '.join([mark] * 5)})"
-    conn.exec_driver_sql(sql, points)
+    if not points:
+        return
+    try:
+        if conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
+            _copy_points(conn, points)
+        else:
+            conn.exec_driver_sql(_UPSERT_QMARK if conn.dialect.paramstyle == "qmark" else _UPSERT_FORMAT, points)
+    except (exc.IntegrityError, _driver_errors()) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StoreError(f"The store refused a batch of {len(points):,} metric points ({reason}).") from err
+
+
+def _copy_points(conn: Connection, points: list[tuple]) -> None:
+    # One upsert statement may not touch a row twice: keep the last of each (run, key, step) of the batch.
+    latest = {(point[0], point[1], point[2]): point for point in points}
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(_COPY) as copy:
+            for point in latest.values():
+                copy.write_row(point)
+        cursor.execute(_UNSTAGE)
+
+
+@functools.cache
+def _driver_errors() -> type[Exception] | tuple[()]:
+    """psycopg's errors (raised by COPY, which runs on the driver's cursor), when psycopg is installed."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return psycopg.Error
 
 
 def run_row(
@@ -281,6 +374,7 @@ def run_row(
 ) -> dict[str, Any]:
     """The column values of a new running run, with its provenance (code version, environment)."""
     env = environment()
+    version = code_version(code_path) if code_path is not None else _script_code_version(sys.argv[0], os.getcwd())
     return {
         "name": name or "",
         "experiment_id": experiment_id,
@@ -291,13 +385,20 @@ def run_row(
         "metrics": {},
         "environment": env,
         "dataset_version_id": dataset_version_id,
-        "code_version": code_version(code_path or script_path()),
+        "code_version": version,
         "seed": seed,
         "host": env["host"],
         "owner": owner,
         "status": RunStatus.running,
         "started_at": utcnow(),
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _script_code_version(argv0: str, cwd: str) -> str | None:
+    """The code version of the running script's folder (once per script and working folder: a process's runs
+    share it, and finding it costs file-system calls)."""
+    return code_version(script_path())
 
 
 def insert_run(conn: Connection, values: dict[str, Any]) -> int:
@@ -358,7 +459,8 @@ def start_run(
         return
     store = store or open_store()
     actor = actor or actor_from_env(store)
-    require(store, actor, Action.run_log)  # before the experiment is created
+    if experiment.strip() not in store.experiment_ids:
+        require(store, actor, Action.run_log)  # before the experiment is created (the insert below re-checks)
     values = run_row(
         experiment_id=get_or_create_experiment(store, experiment),
         worker_id=process_worker_id(store),

@@ -11,6 +11,7 @@ from tracking.store._anchor import (
 )
 from tracking.store._db import (
     MIGRATIONS,
+    POINTS_STAGING,
     VERSION_TABLE,
     Store,
     bump_change_counter,
@@ -77,6 +78,7 @@ from tracking.store._tables import (
 
 __all__ = [
     "MIGRATIONS",
+    "POINTS_STAGING",
     "VERSION_TABLE",
     "AccessToken",
     "Artifact",

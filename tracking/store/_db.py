@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, exc, select, update
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -23,7 +23,6 @@ from sqlmodel import Session
 from tracking._errors import StoreError
 from tracking._settings import setting, store_url, tracking_home
 from tracking.store._anchor import ANCHOR_SUFFIX, append_head, open_checked
-from tracking.store._tables import StoreState
 
 # Alembic is imported inside the functions that use it: `import tracking` stays light.
 
@@ -150,12 +149,56 @@ class Store:
         self.engine.dispose()
 
 
-_BUMP = update(StoreState).values(change_counter=StoreState.change_counter + 1)  # built once: a hot path
+# The change marker. A single counter row that every write updates would make every writer of every process
+# wait for the one before it to commit (PostgreSQL locks an updated row until commit). Each PostgreSQL
+# connection therefore claims a slot of its own when it connects, held by a session advisory lock (so two live
+# connections never share one while there are free slots), and adds to its own row of `store_state`; SQLite
+# writers are serialized by the database anyway and all use slot 1. The marker is the sum of the rows: every
+# committed write adds one, so it grows with each of them, and a reader sees a committed state.
+CHANGE_SLOTS = 256
+_SLOT_LOCKS = 727320  # the first key of the slots' advisory locks (two-key form: (_SLOT_LOCKS, slot))
+_SLOT = "tracking_change_slot"  # in the DBAPI connection's `info`: the slot its connect claimed
+_BUMP_SQLITE = "UPDATE store_state SET change_counter = change_counter + 1 WHERE id = 1"
+_BUMP_SLOT = (
+    "INSERT INTO store_state (id, change_counter) VALUES (%s, 1)"
+    " ON CONFLICT (id) DO UPDATE SET change_counter = store_state.change_counter + 1"
+)
+_MARKER = "SELECT coalesce(sum(change_counter), 0) FROM store_state"
 
 
 def bump_change_counter(conn: Connection | Session) -> None:
-    """Mark the store as changed, so cached views re-read it."""
-    conn.execute(_BUMP)
+    """Mark the store as changed (in the caller's write transaction), so cached views re-read it."""
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_BUMP_SQLITE)
+    else:
+        conn.exec_driver_sql(_BUMP_SLOT, (conn.info.get(_SLOT, 1),))
+
+
+# Each PostgreSQL connection's own table to COPY metric points into before they are upserted (COPY cannot
+# resolve a conflict); made when the connection opens, so a flush does not spend a round trip on it.
+POINTS_STAGING = "metric_points_staging"
+
+
+def _claim_change_slot(dbapi_conn: object, record: object) -> None:
+    """On a new PostgreSQL connection: hold the first free change slot from one derived from its backend pid,
+    and make the connection's staging table for metric points."""
+    start = dbapi_conn.info.backend_pid  # type: ignore[attr-defined]
+    slot = 2 + start % CHANGE_SLOTS  # every slot taken (more connections than slots): share this one
+    with dbapi_conn.cursor() as cursor:  # type: ignore[attr-defined]
+        for i in range(CHANGE_SLOTS):
+            candidate = 2 + (start + i) % CHANGE_SLOTS
+            if cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCKS, candidate)).fetchone()[0]:
+                slot = candidate
+                break
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {POINTS_STAGING}"
+            " (run_id integer, key text, step integer, value double precision, timestamp double precision)"
+            " ON COMMIT DELETE ROWS"  # emptied in place at commit: no catalog change, no dead rows left behind
+        )
+    dbapi_conn.commit()  # type: ignore[attr-defined]  # (a session advisory lock is held whatever the outcome)
+    record.info[_SLOT] = slot  # type: ignore[attr-defined]
 
 
 def connection_store(conn: Connection | Session) -> Store:
@@ -177,9 +220,9 @@ def note_audit_head(conn: Connection | Session, store_id: str, seq: int, digest:
 
 
 def change_marker(store: Store) -> int:
-    """A number that grows whenever a run, sweep or dataset changes: the key for cached views."""
+    """A number that grows with every committed write that changes what views show: the key for cached views."""
     with store.connect() as conn:
-        return int(conn.execute(select(StoreState.change_counter)).scalar_one_or_none() or 0)
+        return int(conn.exec_driver_sql(_MARKER).scalar_one())
 
 
 @contextmanager
@@ -210,7 +253,10 @@ def _mapped_errors(store: Store) -> Iterator[None]:
 
 def _make_engine(url: str, database: str | None) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "connect", _claim_change_slot)
+        return engine
     in_memory = not database or database == ":memory:"
     if in_memory:
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)

@@ -46,7 +46,9 @@ class SweepStatus(StrEnum):
 
 
 class StoreState(SQLModel, table=True):
-    """One row: a counter bumped by every write that changes what views show (the cache key)."""
+    """Change counters: every write that changes what views show adds one to the row of its writer's slot
+    (`id`; one slot per PostgreSQL connection, slot 1 on SQLite), so concurrent writers never wait on one
+    row. Their sum is the cache key of views (`change_marker`)."""
 
     __tablename__ = "store_state"
     id: int | None = Field(default=None, primary_key=True)
@@ -148,12 +150,14 @@ class Run(SQLModel, table=True):
 
 
 class MetricPoint(SQLModel, table=True):
+    """One value of a run's metric at a step. The key (run, key, step) is the only index: logging a step
+    again replaces its value (last write wins). On SQLite the rows live in that key's B-tree (WITHOUT ROWID)."""
+
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_run_key_step", "run_id", "key", "step"),)
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id")
-    key: str
-    step: int
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    run_id: int = Field(foreign_key="runs.id", primary_key=True, sa_column_kwargs={"autoincrement": False})
+    key: str = Field(primary_key=True)
+    step: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     value: float | None  # None for a non-finite value (NaN, inf)
     timestamp: float
 

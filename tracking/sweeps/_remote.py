@@ -35,7 +35,7 @@ from tracking.runs import RunClosed, TaskData, heartbeat_seconds, load_task
 from tracking.runs._remote_run import RemoteHeartbeat, RemoteRun
 from tracking.runs._remote_writes import write_batch
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
-from tracking.sweeps._sweeps import PACKAGE_DIR, PRUNERS, SAMPLERS, _settle, get_sweep, optuna_storage
+from tracking.sweeps._sweeps import PACKAGE_DIR, SAMPLERS, _settle, get_sweep, make_pruner, optuna_storage
 from tracking.sweeps._worker import _claim, _load_sweep_data, _make_objective, _recover
 
 # Optuna is imported inside the functions that use it: `import tracking` stays light.
@@ -76,7 +76,7 @@ class TrialService:
                     study_name=sweep.study_name,
                     storage=optuna_storage(self.store, sweep),
                     sampler=SAMPLERS[config["sampler"]][0](config["seed"], config["space"], len(keys)),
-                    pruner=PRUNERS[config["pruner"]](),
+                    pruner=make_pruner(config, sweep.n_trials),
                 )
                 hosted = _Hosted(study, config, to_distributions(config["space"]), keys)
                 self._hosted[sweep_id] = hosted
@@ -121,7 +121,8 @@ class TrialService:
             # the trial runs on the worker: the run records the worker's code version and environment
             claimed = _claim(self.store, sweep_id, worker_id, config["seed"], PACKAGE_DIR,
                              lambda: study.ask(hosted.distributions), actor, provenance)  # fmt: skip
-            if claimed is None:
+            if claimed is None:  # the worker leaves: a dead worker's trial must not outlive the sweep's last claim
+                _recover(self.store, study, sweep_id, hosted.keys)
                 return {"run_id": None, "reason": "full"}
             run_id, trial = claimed
             hosted.trials[trial.number] = trial

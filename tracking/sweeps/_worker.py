@@ -119,7 +119,8 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None, actor
                 claimed = _claim(
                     store, sweep_id, beat.worker_id, config["seed"], code_path, lambda: study.ask(distributions), actor
                 )
-                if claimed is None:
+                if claimed is None:  # leaving: a dead worker's trial must not outlive the sweep's last claim
+                    _recover(store, study, sweep_id, [key for key, _ in metrics])
                     break
                 _run_trial(store, study, *claimed, objective, actor)
                 ran += 1
