@@ -48,3 +48,12 @@ def test_pages_polish_a_run_links_to_its_sweep(served, users):
     run = tracking.list_runs(served)[0]
     at = open_page("viewer", "pages/run.py", id=run.id)
     assert any(f"[sweep {run.sweep_id}](sweep?id={run.sweep_id})" in c.value for c in at.caption)
+
+
+def test_pages_polish_audit_events_link_to_their_objects_page(served, users):
+    at = open_page("admin", "pages/audit.py")
+    table = at.dataframe[0].value
+    requests = table[table["object type"] == "promotion_request"]
+    assert len(requests) and all(requests["open"] == "request?id=" + requests["object id"].astype(str))
+    assert table[table["object type"] == "user"]["open"].isna().all()  # an account has no page of its own
+    assert _links(at.dataframe[0]) == {"open": "Open"}
