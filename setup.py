@@ -17,7 +17,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DASHBOARD_FILES = ("app.py", "pages/*.py", "ui/*.py", ".streamlit/config.toml")  # also listed in MANIFEST.in
+# also listed in MANIFEST.in
+DASHBOARD_FILES = ("app.py", "pages/*.py", "ui/*.py", "ui/static/*", ".streamlit/config.toml")
 DASHBOARD_DIR = Path("tracking", "_dashboard")
 
 

@@ -82,6 +82,7 @@ st.dataframe(
         "before": st.column_config.TextColumn("before", width="medium"),
         "after": st.column_config.TextColumn("after", width="medium"),
         "hash": st.column_config.TextColumn("hash", help="The first 12 hex digits of the event's chained sha256."),
+        "open": st.column_config.LinkColumn("open", display_text="Open", help="The object's page", width="small"),
     },
 )
 

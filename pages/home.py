@@ -24,10 +24,13 @@ if summary.runs == 0 and summary.sweeps == 0:
         "data, two workers, about a minute — or launch your own sweep on the Sweeps page. From a terminal:"
         "\n\n```\npython -m tracking sweep --task breast_cancer --model random_forest --trials 20 --workers 2\n```"
     )
-    reason = why_not(user, Action.sweep_launch)
-    if st.button(
-        "Run a demo sweep", type="primary", disabled=bool(reason), help=escape_markdown(reason) if reason else None
-    ):
+    if reason := why_not(user, Action.sweep_launch):  # said before any button: this account only looks
+        st.info(
+            f"{escape_markdown(reason)} An admin can give your account a role that launches sweeps.",
+            icon=":material/visibility:",
+        )
+        st.stop()
+    if st.button("Run a demo sweep", type="primary"):
         launch(DEMO, DEMO_WORKERS, user)
     st.page_link("pages/sweeps.py", label="Launch a sweep of your own", icon=":material/tune:")
     st.stop()
@@ -47,10 +50,10 @@ st.subheader("Recent runs")
 runs = pd.DataFrame(
     [
         {
-            "id": r.id,
+            "run": f"run?id={r.id}",  # each id a link to its page, as on the Runs page
             "name": r.name,
             "experiment": r.experiment,
-            "sweep": r.sweep_id,
+            "sweep": None if r.sweep_id is None else f"sweep?id={r.sweep_id}",
             "status": r.status,
             "dataset": r.dataset["name"] if r.dataset else None,
             "code version": (r.code_version or "")[:12],
@@ -60,4 +63,11 @@ runs = pd.DataFrame(
         for r in summary.recent_runs
     ]
 )
-st.dataframe(runs, hide_index=True)
+st.dataframe(
+    runs,
+    hide_index=True,
+    column_config={
+        "run": st.column_config.LinkColumn("run", display_text=r"run\?id=(\d+)", help="Open the run", width="small"),
+        "sweep": st.column_config.LinkColumn("sweep", display_text=r"sweep\?id=(\d+)", help="Open the sweep"),
+    },
+)

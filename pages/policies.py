@@ -52,8 +52,8 @@ else:
 
 reason = why_not(user, Action.policy_edit)
 if reason:
+    st.info(escape_markdown(reason))  # first, above the policy it may not edit
     st.code(policy_yaml(policy), language="yaml")
-    st.info(escape_markdown(reason))
     st.stop()
 
 version = hashlib.sha256(canonical(model.policy).encode()).hexdigest()[:12]  # a saved policy refills the editor

@@ -34,7 +34,7 @@ for report in shown:
         title, buttons = st.columns([4, 1], vertical_alignment="center")
         title.markdown(f"#### {escape_markdown(report.title)}")
         title.caption(
-            f"#{report.id} · {len(report.view.runs)} runs ({', '.join(f'#{i}' for i in report.view.runs[:10])}"
+            f"#{report.id} · {len(report.view.runs)} runs ({', '.join(f'[#{i}](run?id={i})' for i in report.view.runs[:10])}"
             f"{', …' if len(report.view.runs) > 10 else ''}) · changed {report.updated_at:%Y-%m-%d %H:%M} UTC"
             + (f" · by {escape_markdown(report.owner)}" if report.owner else "")
         )

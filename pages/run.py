@@ -45,7 +45,7 @@ if run is None:
 
 st.title(f"{escape_markdown(run.name)} #{run.id}")
 st.page_link("pages/runs.py", label="Back to the runs", icon=":material/arrow_back:")
-sweep = f" · sweep {run.sweep_id}, trial {run.trial_number}" if run.sweep_id is not None else ""
+sweep = f" · [sweep {run.sweep_id}](sweep?id={run.sweep_id}), trial {run.trial_number}" if run.sweep_id else ""
 st.caption(
     f"Experiment **{escape_markdown(run.experiment)}**{sweep} · status **{run.status}** · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
 )
@@ -112,6 +112,7 @@ with files_tab:
 
 with notes_tab:
     annotate_blocked = why_not(user, Action.run_annotate)
+    reasons([annotate_blocked] if annotate_blocked else [])  # first: the forms below are disabled
     st.subheader("Tags")
     edited = st.data_editor(
         tags_frame(run.tags), num_rows="dynamic", hide_index=True, key=f"tags_{run_id}", disabled=bool(annotate_blocked)
@@ -142,7 +143,6 @@ with notes_tab:
                 st.rerun()
             except tracking.TrackingError as err:
                 error_box(err)
-    reasons([annotate_blocked] if annotate_blocked else [])
 
 with registry_tab:
     register_panel(run, user)

@@ -114,7 +114,7 @@ def _clear() -> None:
 actions = st.columns([2, 1, 1, 1, 1], vertical_alignment="center")
 actions[0].markdown(
     f"**{len(selected)} selected**"
-    + (f": {', '.join(f'#{i}' for i in selected[:12])}" if selected else " — tick rows to compare them")
+    + (f": {', '.join(f'[#{i}](run?id={i})' for i in selected[:12])}" if selected else " — tick rows to compare them")
 )
 if actions[1].button(
     f"Compare selected ({len(selected)})", type="primary", disabled=not 2 <= len(selected) <= MAX_COMPARE,

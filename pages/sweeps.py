@@ -36,6 +36,13 @@ def sweep_list() -> None:
 sweep_list()
 
 st.header("Launch a sweep")
+if reason := why_not(user, Action.sweep_launch):  # said first, in place of a form that could not be sent
+    st.info(
+        f"{escape_markdown(reason)} You can follow every sweep above; an admin can give your account a role "
+        "that launches sweeps.",
+        icon=":material/visibility:",
+    )
+    st.stop()
 data = data_section()
 if data is not None:
     task_type = data["task_type"]
@@ -44,17 +51,13 @@ if data is not None:
     metrics = objective_section(task_type)
     space, problems = space_section(family, task_type)
     settings = settings_section(multi=len(metrics) > 1)
-    reason = why_not(user, Action.sweep_launch)
-    if st.button("Launch", type="primary", disabled=bool(problems or reason), key="launch",
-                 help=escape_markdown(reason) if reason else None):  # fmt: skip
+    if st.button("Launch", type="primary", disabled=bool(problems), key="launch"):
         spec = SweepSpec(
             model=family, task=data["task"], csv=data["csv"], target=data["target"], sensitive=data["sensitive"],
             space=space, metrics=metrics, sampler=settings["sampler"], pruner=settings["pruner"],
             n_trials=settings["n_trials"], timeout=settings["timeout"], seed=settings["seed"],
             folds=settings["folds"], name=settings["name"], experiment=settings["experiment"],
         )  # fmt: skip
-        launch(spec, settings["workers"], user)
+        launch(spec, settings["workers"], user)  # the library checks the role again, inside its transaction
     if problems:
         st.caption("Fix the search space above to launch.")
-    elif reason:
-        st.caption(escape_markdown(reason))

@@ -131,11 +131,11 @@ st.subheader("Promotion to production")
 requests = cached_requests(version_id=version.id)
 request_blocked = cached_request_blockers(version, user)
 with st.form(f"promote_{version.id}"):
+    reasons(request_blocked)  # first, above the disabled form
     justification = st.text_area("Justification", disabled=bool(request_blocked),
                                  placeholder="Why this version should replace the one in production")  # fmt: skip
     submitted = st.form_submit_button("Request promotion to production", type="primary",
                                       disabled=bool(request_blocked), icon=":material/publish:")  # fmt: skip
-    reasons(request_blocked)
 if submitted:
     created, failure = None, None
     with st.status("Scoring the candidate and the production model on the same held-out rows…") as status:

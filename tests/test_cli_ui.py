@@ -36,7 +36,7 @@ def test_ui_command_runs_the_checkouts_app_with_every_setting_of_its_config():
 def test_ui_command_passes_port_address_and_the_args_after_the_double_dash_last():
     argv, _ = _command("--port", "8599", "--address", "127.0.0.1", "--", "--theme.base", "dark")
     assert {"--server.port=8599", "--server.address=127.0.0.1"} <= set(argv)
-    assert argv[-2:] == ["--theme.base", "dark"]  # after the config's --theme.base=light: Streamlit keeps the last
+    assert argv[-2:] == ["--theme.base", "dark"]  # after the config's settings: Streamlit keeps the last
 
 
 def test_ui_command_gives_the_store_to_the_dashboard_through_its_environment():

@@ -183,6 +183,7 @@ def test_wheel_carries_migrations_data_dashboard_and_the_command(tmp_path):
         *(f"tracking/{p.relative_to(ROOT / 'tracking')}" for p in (ROOT / "tracking/data").glob("*.csv")),
         *(f"tracking/_dashboard/{p.relative_to(ROOT)}" for p in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]),
         "tracking/_dashboard/.streamlit/config.toml",
+        "tracking/_dashboard/ui/static/icon.png",  # the favicon, served by the dashboard itself
     }  # fmt: skip
     assert expected - names == set()
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -43,7 +43,7 @@ def test_pages_monitoring_shows_the_breach_banner_and_the_drift_table(drifted):
     assert "alerts for loan v1" in at.error[0].value and "credit\\_score drifted" in at.error[0].value
     table = at.dataframe[0].value
     assert list(table.columns[:3]) == ["feature", "type", "PSI"]
-    assert set(table["drifted"]) == {"⚠️ drifted"} and "purpose" in set(table["feature"])
+    assert set(table["drifted"]) == {"⚠ drifted"} and "purpose" in set(table["feature"])
     assert table.set_index("feature").loc["purpose", "test"] == "χ²"
     assert any("predicted classes" in m.value and "**drifted**" in m.value for m in at.markdown)
 

@@ -66,17 +66,24 @@ def notice(text: str | None = None) -> None:
 # -- audit ---------------------------------------------------------------------------------------------
 
 
+# an audited object type -> the dashboard page that shows one
+PAGES = {"run": "run", "sweep": "sweep", "model_version": "version", "promotion_request": "request"}
+
+
 def events_frame(events: list[AuditRecord]) -> pd.DataFrame:
-    """Audit events as a table, newest first as given; before/after as compact JSON."""
+    """Audit events as a table, newest first as given; before/after as compact JSON; `open` links to the object's
+    page where it has one."""
     return pd.DataFrame(
         [
             {"seq": e.seq, "recorded (UTC)": e.recorded_at.replace("T", " ").rstrip("Z")[:23], "actor": e.actor,
              "action": e.action, "object type": e.object_type, "object id": e.object_id,
              "before": "" if e.before is None else canonical(e.before),
-             "after": "" if e.after is None else canonical(e.after), "hash": e.hash[:12]}
+             "after": "" if e.after is None else canonical(e.after), "hash": e.hash[:12],
+             "open": f"{PAGES[e.object_type]}?id={e.object_id}" if e.object_type in PAGES else None}
             for e in events
         ],
-        columns=["seq", "recorded (UTC)", "actor", "action", "object type", "object id", "before", "after", "hash"],
+        columns=["seq", "recorded (UTC)", "actor", "action", "object type", "object id", "before", "after", "hash",
+                 "open"],
     )  # fmt: skip
 
 

@@ -27,8 +27,9 @@ from tracking.governance import Action, UserRecord, why_not
 from ui.data import get_store
 from ui.explore import error_box
 
-DIFF_BACKGROUND = "background-color: #fff4d6"
-BEST_STYLE = "background-color: #c9efd8; font-weight: 700"
+# translucent tints: the light and the dark theme's text both stay readable on them
+DIFF_BACKGROUND = "background-color: rgba(255, 189, 69, 0.25)"
+BEST_STYLE = "background-color: rgba(33, 195, 84, 0.3); font-weight: 700"
 BETTER_STYLE = "color: #1a7a3a; font-weight: 600"
 WORSE_STYLE = "color: #b3261e; font-weight: 600"
 

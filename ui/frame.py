@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from tracking.governance import UserRecord
 
+# Shipped with the dashboard and served by its own server: an emoji favicon is drawn by the browser's fonts
+# (a box where it has none) and a :material/…: one is fetched from fonts.gstatic.com, and the dashboard must
+# work without any internet. The Material Symbols flask (Apache 2.0), drawn from Streamlit's bundled font.
+ICON = Path(__file__).resolve().parent / "static" / "icon.png"
+# A table's or chart's toolbar (search, download, full screen) appears on hover 44 px above the element, over
+# the control above it (the Runs page's Descending toggle, Compare's metric selector), and catches its clicks.
+# Every element that has one keeps that much room above it, on every page.
+STYLE = """<style>
+[data-testid="stElementContainer"]:has(> [data-testid="stFullScreenFrame"]) { margin-top: 1.75rem; }
+</style>"""
+
 
 def navigation() -> st.navigation:
     """Configure the page and return the navigation over the dashboard's views."""
-    # an emoji, drawn in the browser: a :material/…: icon makes Streamlit fetch the favicon from fonts.gstatic.com
-    st.set_page_config(page_title="Experiment tracking", page_icon="🧪", layout="wide")
+    st.set_page_config(page_title="Experiment tracking", page_icon=ICON, layout="wide")
+    st.html(STYLE)  # style only: Streamlit adds it to the page without taking room
     return st.navigation(
         {
             "Experiments": [

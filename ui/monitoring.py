@@ -120,7 +120,7 @@ def serving_figure(report: MonitoringReport) -> Any:
 
 
 def drifted_mark(drift: Drift) -> str:
-    return "⚠️ drifted" if drift.drifted else "✅ stable"
+    return "⚠ drifted" if drift.drifted else "✓ stable"  # text symbols: emoji draw as boxes without an emoji font
 
 
 def drift_frame(report: MonitoringReport) -> pd.DataFrame:
@@ -172,7 +172,7 @@ def quality_frame(report: MonitoringReport) -> pd.DataFrame:
     rows = []
     for q in report.quality:
         bound = "—" if q.threshold is None else f"{'≥' if q.direction == 'maximize' else '≤'} {q.threshold:g}"
-        verdict = "—" if q.threshold is None or not math.isfinite(q.value) else "⚠️ breached" if q.breached else "✅ met"
+        verdict = "—" if q.threshold is None or not math.isfinite(q.value) else "⚠ breached" if q.breached else "✓ met"
         rows.append({"metric": WORDS.get(q.metric, q.metric), "on labelled requests": number(q.value),
                      "held-out": number(q.held_out), "policy bound": bound, "verdict": verdict})  # fmt: skip
     return pd.DataFrame(rows)
@@ -191,10 +191,10 @@ def review_panel(report: MonitoringReport | None, version_id: int, label: str, m
     reviews = cached_reviews(model)
     blocked = _review_blockers(get_store().url, marker(), version_id, user)
     with st.form(f"open_review_{version_id}"):
+        reasons(blocked)  # first: the form below is disabled
         reason = st.text_area("Reason", disabled=bool(blocked), placeholder="What needs a look, and why")
         submitted = st.form_submit_button(f"Open a review of {escape_markdown(label)}", icon=":material/rate_review:",
                                           disabled=bool(blocked))  # fmt: skip
-        reasons(blocked)
     if submitted:
         try:
             open_review(get_store(), version_id, reason, report.findings() if report else None, actor=user)

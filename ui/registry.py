@@ -60,7 +60,7 @@ WORDS = {
     "mae": "Mean absolute error",
     "r2": "R²",
 }
-NEW_MODEL = "➕ A new registered model"
+NEW_MODEL = "+ A new registered model"  # an option is plain text: no :material: icon, and emoji can draw as a box
 
 
 # -- cached reads ------------------------------------------------------------------------------------
@@ -243,6 +243,7 @@ def register_panel(run: RunRecord, user: UserRecord) -> None:
     """Register the run's model as a new version, and list the versions registered from it."""
     blocked = _register_blockers(get_store().url, marker(), run.id, user)
     st.subheader("Register model")
+    reasons(blocked)  # first: the form below is disabled
     names = [m.name for m in cached_models()]
     choice = st.selectbox(
         "Registered model", [*names, NEW_MODEL], key=f"register_model_{run.id}", disabled=bool(blocked)
@@ -261,7 +262,6 @@ def register_panel(run: RunRecord, user: UserRecord) -> None:
                          icon=":material/open_in_new:")  # fmt: skip
         except tracking.TrackingError as err:
             error_box(err)
-    reasons(blocked)
     registered = cached_versions(run_id=run.id)
     st.subheader("Versions registered from this run")
     if not registered:
@@ -455,6 +455,7 @@ def decision_panel(request: RequestRecord, user: UserRecord) -> None:
     reject_blocked = decision_blockers(request, user, verdict="reject")
     overriding = bool(request.failed_gates) and user.may(Action.promotion_override)
     with st.form(f"decide_{request.id}"):
+        reasons(approve_blocked)  # first: the form below is disabled
         comment = st.text_area("Comment (required)", disabled=bool(reject_blocked),
                                help="Kept with the decision in the audit trail.")  # fmt: skip
         override = None
@@ -464,11 +465,10 @@ def decision_panel(request: RequestRecord, user: UserRecord) -> None:
                 "the justification is recorded with the decision."
             )
             override = st.text_area("Override justification")
-        approve_col, reject_col, why = st.columns([1, 1, 4])
+        approve_col, reject_col, _ = st.columns([1, 1, 4])
         approve = approve_col.form_submit_button("Approve", type="primary", icon=":material/check:",
                                                  disabled=bool(approve_blocked))  # fmt: skip
         reject = reject_col.form_submit_button("Reject", icon=":material/close:", disabled=bool(reject_blocked))
-        reasons(approve_blocked, why)
     if approve or reject:
         try:
             if approve:
