@@ -14,13 +14,14 @@ def legacy_run(store: Store, experiment: str, name: str, params: dict, metrics: 
     `open_store` migrates a store before anything logs to it, so an old schema never meets `start_run`.
     """
     from tracking.runs._liveness import process_worker_id
-    from tracking.runs._runs import get_or_create_experiment, insert_points, insert_run, run_row
+    from tracking.runs._runs import get_or_create_experiment, insert_points, run_row
     from tracking.store._tables import Run, RunStatus, utcnow
 
     values = run_row(experiment_id=get_or_create_experiment(store, experiment), worker_id=process_worker_id(store),
                      params=params, name=name)  # fmt: skip
     with store.connect(write=True) as conn:
-        run_id = insert_run(conn, values)
+        # the row alone: `insert_run` also writes tables of later schemas (run_values, run_words)
+        run_id = conn.execute(Run.__table__.insert().values(values).returning(Run.id)).scalar_one()
         insert_points(conn, [(run_id, key, 0, value, 0.0) for key, value in metrics.items()])
         conn.execute(
             Run.__table__.update()

@@ -52,7 +52,8 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
-from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, Sweep
+from tracking.runs._index import KINDS
+from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, RunValue, Sweep
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
@@ -406,32 +407,50 @@ def _postgres_json(element: _JsonScalar, compiler: Any, **kw: Any) -> str:
     return f"CASE WHEN jsonb_typeof({column} -> {key}) = {_POSTGRES_KINDS[element.kind]} THEN {value} END"
 
 
-def _json_bool(cond: _Condition, value: _Value) -> str:
+def _json_bool(cond: _Condition, value: _Value) -> float:
     _refuse_ordering(cond, value.token)
-    return "true" if value.value else "false"
+    return 1.0 if value.value else 0.0
 
 
-_JSON_KINDS = {"number": (_JsonNumber, _number), "string": (_JsonText, _text), "bool": (_JsonBool, _json_bool)}
+def _json_number(cond: _Condition, value: _Value) -> ColumnElement[float]:
+    if value.kind != "number" or cond.op.endswith("like"):
+        _number(cond, value)  # the one sentence for a number compared the wrong way
+    return literal(float(value.value), Float())  # the index holds doubles, on both backends
 
 
-def _json(column: Any, cond: _Condition) -> ColumnElement[bool]:
+_JSON_KINDS = {"number": _json_number, "string": _text, "bool": _json_bool}
+
+
+def _json(kind: str, cond: _Condition) -> ColumnElement[bool]:
+    """A condition on a param or metric, answered by the `run_values` indexes (the JSON only for long texts)."""
     key = cond.key or ""
     if not key or '"' in key:
         _fail(cond.at, f"{cond.field} is not a usable key; keys must be non-empty and free of double quotes.")
-    bound = literal(key, String())
-    if not cond.values:
-        return _apply(_JsonScalar(column, bound), cond.op, [])
-    groups: dict[type[_JsonScalar], list[Any]] = {}
+    plain, boolean, long = KINDS[kind]
+    if not cond.values:  # JSON nulls have no row: "is null" is "has no row for the key"
+        present = Run.id.in_(select(RunValue.run_id).where(RunValue.kind.in_(KINDS[kind]), RunValue.key == key))
+        return present if cond.op == "is not null" else not_(present)
+    groups: dict[str, list[Any]] = {}
     for value in cond.values:
-        kind, convert = _JSON_KINDS[value.kind]
-        groups.setdefault(kind, []).append(convert(cond, value))
+        groups.setdefault(value.kind, []).append(_JSON_KINDS[value.kind](cond, value))
     # a value has one JSON kind, so a run matches when the comparison holds for the values of its kind
-    return or_(*(_apply(kind(column, bound), cond.op, values) for kind, values in groups.items()))
+    parts = []
+    for value_kind, values in groups.items():
+        code, column = {"number": (plain, RunValue.number), "bool": (boolean, RunValue.number)}.get(
+            value_kind, (plain, RunValue.text)
+        )
+        rows = select(RunValue.run_id).where(RunValue.kind == code, RunValue.key == key)
+        parts.append(Run.id.in_(rows.where(_apply(column, cond.op, values))))
+        if value_kind == "string":  # texts too long for the index are checked against the JSON, run by run
+            stored = _JsonText(getattr(Run, kind), literal(key, String()))
+            longs = select(RunValue.run_id).where(RunValue.kind == long, RunValue.key == key)
+            parts.append(and_(Run.id.in_(longs), _apply(stored, cond.op, values)))
+    return or_(*parts)
 
 
 _FIELDS: dict[str, Callable[[_Condition], ColumnElement[bool]]] = {
-    "metrics": partial(_json, Run.metrics),
-    "params": partial(_json, Run.params),
+    "metrics": partial(_json, "metrics"),
+    "params": partial(_json, "params"),
     "tags": _tag,
     "status": _status,
     "name": partial(_column, Run.name, _text),
