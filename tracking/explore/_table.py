@@ -20,12 +20,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, String, cast, func, literal, select, true, update
+from sqlalchemy import Float, String, cast, func, literal, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -36,8 +38,21 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
 from tracking.explore._compare import parse_ids
-from tracking.runs import compile_filter
-from tracking.store import DatasetVersion, Experiment, Run, RunKey, RunKeyScan, RunStatus, RunTag, Store, Sweep, iso
+from tracking.runs import KINDS, runs_where
+from tracking.store import (
+    DatasetVersion,
+    Experiment,
+    Run,
+    RunKey,
+    RunKeyScan,
+    RunStatus,
+    RunTag,
+    RunValue,
+    Store,
+    Sweep,
+    change_marker,
+    iso,
+)
 
 BASE_COLUMNS = (
     "id",
@@ -79,6 +94,7 @@ class RunsPage:
     offset: int
     limit: int
     columns: tuple[str, ...]
+    next_after: str | None = None  # the cursor of the page after this one (None: this is the last page)
 
     @property
     def ids(self) -> list[int]:
@@ -96,6 +112,7 @@ class RunsView:
     page: int = 1
     page_size: int = 100
     selected: tuple[int, ...] = ()
+    search: str = ""  # the search box: words of names, experiments, sweeps, tags, notes, param values
 
     @property
     def offset(self) -> int:
@@ -106,6 +123,7 @@ class RunsView:
         default = RunsView()
         out = {
             "filter": self.filter,
+            "q": self.search,
             "cols": ",".join(self.columns),
             "sort": self.sort if self.sort != default.sort else "",
             "asc": "" if self.descending else "1",
@@ -143,6 +161,7 @@ class RunsView:
         selected = parse_ids(text("sel").replace(",", " "))
         return cls(
             filter=text("filter"),
+            search=text("q"),
             columns=tuple(dict.fromkeys(columns)),
             sort=sort,
             descending=text("asc") not in ("1", "true"),
@@ -192,58 +211,93 @@ def runs_page(
     descending: bool = True,
     offset: int = 0,
     limit: int = 100,
+    search: str = "",
+    after: str | None = None,
 ) -> RunsPage:
-    """One page of runs matching a filter, sorted by any column, with the chosen keyed columns.
+    """One page of runs matching a filter and a search, sorted by any column, with the chosen keyed columns.
+
+    The page is read in sort order from an index (a param or metric through `run_values`), so its cost
+    does not grow with the store: `offset` walks an index (cheap), `after` (the `next_after` of the page
+    before) starts right after that page's last run. The count of matching runs is computed once per
+    filter, search and store change (`count_runs`), not per page.
 
     Args:
         filter: the filter language of `tracking.runs._filters`; blank means every run.
         columns: keyed columns to add to `BASE_COLUMNS`, e.g. `["params.lr", "metrics.test_f1"]`.
         sort: a column of `SORTABLE` or any keyed column (it need not be shown).
         descending: sort direction; missing values are last either way.
-        offset: rows to skip (a page beyond the end gives no rows and the true total).
+        offset: rows to skip (a page beyond the end gives no rows and the true total); 0 with `after`.
         limit: rows per page, at most `MAX_PAGE`.
+        search: words that each start a word of the run's name, experiment, sweep, tags, notes or params.
+        after: a cursor from `RunsPage.next_after` of the same view (keyset paging).
 
     Raises:
-        FilterError: the filter does not parse.
-        ValidationError: an unknown column or sort key, or a bad offset or limit.
+        FilterError: the filter or the search does not parse.
+        ValidationError: an unknown column or sort key, a bad offset, limit or cursor.
     """
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise ValidationError(f"A page holds 1 to {MAX_PAGE} rows from a non-negative offset.")
-    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    keyed = _keyed(columns)
     for column in keyed:
         if split_column(column)[1] is None:
             raise ValidationError(f"{column!r} is always shown; choose params.<key>, metrics.<key> or tags.<key>.")
-    where = compile_filter(filter or "")
-    order = _order_by(store, sort, descending)
-    filtered = bool((filter or "").strip())
-    ids_query = _filtered(select(Run.id), where, order).order_by(*order).limit(limit).offset(offset)
-    if filtered:  # the count comes with the page: the filter is computed once per run, not twice
-        ids_query = ids_query.add_columns(func.count().over())
+    where = runs_where(filter, search)
+    total = count_runs(store, filter=filter, search=search)
     with store.connect() as conn:
-        found = conn.execute(ids_query).all()
-        if filtered and found:
-            total = int(found[0][1])
-        else:
-            total = int(conn.execute(_filtered(select(func.count()), where)).scalar_one())
-        rows = _rows(conn, [row[0] for row in found], keyed)
-    return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed))
+        found, cursor = _page_ids(conn, _segments(conn, sort, descending, where), descending, offset, limit, after)
+        rows = _rows(conn, found, keyed)
+    return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed), cursor)
 
 
 def iter_runs_table(
-    store: Store, *, filter: str = "", columns: Sequence[str] = (), sort: str = "started_at", descending: bool = True
+    store: Store,
+    *,
+    filter: str = "",
+    columns: Sequence[str] = (),
+    sort: str = "started_at",
+    descending: bool = True,
+    search: str = "",
 ) -> Iterator[dict[str, Any]]:
     """Every matching row of the runs table, in order, read a thousand runs at a time (for downloads)."""
-    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    keyed = _keyed(columns)
     for column in keyed:
         split_column(column)
-    where, order = compile_filter(filter or ""), _order_by(store, sort, descending)
-    query = _filtered(select(Run.id), where, order).order_by(*order)
-    with store.connect() as conn:
-        ids = list(conn.execute(query).scalars())
-    for start in range(0, len(ids), EXPORT_CHUNK):
+    where, after = runs_where(filter, search), None
+    while True:
         with store.connect() as conn:
-            chunk = _rows(conn, ids[start : start + EXPORT_CHUNK], keyed)
+            segments = _segments(conn, sort, descending, where)
+            ids, after = _page_ids(conn, segments, descending, 0, EXPORT_CHUNK, after)
+            chunk = _rows(conn, ids, keyed)
         yield from chunk  # outside the transaction: the caller may use the store in between
+        if after is None:
+            return
+
+
+def count_runs(store: Store, *, filter: str = "", search: str = "") -> int:
+    """How many runs match a filter and a search; remembered until the store changes (its change marker)."""
+    where = runs_where(filter, search)  # refuses a bad filter before anything is remembered
+    marker = change_marker(store)
+    key = (store.url, marker, (filter or "").strip(), (search or "").strip())
+    with _COUNTS_LOCK:
+        if key in _COUNTS:
+            _COUNTS.move_to_end(key)
+            return _COUNTS[key]
+    with store.connect() as conn:
+        total = int(conn.execute(_filtered(select(func.count()), where)).scalar_one())
+    with _COUNTS_LOCK:
+        _COUNTS[key] = total
+        while len(_COUNTS) > _COUNTS_KEPT:
+            _COUNTS.popitem(last=False)
+    return total
+
+
+_COUNTS: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
+_COUNTS_LOCK = threading.Lock()
+_COUNTS_KEPT = 256
+
+
+def _keyed(columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
 
 
 def runs_table_csv(store: Store, **view: Any) -> str:
@@ -287,7 +341,12 @@ def _from(query: Any) -> Any:
     )
 
 
-def _filtered(query: Any, where: ColumnElement[bool], order: Sequence[ColumnElement[Any]] = ()) -> Any:
+def _filtered(
+    query: Any,
+    where: ColumnElement[bool],
+    order: Sequence[ColumnElement[Any]] = (),
+    join: tuple[Any, Any] | None = None,
+) -> Any:
     """`query` over runs with the filter, joining experiments and datasets only when they are used.
 
     The experiments join never drops a run (a run's experiment is a required foreign key), but it
@@ -296,10 +355,12 @@ def _filtered(query: Any, where: ColumnElement[bool], order: Sequence[ColumnElem
     used = {
         element.table.name
         for part in (where, *order)
-        for element in visitors.iterate(part)
+        for element in visitors.iterate(part.__clause_element__() if hasattr(part, "__clause_element__") else part)
         if isinstance(element, SchemaColumn)
     }
     query = query.select_from(Run)
+    if join is not None:  # the table the sort reads in index order
+        query = query.join(*join)
     if "experiments" in used:
         query = query.join(Experiment, Run.experiment_id == Experiment.id)
     if "dataset_versions" in used:
@@ -343,28 +404,132 @@ def _value_column(column: str) -> ColumnElement[Any]:
     return getattr(Run, kind)[key]  # typed JSON values: numbers stay numbers, text stays text
 
 
-def _order_by(store: Store, sort: str, descending: bool) -> list[ColumnElement[Any]]:
+@dataclass(frozen=True)
+class _Segment:
+    """A stretch of the sort order that one index reads in order: the runs with a value (by value, then id),
+    or the runs without one (by id). `query` selects (run id, value) with the WHERE applied, unordered."""
+
+    name: str
+    query: Any
+    run_id: ColumnElement[Any]
+    value: ColumnElement[Any] | None
+
+
+def _segments(conn: Connection, sort: str, descending: bool, where: ColumnElement[bool]) -> list[_Segment]:
+    """The sort order of the runs table as segments, first to last.
+
+    A param or metric orders as a spreadsheet: numbers (booleans as 0 and 1) then texts ascending, texts
+    then numbers descending, runs without it last; each part is one range of a `run_values` index.
+    """
     kind, key = split_column(sort)
+    if kind in KINDS:
+        plain, boolean, long = KINDS[kind]
+        present = {
+            code
+            for code in (plain, boolean, long)
+            if conn.execute(select(RunValue.run_id).where(RunValue.kind == code, RunValue.key == key).limit(1)).first()
+        }
+
+        def valued(name: str, codes: tuple[str, ...], column: Any) -> _Segment | None:
+            found = [code for code in codes if code in present]
+            if not found:
+                return None
+            # one kind reads an index in order; two (a key holding numbers and booleans) need a sort
+            which = RunValue.kind == found[0] if len(found) == 1 else RunValue.kind.in_(found)
+            query = _filtered(select(RunValue.run_id, column), where, join=(RunValue, RunValue.run_id == Run.id)).where(
+                which, RunValue.key == key, column.is_not(None)
+            )
+            return _Segment(name, query, RunValue.run_id, column)
+
+        numbers = valued("numbers", (plain, boolean), RunValue.number)
+        texts = valued("texts", (plain, long), RunValue.text)
+        held = select(RunValue.run_id).where(
+            RunValue.kind.in_(KINDS[kind]),
+            RunValue.key == key,
+            (RunValue.number.is_not(None)) | (RunValue.text.is_not(None)),
+        )
+        missing = _Segment("missing", _filtered(select(Run.id), where).where(Run.id.not_in(held)), Run.id, None)
+        ordered = (texts, numbers) if descending else (numbers, texts)
+        return [segment for segment in (*ordered, missing) if segment is not None]
     if kind == "tags":
-        keys = [select(RunTag.value).where(RunTag.run_id == Run.id, RunTag.key == key).scalar_subquery()]
-    elif key is not None and store.is_sqlite:
-        # SQLite's own order of json_extract values is the one wanted (numbers, booleans as 0/1, then
-        # text): one JSON lookup per run, the whole cost of sorting 100,000 runs
-        keys = [func.json_extract(getattr(Run, kind), literal(f'$."{key}"', String()))]
-    elif key is not None:
-        bound = literal(key, String())
-        number, text = _SortNumber(getattr(Run, kind), bound), _SortText(getattr(Run, kind), bound)
-        keys = [text, number] if descending else [number, text]
-    elif kind == "duration":
-        keys = [_Duration(Run.started_at, Run.finished_at)]
-    else:
-        keys = [_PLAIN[kind]]
-    ordered = [(k.desc() if descending else k.asc()).nulls_last() for k in keys]
-    return [*ordered, Run.id.desc() if descending else Run.id.asc()]
+        tagged = _filtered(
+            select(RunTag.run_id, RunTag.value), where, join=(RunTag, (RunTag.run_id == Run.id) & (RunTag.key == key))
+        )
+        untagged = _filtered(select(Run.id), where).where(Run.id.not_in(select(RunTag.run_id).where(RunTag.key == key)))
+        return [_Segment("values", tagged, RunTag.run_id, RunTag.value), _Segment("missing", untagged, Run.id, None)]
+    if kind == "id":
+        return [_Segment("values", _filtered(select(Run.id), where), Run.id, None)]
+    value = _Duration(Run.started_at, Run.finished_at) if kind == "duration" else _PLAIN[kind]
+    segments = [
+        _Segment("values", _filtered(select(Run.id, value), where, [value]).where(value.is_not(None)), Run.id, value)
+    ]
+    if kind not in _NEVER_NULL:
+        nulls = _filtered(select(Run.id), where, [value]).where(value.is_(None))
+        segments.append(_Segment("missing", nulls, Run.id, None))
+    return segments
 
 
+def _page_ids(
+    conn: Connection, segments: list[_Segment], descending: bool, offset: int, limit: int, after: str | None
+) -> tuple[list[int], str | None]:
+    """The ids of one page, segment after segment, and the cursor of the page that follows (None at the end)."""
+    start, value, last_id = 0, None, None
+    if after:
+        if offset:
+            raise ValidationError("A page starts either after a cursor or at an offset, not both.")
+        start, value, last_id = _decode(after, segments)
+    ids: list[int] = []
+    tail: tuple[str, Any, int] | None = None
+    skip = offset
+    for index in range(start, len(segments)):
+        need = limit - len(ids)
+        if need <= 0:
+            break
+        segment = segments[index]
+        query = segment.query
+        if after and index == start:
+            query = query.where(_beyond(segment, value, last_id, descending))
+        keys = [key for key in (segment.value, segment.run_id) if key is not None]
+        order = [key.desc() if descending else key.asc() for key in keys]
+        rows = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
+        if rows:
+            skip = 0
+            ids += [int(row[0]) for row in rows]
+            tail = (segment.name, rows[-1][1] if segment.value is not None else None, int(rows[-1][0]))
+        elif skip:  # the whole segment lies before the page: skip past it
+            skip -= int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+    return ids, _encode(tail) if tail is not None and len(ids) == limit else None
+
+
+def _beyond(segment: _Segment, value: Any, last_id: int, descending: bool) -> ColumnElement[bool]:
+    if segment.value is None:
+        return segment.run_id < last_id if descending else segment.run_id > last_id
+    mark = (literal(value, segment.value.type), literal(last_id))
+    pair = tuple_(segment.value, segment.run_id)
+    return pair < tuple_(*mark) if descending else pair > tuple_(*mark)
+
+
+def _encode(tail: tuple[str, Any, int]) -> str:
+    name, value, run_id = tail
+    shown = {"at": value.isoformat()} if isinstance(value, datetime) else value
+    return json.dumps([name, shown, run_id], separators=(",", ":"))
+
+
+def _decode(cursor: str, segments: list[_Segment]) -> tuple[int, Any, int]:
+    names = [segment.name for segment in segments]
+    try:
+        name, value, run_id = json.loads(cursor)
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["at"])
+        if name not in names or not isinstance(run_id, int) or isinstance(value, list | dict):
+            raise ValueError(name)
+    except (ValueError, TypeError, KeyError):
+        raise ValidationError("That page cursor is not one of this view's; start again from the first page.") from None
+    return names.index(name), value, run_id
+
+
+_NEVER_NULL = {"name", "experiment", "status", "started_at"}
 _PLAIN: dict[str, Any] = {
-    "id": Run.id,
     "name": Run.name,
     "experiment": Experiment.name,
     "sweep": Run.sweep_id,
@@ -378,40 +543,10 @@ _PLAIN: dict[str, Any] = {
 }
 
 
-class _SortNumber(FunctionElement):
-    """PostgreSQL: the number (or boolean as 0/1) at a key of a JSON column, else NULL."""
-
-    inherit_cache, type = True, Float()
-
-
-class _SortText(FunctionElement):
-    """PostgreSQL: the text at a key of a JSON column, else NULL."""
-
-    inherit_cache, type = True, String()
-
-
 class _Duration(FunctionElement):
     """Seconds from start to finish; NULL while running."""
 
     inherit_cache, type = True, Float()
-
-
-@compiles(_SortNumber)  # also what str(query) shows
-@compiles(_SortNumber, "postgresql")
-def _postgres_number(element: _SortNumber, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
-    kind, text = f"jsonb_typeof({column} -> {key})", f"({column} ->> {key})"
-    return (
-        f"CASE {kind} WHEN 'number' THEN CAST({text} AS DOUBLE PRECISION) "
-        f"WHEN 'boolean' THEN CASE WHEN {text} = 'true' THEN 1.0 ELSE 0.0 END END"
-    )
-
-
-@compiles(_SortText)
-@compiles(_SortText, "postgresql")
-def _postgres_text(element: _SortText, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CASE WHEN jsonb_typeof({column} -> {key}) = 'string' THEN ({column} ->> {key}) END"
 
 
 @compiles(_Duration)

@@ -41,6 +41,8 @@ from tracking.runs._filters import (
     MAX_LENGTH,
     FilterError,
     compile_filter,
+    compile_search,
+    runs_where,
 )
 from tracking.runs._frames import (
     history_frame,
@@ -49,6 +51,10 @@ from tracking.runs._frames import (
 from tracking.runs._import_mlflow import (
     ImportReport,
     import_mlflow,
+)
+from tracking.runs._index import (
+    KINDS,
+    index_runs,
 )
 from tracking.runs._liveness import (
     Heartbeat,
@@ -82,6 +88,7 @@ from tracking.runs._runs import (
 
 __all__ = [
     "BUILTIN_TASKS",
+    "KINDS",
     "MAX_DEPTH",
     "MAX_LENGTH",
     "SHIPPED",
@@ -97,6 +104,7 @@ __all__ = [
     "check_open",
     "code_version",
     "compile_filter",
+    "compile_search",
     "delete_note",
     "describe",
     "dump_model",
@@ -110,6 +118,7 @@ __all__ = [
     "heartbeat_seconds",
     "history_frame",
     "import_mlflow",
+    "index_runs",
     "insert_run",
     "json_safe",
     "list_artifacts",
@@ -131,6 +140,7 @@ __all__ = [
     "run_row",
     "run_scope",
     "runs_frame",
+    "runs_where",
     "safe_name",
     "save_upload",
     "set_tags",

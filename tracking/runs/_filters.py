@@ -46,14 +46,14 @@ from functools import cache, partial
 from typing import Any, NoReturn
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedToken
-from sqlalchemy import BigInteger, Float, String, and_, cast, false, func, literal, not_, or_, select, true
+from sqlalchemy import BigInteger, Boolean, Float, String, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
-from tracking.runs._index import KINDS
-from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, RunValue, Sweep
+from tracking.runs._index import KINDS, words
+from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, RunValue, RunWord, Sweep
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
@@ -465,3 +465,58 @@ _FIELDS: dict[str, Callable[[_Condition], ColumnElement[bool]]] = {
     "dataset": _dataset,
 }
 _KEYED = {"metrics", "params", "tags"}
+
+
+# -- the search box and the one WHERE of every runs view ---------------------------------------------
+
+MAX_SEARCH_WORDS = 8
+
+
+class _WordPrefix(FunctionElement):
+    """`run_words.word` starts with a word: a range on SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops)."""
+
+    inherit_cache, type = True, Boolean()
+
+
+@compiles(_WordPrefix)  # also what str(filter) shows
+@compiles(_WordPrefix, "sqlite")
+def _sqlite_prefix(element: _WordPrefix, compiler: Any, **kw: Any) -> str:
+    column, low, high, _pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} >= {low} AND {column} < {high})"
+
+
+@compiles(_WordPrefix, "postgresql")
+def _postgres_prefix(element: _WordPrefix, compiler: Any, **kw: Any) -> str:
+    column, _low, _high, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} LIKE {pattern} ESCAPE '\\')"
+
+
+def compile_search(text: str) -> ColumnElement[bool]:
+    """The runs with every word of `text` (case-insensitive) starting a word of their name, experiment,
+    sweep, tags, notes or param values; blank means every run.
+
+    Raises:
+        FilterError: more than `MAX_SEARCH_WORDS` words, or text longer than `MAX_LENGTH` characters.
+    """
+    if len(text) > MAX_LENGTH:
+        _fail(MAX_LENGTH + 1, f"the search is longer than {MAX_LENGTH} characters; shorten it.")
+    wanted = sorted(words(text.replace("\0", " ")), key=len, reverse=True)
+    if len(wanted) > MAX_SEARCH_WORDS:
+        raise FilterError(f"Search for at most {MAX_SEARCH_WORDS} words at a time.", 1)
+    clauses = []
+    for word in wanted:
+        if any("\ud800" <= char <= "\udfff" for char in word):
+            continue  # a lone surrogate cannot be stored, so no stored word holds one
+        pattern = re.sub(r"([\\%_])", r"\\\1", word) + "%"
+        bounds = (literal(word, String()), literal(word + "\U0010ffff", String()), literal(pattern, String()))
+        clauses.append(Run.id.in_(select(RunWord.run_id).where(_WordPrefix(RunWord.word, *bounds))))
+    return and_(*clauses) if clauses else true()
+
+
+def runs_where(filter: str | None = "", search: str | None = "") -> ColumnElement[bool]:
+    """The WHERE clause of every runs view: the filter language and the search box together.
+
+    Raises:
+        FilterError: the filter or the search does not compile.
+    """
+    return and_(compile_filter(filter or ""), compile_search(search or ""))

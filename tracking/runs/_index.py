@@ -54,12 +54,17 @@ def write_values(
     *,
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    new: bool = False,
 ) -> None:
-    """Replace a run's `run_values` rows for its params and/or metrics (inside the caller's transaction)."""
+    """Replace a run's `run_values` rows for its params and/or metrics (inside the caller's transaction).
+
+    `new` says the run was just inserted, so it has no rows to remove yet.
+    """
     for kind, values in (("params", params), ("metrics", metrics)):
         if values is None:
             continue
-        conn.execute(delete(RunValue).where(RunValue.run_id == run_id, RunValue.kind.in_(KINDS[kind])))
+        if not new:
+            conn.execute(delete(RunValue).where(RunValue.run_id == run_id, RunValue.kind.in_(KINDS[kind])))
         rows = value_rows(run_id, kind, values)
         if rows:
             conn.execute(insert(RunValue), rows)

@@ -8,18 +8,18 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tracking._errors import NotFoundError
-from tracking.runs._filters import compile_filter
+from tracking.runs._filters import runs_where
 from tracking.store import DatasetVersion, Experiment, ExperimentRecord, MetricPoint, Run, RunRecord, RunTag, Store
 
 
-def _runs_query(filter_text: str | None = None) -> Any:
+def _runs_query(filter_text: str | None = None, search: str | None = None) -> Any:
     query = (
         select(Run, Experiment.name, DatasetVersion.name, DatasetVersion.sha256)
         .join(Experiment, Run.experiment_id == Experiment.id)
         .outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
     )
-    if filter_text and filter_text.strip():
-        query = query.where(compile_filter(filter_text))
+    if (filter_text and filter_text.strip()) or (search and search.strip()):
+        query = query.where(runs_where(filter_text, search))
     return query
 
 
@@ -31,13 +31,15 @@ def list_runs(
     filter: str | None = None,
     limit: int | None = None,
     newest_first: bool = True,
+    search: str | None = None,
 ) -> list[RunRecord]:
-    """Runs matching the filters, with their tags, newest first.
+    """Runs matching the filters (and the words of `search`, as the Runs page's search box), with their tags,
+    newest first.
 
     Raises:
         FilterError: the filter text does not parse.
     """
-    query = _runs_query(filter)
+    query = _runs_query(filter, search)
     if sweep_id is not None:
         query = query.where(Run.sweep_id == sweep_id)
     if experiment is not None:

@@ -312,7 +312,7 @@ def insert_run(conn: Connection, values: dict[str, Any]) -> int:
     if not values["name"]:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
         conn.execute(_NAME_RUN, {"b_id": run_id, "b_name": default})
-    write_values(conn, run_id, params=values["params"], metrics=values["metrics"])
+    write_values(conn, run_id, params=values["params"], metrics=values["metrics"], new=True)
     refresh_words(conn, [run_id])
     bump_change_counter(conn)
     return run_id
