@@ -98,6 +98,7 @@ def _environment(host: str) -> dict[str, Any]:
 
 def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metrics: int) -> dict[str, float]:
     """Create the store and bulk-insert the runs and points; returns the time of each phase."""
+    from tracking.runs import bulk_log_runs
     from tracking.store._db import bump_change_counter, open_store
 
     timings: dict[str, float] = {}
@@ -137,32 +138,8 @@ def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metr
             f"(1, NULL, 'bench', 1, {mark}, {mark}, {mark})",
             (_ts(started, postgres),) * 3,
         )
-    columns = (
-        "id, name, experiment_id, sweep_id, trial_number, worker_id, status, params, metrics, environment, "
-        "dataset_version_id, code_version, seed, host, owner, error, started_at, finished_at"
-    )
-    marks = ", ".join(
-        ["%s"] * 6 + ["%s::runstatus", "%s::jsonb", "%s::jsonb", "%s::jsonb"] + ["%s"] * 8 if postgres else ["?"] * 18
-    )
-    with phase("runs", timings):
-        for first in range(0, n_runs, BATCH_ROWS):
-            rows = []
-            for run_id in range(first + 1, min(n_runs, first + BATCH_ROWS) + 1):
-                sweep = (run_id - 1) // runs_per_sweep
-                status = "failed" if run_id % 97 == 0 else "pruned" if run_id % 13 == 0 else "complete"
-                begin = started + timedelta(seconds=run_id * 30)
-                host = f"worker-{run_id % 4}"
-                metrics = {f"m{i}": rng.random() for i in range(n_metrics)} if status != "failed" else {}
-                rows.append(
-                    (run_id, f"trial-{(run_id - 1) % runs_per_sweep}", sweep % n_experiments + 1, sweep + 1,
-                     (run_id - 1) % runs_per_sweep, 1, status, json.dumps(_params(rng, n_params)),
-                     json.dumps(metrics), json.dumps(_environment(host)), sweep % 5 + 1,
-                     f"{rng.getrandbits(160):040x}", run_id, host, "", TRACEBACK if status == "failed" else None,
-                     _ts(begin, postgres), _ts(begin + timedelta(seconds=rng.uniform(1, 600)), postgres))
-                )  # fmt: skip
-            with store.connect(write=True) as conn:
-                cur = conn.connection.driver_connection.cursor()
-                cur.executemany(f"INSERT INTO runs ({columns}) VALUES ({marks})", rows)
+    with phase("runs (bulk_log_runs)", timings):
+        bulk_log_runs(store, generate_runs(rng, n_runs, n_params, n_metrics, n_experiments, runs_per_sweep, started))
     with phase("metric points", timings):
         per_run = max(1, n_points // max(1, n_runs))
         keys = [f"m{i}" for i in range(n_metrics)]
@@ -185,11 +162,38 @@ def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metr
         bump_change_counter(conn)
     if postgres:
         with store.connect(write=True) as conn:
-            for table in ("experiments", "dataset_versions", "sweeps", "workers", "runs"):
+            for table in ("experiments", "dataset_versions", "sweeps", "workers"):
                 conn.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
     return timings
+
+
+def generate_runs(
+    rng: random.Random, n_runs: int, n_params: int, n_metrics: int, n_experiments: int, runs_per_sweep: int,
+    started: datetime,
+) -> Iterator[dict[str, Any]]:
+    """The benchmark's runs, as `bulk_log_runs` takes them (a few failed, some pruned), one at a time."""
+    for run_id in range(1, n_runs + 1):
+        sweep = (run_id - 1) // runs_per_sweep
+        status = "failed" if run_id % 97 == 0 else "pruned" if run_id % 13 == 0 else "complete"
+        begin = started + timedelta(seconds=run_id * 30)
+        yield {
+            "experiment": f"experiment-{sweep % n_experiments}",
+            "name": f"trial-{(run_id - 1) % runs_per_sweep}",
+            "sweep_id": sweep + 1,
+            "trial_number": (run_id - 1) % runs_per_sweep,
+            "status": status,
+            "params": _params(rng, n_params),
+            "metrics": {f"m{i}": rng.random() for i in range(n_metrics)} if status != "failed" else {},
+            "dataset_version_id": sweep % 5 + 1,
+            "code_version": f"{rng.getrandbits(160):040x}",
+            "seed": run_id,
+            "host": f"worker-{run_id % 4}",
+            "error": TRACEBACK if status == "failed" else None,
+            "started_at": begin,
+            "finished_at": begin + timedelta(seconds=rng.uniform(1, 600)),
+        }  # fmt: skip
 
 
 def _ts(moment: datetime, postgres: bool) -> Any:

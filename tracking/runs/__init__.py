@@ -24,6 +24,10 @@ from tracking.runs._artifacts import (
     read_verified,
     safe_name,
 )
+from tracking.runs._bulk import (
+    BULK_BATCH,
+    bulk_log_runs,
+)
 from tracking.runs._datasets import (
     BUILTIN_TASKS,
     SHIPPED,
@@ -88,6 +92,7 @@ from tracking.runs._runs import (
 
 __all__ = [
     "BUILTIN_TASKS",
+    "BULK_BATCH",
     "KINDS",
     "MAX_DEPTH",
     "MAX_LENGTH",
@@ -101,6 +106,7 @@ __all__ = [
     "TaskData",
     "add_note",
     "artifact_file",
+    "bulk_log_runs",
     "check_open",
     "code_version",
     "compile_filter",
