@@ -8,6 +8,7 @@ Then it times what a user waits for:
 - the runs-table query: the first page of 100 rows sorted by a metric, with 4 params and 4 metrics as
   columns, and the count of matching runs;
 - a filter: `metrics.m0 > 0.5 and params.p1 < 3`, first page and count;
+- the search box (`trial-12 gini`), alone and with the filter; a page read from the previous page's cursor;
 - the param/metric key discovery (cold, then incremental after one more run);
 - the Runs page as a whole script run (Streamlit's AppTest), with a cold and a warm cache;
 - the Compare page for 50 runs (AppTest), cold.
@@ -47,6 +48,7 @@ BATCH_ROWS = 200_000
 TABLE_TARGET = 0.5
 PAGE_TARGET = 2.0
 FILTER = "metrics.m0 > 0.5 and params.p1 < 3"
+SEARCH = "trial-12 gini"  # the search box: names trial-12, trial-120..129, trial-1200.. and a param value
 CHOICES = ("gini", "entropy", "log_loss")
 COMPARED = 50
 ACCOUNT, PASSWORD = "bench", "bench-password-1"  # the account the page timings sign in as
@@ -170,7 +172,12 @@ def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metr
 
 
 def generate_runs(
-    rng: random.Random, n_runs: int, n_params: int, n_metrics: int, n_experiments: int, runs_per_sweep: int,
+    rng: random.Random,
+    n_runs: int,
+    n_params: int,
+    n_metrics: int,
+    n_experiments: int,
+    runs_per_sweep: int,
     started: datetime,
 ) -> Iterator[dict[str, Any]]:
     """The benchmark's runs, as `bulk_log_runs` takes them (a few failed, some pruned), one at a time."""
@@ -286,7 +293,7 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
     def table(label: str, offset: int = 0, **query: Any) -> None:
         def one() -> None:
             page = runs_page(store, columns=columns, offset=offset, **query)
-            _check_table(label, page, total, offset, filtered="filter" in query)
+            _check_table(label, page, total, offset, filtered="filter" in query or "search" in query)
 
         show(label, best_of(repeat, one), TABLE_TARGET)
 
@@ -295,6 +302,10 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
     table(f"filter: {FILTER}", filter=FILTER)
     table("filter, sorted by the metric", filter=FILTER, sort=sort)
     table(f"table: page {total // 200 + 1} sorted by the metric", offset=total // 2, sort=sort)
+    table(f"search: {SEARCH!r}", search=SEARCH)
+    table("search, with the filter", search=SEARCH, filter=FILTER)
+    cursor = runs_page(store, columns=columns, offset=total // 2, sort=sort).next_after
+    table(f"table: page {total // 200 + 2} from the cursor of the page before", after=cursor, sort=sort)
     cold, warm = _runs_page_app(store, columns, sort, repeat)
     show("Runs page (AppTest), cold cache", cold, PAGE_TARGET)
     show("Runs page (AppTest), warm cache", warm, PAGE_TARGET)

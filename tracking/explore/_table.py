@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Float, String, cast, func, literal, select, true, tuple_, update
@@ -48,6 +49,7 @@ from tracking.store import (
     RunStatus,
     RunTag,
     RunValue,
+    RunWord,
     Store,
     Sweep,
     change_marker,
@@ -241,9 +243,9 @@ def runs_page(
     for column in keyed:
         if split_column(column)[1] is None:
             raise ValidationError(f"{column!r} is always shown; choose params.<key>, metrics.<key> or tags.<key>.")
-    where = runs_where(filter, search)
     total = count_runs(store, filter=filter, search=search)
     with store.connect() as conn:
+        where = runs_where(filter, search, partial(_frequent, conn))
         found, cursor = _page_ids(conn, _segments(conn, sort, descending, where), descending, offset, limit, after)
         rows = _rows(conn, found, keyed)
     return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed), cursor)
@@ -262,9 +264,11 @@ def iter_runs_table(
     keyed = _keyed(columns)
     for column in keyed:
         split_column(column)
-    where, after = runs_where(filter, search), None
+    runs_where(filter, search)  # a bad filter is refused before the first row is sent
+    after = None
     while True:
         with store.connect() as conn:
+            where = runs_where(filter, search, partial(_frequent, conn))
             segments = _segments(conn, sort, descending, where)
             ids, after = _page_ids(conn, segments, descending, 0, EXPORT_CHUNK, after)
             chunk = _rows(conn, ids, keyed)
@@ -283,6 +287,7 @@ def count_runs(store: Store, *, filter: str = "", search: str = "") -> int:
             _COUNTS.move_to_end(key)
             return _COUNTS[key]
     with store.connect() as conn:
+        where = runs_where(filter, search, partial(_frequent, conn))
         total = int(conn.execute(_filtered(select(func.count()), where)).scalar_one())
     with _COUNTS_LOCK:
         _COUNTS[key] = total
@@ -294,6 +299,17 @@ def count_runs(store: Store, *, filter: str = "", search: str = "") -> int:
 _COUNTS: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
 _COUNTS_LOCK = threading.Lock()
 _COUNTS_KEPT = 256
+
+
+def _frequent(conn: Connection, condition: ColumnElement[bool]) -> bool:
+    """Whether a condition on `run_values` or `run_words` holds for at least `_FREQUENT` rows (counted no
+    further than that: a few thousand index entries)."""
+    table = RunWord if "run_words" in {t.name for t in condition._from_objects} else RunValue
+    some = select(table.run_id).where(condition).limit(_FREQUENT).subquery()
+    return int(conn.execute(select(func.count()).select_from(some)).scalar_one()) >= _FREQUENT
+
+
+_FREQUENT = 5000
 
 
 def _keyed(columns: Sequence[str]) -> tuple[str, ...]:
@@ -424,14 +440,20 @@ def _segments(conn: Connection, sort: str, descending: bool, where: ColumnElemen
     kind, key = split_column(sort)
     if kind in KINDS:
         plain, boolean, long = KINDS[kind]
+
+        def some(code: str, column: Any) -> bool:  # one index seek: does any run hold such a value?
+            query = select(RunValue.run_id).where(RunValue.kind == code, RunValue.key == key, column.is_not(None))
+            return conn.execute(query.limit(1)).first() is not None
+
         present = {
-            code
-            for code in (plain, boolean, long)
-            if conn.execute(select(RunValue.run_id).where(RunValue.kind == code, RunValue.key == key).limit(1)).first()
-        }
+            (code, column.key)
+            for code, column in ((plain, RunValue.number), (boolean, RunValue.number), (plain, RunValue.text),
+                                 (long, RunValue.text))
+            if some(code, column)
+        }  # fmt: skip
 
         def valued(name: str, codes: tuple[str, ...], column: Any) -> _Segment | None:
-            found = [code for code in codes if code in present]
+            found = [code for code in codes if (code, column.key) in present]
             if not found:
                 return None
             # one kind reads an index in order; two (a key holding numbers and booleans) need a sort

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any, NoReturn
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedToken
-from sqlalchemy import BigInteger, Boolean, Float, String, and_, cast, false, func, literal, not_, or_, select, true
+from sqlalchemy import BigInteger, Float, String, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -139,11 +140,14 @@ class _Condition:
     at: Token
 
 
-def compile_filter(text: str) -> ColumnElement[bool]:
+def compile_filter(text: str, frequent: Callable[[ColumnElement[bool]], bool] | None = None) -> ColumnElement[bool]:
     """Parse a run filter and return a WHERE clause over the runs query.
 
     Args:
         text: a filter such as `metrics.accuracy > 0.9 and status = "complete"`; blank means every run.
+        frequent: tells whether a condition on `run_values` holds for many runs (see `compile_search`):
+            such a condition is checked run by run as runs are read in sort order, a rare one is looked up
+            once. Without it every condition is looked up once.
 
     Returns:
         A boolean SQLAlchemy expression using `Run`, `Experiment` and `DatasetVersion` columns.
@@ -159,7 +163,26 @@ def compile_filter(text: str) -> ColumnElement[bool]:
     bad = next((i for i, char in enumerate(text) if char == "\0" or "\ud800" <= char <= "\udfff"), None)
     if bad is not None:
         _fail(bad + 1, "the filter contains a character that cannot be stored (NUL or a lone surrogate).")
-    return _build(_parse(text))
+    token = _FREQUENT.set(frequent)
+    try:
+        return _build(_parse(text))
+    finally:
+        _FREQUENT.reset(token)
+
+
+_FREQUENT: ContextVar[Callable[[ColumnElement[bool]], bool] | None] = ContextVar("frequent", default=None)
+
+
+def _holds(table: Any, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The runs for which some row of `table` (run_values or run_words) meets `condition`.
+
+    A rare condition becomes `runs.id IN (rows)`, read once from an index; a frequent one an EXISTS on the
+    run's own rows (by primary key), so a page read in sort order stops after its rows are found.
+    """
+    frequent = _FREQUENT.get()
+    if frequent is not None and frequent(condition):
+        return select(table.run_id).where(table.run_id == Run.id, condition).correlate(Run).exists()
+    return Run.id.in_(select(table.run_id).where(condition))
 
 
 @cache
@@ -428,7 +451,7 @@ def _json(kind: str, cond: _Condition) -> ColumnElement[bool]:
         _fail(cond.at, f"{cond.field} is not a usable key; keys must be non-empty and free of double quotes.")
     plain, boolean, long = KINDS[kind]
     if not cond.values:  # JSON nulls have no row: "is null" is "has no row for the key"
-        present = Run.id.in_(select(RunValue.run_id).where(RunValue.kind.in_(KINDS[kind]), RunValue.key == key))
+        present = _holds(RunValue, and_(RunValue.kind.in_(KINDS[kind]), RunValue.key == key))
         return present if cond.op == "is not null" else not_(present)
     groups: dict[str, list[Any]] = {}
     for value in cond.values:
@@ -439,8 +462,9 @@ def _json(kind: str, cond: _Condition) -> ColumnElement[bool]:
         code, column = {"number": (plain, RunValue.number), "bool": (boolean, RunValue.number)}.get(
             value_kind, (plain, RunValue.text)
         )
-        rows = select(RunValue.run_id).where(RunValue.kind == code, RunValue.key == key)
-        parts.append(Run.id.in_(rows.where(_apply(column, cond.op, values))))
+        parts.append(
+            _holds(RunValue, and_(RunValue.kind == code, RunValue.key == key, _apply(column, cond.op, values)))
+        )
         if value_kind == "string":  # texts too long for the index are checked against the JSON, run by run
             stored = _JsonText(getattr(Run, kind), literal(key, String()))
             longs = select(RunValue.run_id).where(RunValue.kind == long, RunValue.key == key)
@@ -475,7 +499,9 @@ MAX_SEARCH_WORDS = 8
 class _WordPrefix(FunctionElement):
     """`run_words.word` starts with a word: a range on SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops)."""
 
-    inherit_cache, type = True, Boolean()
+    # untyped on purpose: typed Boolean, SQLAlchemy would compare it with 1 on SQLite, hiding the range
+    # from the index
+    inherit_cache = True
 
 
 @compiles(_WordPrefix)  # also what str(filter) shows
@@ -491,9 +517,16 @@ def _postgres_prefix(element: _WordPrefix, compiler: Any, **kw: Any) -> str:
     return f"({column} LIKE {pattern} ESCAPE '\\')"
 
 
-def compile_search(text: str) -> ColumnElement[bool]:
+def compile_search(text: str, frequent: Callable[[ColumnElement[bool]], bool] | None = None) -> ColumnElement[bool]:
     """The runs with every word of `text` (case-insensitive) starting a word of their name, experiment,
     sweep, tags, notes or param values; blank means every run.
+
+    Args:
+        text: what was typed in the search box.
+        frequent: tells whether a word (its condition on `run_words.word`) starts words of many runs. A
+            rare word is looked up once and its runs fetched by id; a frequent one is checked run by run
+            (the run's own words, by primary key) as runs are read in sort order, so a page can stop early
+            instead of collecting every run with, say, `trial`. Without it every word is looked up once.
 
     Raises:
         FilterError: more than `MAX_SEARCH_WORDS` words, or text longer than `MAX_LENGTH` characters.
@@ -509,14 +542,20 @@ def compile_search(text: str) -> ColumnElement[bool]:
             continue  # a lone surrogate cannot be stored, so no stored word holds one
         pattern = re.sub(r"([\\%_])", r"\\\1", word) + "%"
         bounds = (literal(word, String()), literal(word + "\U0010ffff", String()), literal(pattern, String()))
-        clauses.append(Run.id.in_(select(RunWord.run_id).where(_WordPrefix(RunWord.word, *bounds))))
+        token = _FREQUENT.set(frequent)
+        try:
+            clauses.append(_holds(RunWord, _WordPrefix(RunWord.word, *bounds)))
+        finally:
+            _FREQUENT.reset(token)
     return and_(*clauses) if clauses else true()
 
 
-def runs_where(filter: str | None = "", search: str | None = "") -> ColumnElement[bool]:
+def runs_where(
+    filter: str | None = "", search: str | None = "", frequent: Callable[[ColumnElement[bool]], bool] | None = None
+) -> ColumnElement[bool]:
     """The WHERE clause of every runs view: the filter language and the search box together.
 
     Raises:
         FilterError: the filter or the search does not compile.
     """
-    return and_(compile_filter(filter or ""), compile_search(search or ""))
+    return and_(compile_filter(filter or "", frequent), compile_search(search or "", frequent))
