@@ -8,7 +8,7 @@ Fills a store with `--runs` runs (20 params and 10 final metrics each) through t
 - the runs table newest first, and sorted by a metric (first page of 100, 8 keyed columns);
 - a two-condition filter `metrics.m0 > 0.5 and params.p1 = 2`;
 - the search box (`--search`, words of names, experiments, sweeps, tags, notes, param values);
-- page 1,000 (`--page`) of the table sorted by the metric (offset 99,900), and the page after it by its cursor.
+- page 1,000 (`--page`) of the table sorted by the metric: at offset 99,900, and from page 999's cursor.
 
 With `--mlflow-runs N` (and `mlflow` importable: it is optional) the same questions go to MLflow's SQLite
 store holding N runs (rows copied into MLflow's own tables from one run MLflow logged itself, so its
@@ -133,8 +133,9 @@ def ours(url: str, home: Path, args: argparse.Namespace) -> dict[str, float]:
     page(f"table, sorted by {sort}", True, sort=sort)
     page(f"filter: {FILTER}", False, filter=FILTER)
     page(f"search: {args.search!r}", False, search=args.search)
-    deep = page(f"page {args.page:,}, sorted by {sort} (offset)", True, sort=sort, offset=(args.page - 1) * PAGE)
-    page(f"page {args.page + 1:,} from page {args.page:,}'s cursor", True, sort=sort, after=deep.next_after)
+    page(f"page {args.page:,}, sorted by {sort} (offset)", True, sort=sort, offset=(args.page - 1) * PAGE)
+    before = runs_page(store, columns=columns, limit=PAGE, sort=sort, offset=(args.page - 2) * PAGE)
+    page(f"page {args.page:,} from page {args.page - 1:,}'s cursor", True, sort=sort, after=before.next_after)
     store.dispose()
     return figures
 
