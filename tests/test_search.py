@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 import tracking
 from tests.migrations import legacy_run, store_at_revision
-from tracking.explore import _table, count_runs, runs_page
+from tracking.explore import _order, count_runs, runs_page
 from tracking.explore._table import iter_runs_table
 from tracking.runs import add_note, bulk_log_runs, get_run, index_runs, list_runs, set_tags, start_run
 from tracking.runs._index import SHORT_TEXT, value_rows, words
@@ -169,6 +169,6 @@ def test_search_frequent_conditions_checked_run_by_run_give_the_same_runs(store,
     queries = [{"filter": "params.p >= 1 and params.kind = 'gini'"}, {"filter": "not params.p = 1", "search": "r gini"},
                {"filter": "params.missing is null", "search": "entropy", "sort": "params.p"}]  # fmt: skip
     looked_up = [[row["name"] for row in runs_page(store, **query).rows] for query in queries]
-    monkeypatch.setattr(_table, "_FREQUENT", 1)  # every condition counts as frequent: EXISTS per run
+    monkeypatch.setattr(_order, "FREQUENT", 1)  # every condition counts as frequent: EXISTS per run
     checked = [[row["name"] for row in runs_page(store, **query).rows] for query in queries]
     assert checked == looked_up and looked_up[0] == ["r5", "r1"] and looked_up[2] == ["r2", "r4", "r0"]
