@@ -111,21 +111,25 @@ def sort_segments(
 
         numbers = valued("numbers", (plain, boolean), RunValue.number)
         texts = valued("texts", (plain, long), RunValue.text)
-        held = select(RunValue.run_id).where(
-            RunValue.kind.in_(KINDS[kind]),
-            RunValue.key == key,
-            (RunValue.number.is_not(None)) | (RunValue.text.is_not(None)),
-        )
-        missing = _Segment("missing", filtered_runs(select(Run.id), where).where(Run.id.not_in(held)), Run.id, None)
+        held = (
+            select(RunValue.run_id)
+            .where(
+                RunValue.run_id == Run.id,
+                RunValue.kind.in_(KINDS[kind]),
+                RunValue.key == key,
+                (RunValue.number.is_not(None)) | (RunValue.text.is_not(None)),
+            )
+            .correlate(Run)
+        )  # checked run by run through the primary key: the runs without the key come in id order
+        missing = _Segment("missing", filtered_runs(select(Run.id), where).where(~held.exists()), Run.id, None)
         ordered = (texts, numbers) if descending else (numbers, texts)
         return [segment for segment in (*ordered, missing) if segment is not None]
     if kind == "tags":
         tagged = filtered_runs(
             select(RunTag.run_id, RunTag.value), where, join=(RunTag, (RunTag.run_id == Run.id) & (RunTag.key == key))
         )
-        untagged = filtered_runs(select(Run.id), where).where(
-            Run.id.not_in(select(RunTag.run_id).where(RunTag.key == key))
-        )
+        tag = select(RunTag.id).where(RunTag.run_id == Run.id, RunTag.key == key).correlate(Run)
+        untagged = filtered_runs(select(Run.id), where).where(~tag.exists())
         return [_Segment("values", tagged, RunTag.run_id, RunTag.value), _Segment("missing", untagged, Run.id, None)]
     if kind == "id":
         return [_Segment("values", filtered_runs(select(Run.id), where), Run.id, None)]
