@@ -104,9 +104,9 @@ def sort_segments(
                 return None
             # one kind reads an index in order; two (a key holding numbers and booleans) need a sort
             which = RunValue.kind == found[0] if len(found) == 1 else RunValue.kind.in_(found)
-            query = filtered_runs(
-                select(RunValue.run_id, column), where, join=(RunValue, RunValue.run_id == Run.id)
-            ).where(which, RunValue.key == key, column.is_not(None))
+            query = select(RunValue.run_id, column).where(which, RunValue.key == key, column.is_not(None))
+            if where._from_objects:  # a filter: join the runs (no filter: every row is a run's, read the index alone)
+                query = filtered_runs(query, where, join=(RunValue, RunValue.run_id == Run.id))
             return _Segment(name, query, RunValue.run_id, column)
 
         numbers = valued("numbers", (plain, boolean), RunValue.number)
