@@ -8,6 +8,7 @@ Then it times what a user waits for:
 - the runs-table query: the first page of 100 rows sorted by a metric, with 4 params and 4 metrics as
   columns, and the count of matching runs;
 - a filter: `metrics.m0 > 0.5 and params.p1 < 3`, first page and count;
+- the search box (`trial-12 gini`), alone and with the filter; a page read from the previous page's cursor;
 - the param/metric key discovery (cold, then incremental after one more run);
 - the Runs page as a whole script run (Streamlit's AppTest), with a cold and a warm cache;
 - the Compare page for 50 runs (AppTest), cold.
@@ -47,6 +48,7 @@ BATCH_ROWS = 200_000
 TABLE_TARGET = 0.5
 PAGE_TARGET = 2.0
 FILTER = "metrics.m0 > 0.5 and params.p1 < 3"
+SEARCH = "trial-12 gini"  # the search box: names trial-12, trial-120..129, trial-1200.. and a param value
 CHOICES = ("gini", "entropy", "log_loss")
 COMPARED = 50
 ACCOUNT, PASSWORD = "bench", "bench-password-1"  # the account the page timings sign in as
@@ -98,6 +100,7 @@ def _environment(host: str) -> dict[str, Any]:
 
 def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metrics: int) -> dict[str, float]:
     """Create the store and bulk-insert the runs and points; returns the time of each phase."""
+    from tracking.runs import bulk_log_runs
     from tracking.store._db import bump_change_counter, open_store
 
     timings: dict[str, float] = {}
@@ -137,32 +140,8 @@ def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metr
             f"(1, NULL, 'bench', 1, {mark}, {mark}, {mark})",
             (_ts(started, postgres),) * 3,
         )
-    columns = (
-        "id, name, experiment_id, sweep_id, trial_number, worker_id, status, params, metrics, environment, "
-        "dataset_version_id, code_version, seed, host, owner, error, started_at, finished_at"
-    )
-    marks = ", ".join(
-        ["%s"] * 6 + ["%s::runstatus", "%s::jsonb", "%s::jsonb", "%s::jsonb"] + ["%s"] * 8 if postgres else ["?"] * 18
-    )
-    with phase("runs", timings):
-        for first in range(0, n_runs, BATCH_ROWS):
-            rows = []
-            for run_id in range(first + 1, min(n_runs, first + BATCH_ROWS) + 1):
-                sweep = (run_id - 1) // runs_per_sweep
-                status = "failed" if run_id % 97 == 0 else "pruned" if run_id % 13 == 0 else "complete"
-                begin = started + timedelta(seconds=run_id * 30)
-                host = f"worker-{run_id % 4}"
-                metrics = {f"m{i}": rng.random() for i in range(n_metrics)} if status != "failed" else {}
-                rows.append(
-                    (run_id, f"trial-{(run_id - 1) % runs_per_sweep}", sweep % n_experiments + 1, sweep + 1,
-                     (run_id - 1) % runs_per_sweep, 1, status, json.dumps(_params(rng, n_params)),
-                     json.dumps(metrics), json.dumps(_environment(host)), sweep % 5 + 1,
-                     f"{rng.getrandbits(160):040x}", run_id, host, "", TRACEBACK if status == "failed" else None,
-                     _ts(begin, postgres), _ts(begin + timedelta(seconds=rng.uniform(1, 600)), postgres))
-                )  # fmt: skip
-            with store.connect(write=True) as conn:
-                cur = conn.connection.driver_connection.cursor()
-                cur.executemany(f"INSERT INTO runs ({columns}) VALUES ({marks})", rows)
+    with phase("runs (bulk_log_runs)", timings):
+        bulk_log_runs(store, generate_runs(rng, n_runs, n_params, n_metrics, n_experiments, runs_per_sweep, started))
     with phase("metric points", timings):
         per_run = max(1, n_points // max(1, n_runs))
         keys = [f"m{i}" for i in range(n_metrics)]
@@ -185,11 +164,43 @@ def fill(url: str, home: Path, n_runs: int, n_points: int, n_params: int, n_metr
         bump_change_counter(conn)
     if postgres:
         with store.connect(write=True) as conn:
-            for table in ("experiments", "dataset_versions", "sweeps", "workers", "runs"):
+            for table in ("experiments", "dataset_versions", "sweeps", "workers"):
                 conn.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
     return timings
+
+
+def generate_runs(
+    rng: random.Random,
+    n_runs: int,
+    n_params: int,
+    n_metrics: int,
+    n_experiments: int,
+    runs_per_sweep: int,
+    started: datetime,
+) -> Iterator[dict[str, Any]]:
+    """The benchmark's runs, as `bulk_log_runs` takes them (a few failed, some pruned), one at a time."""
+    for run_id in range(1, n_runs + 1):
+        sweep = (run_id - 1) // runs_per_sweep
+        status = "failed" if run_id % 97 == 0 else "pruned" if run_id % 13 == 0 else "complete"
+        begin = started + timedelta(seconds=run_id * 30)
+        yield {
+            "experiment": f"experiment-{sweep % n_experiments}",
+            "name": f"trial-{(run_id - 1) % runs_per_sweep}",
+            "sweep_id": sweep + 1,
+            "trial_number": (run_id - 1) % runs_per_sweep,
+            "status": status,
+            "params": _params(rng, n_params),
+            "metrics": {f"m{i}": rng.random() for i in range(n_metrics)} if status != "failed" else {},
+            "dataset_version_id": sweep % 5 + 1,
+            "code_version": f"{rng.getrandbits(160):040x}",
+            "seed": run_id,
+            "host": f"worker-{run_id % 4}",
+            "error": TRACEBACK if status == "failed" else None,
+            "started_at": begin,
+            "finished_at": begin + timedelta(seconds=rng.uniform(1, 600)),
+        }  # fmt: skip
 
 
 def _ts(moment: datetime, postgres: bool) -> Any:
@@ -281,8 +292,8 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
 
     def table(label: str, offset: int = 0, **query: Any) -> None:
         def one() -> None:
-            page = runs_page(store, columns=columns, offset=offset, **query)
-            _check_table(label, page, total, offset, filtered="filter" in query)
+            page = runs_page(store, columns=columns, offset=0 if "after" in query else offset, **query)
+            _check_table(label, page, total, offset, filtered="filter" in query or "search" in query)
 
         show(label, best_of(repeat, one), TABLE_TARGET)
 
@@ -291,6 +302,12 @@ def measure(store: Any, repeat: int) -> dict[str, float]:
     table(f"filter: {FILTER}", filter=FILTER)
     table("filter, sorted by the metric", filter=FILTER, sort=sort)
     table(f"table: page {total // 200 + 1} sorted by the metric", offset=total // 2, sort=sort)
+    table(f"search: {SEARCH!r}", search=SEARCH)
+    table("search, with the filter", search=SEARCH, filter=FILTER)
+    cursor = runs_page(store, columns=columns, offset=total // 2, sort=sort).next_after
+    table(
+        f"table: page {total // 200 + 2} from the cursor of the page before", total // 2 + 100, after=cursor, sort=sort
+    )
     cold, warm = _runs_page_app(store, columns, sort, repeat)
     show("Runs page (AppTest), cold cache", cold, PAGE_TARGET)
     show("Runs page (AppTest), warm cache", warm, PAGE_TARGET)

@@ -1,4 +1,4 @@
-"""Runs: every run across experiments and sweeps — filter, choose columns, sort, page, pick runs to compare."""
+"""Runs: every run across experiments and sweeps — filter, search, choose columns, sort, page, pick runs to compare."""
 
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ from tracking.explore import (
     runs_table_json,
 )
 from ui.data import get_store
-from ui.explore import FILTER_HELP, cached_page, error_box, run_keys, runs_column_config, runs_frame, seed, sync_url
+from ui.explore import (
+    FILTER_HELP,
+    SEARCH_HELP,
+    cached_page,
+    error_box,
+    run_keys,
+    runs_column_config,
+    runs_frame,
+    seed,
+    sort_by_clicked_column,
+    sync_url,
+)
 from ui.frame import in_frame
 
 in_frame()
@@ -40,6 +51,7 @@ if "runs_filter" not in st.session_state:  # arriving on the page: its widgets s
 seed(
     {
         "runs_filter": view.filter,
+        "runs_search": view.search,
         "runs_cols": list(view.columns or default_columns(keys)),
         "runs_sort": view.sort,
         "runs_desc": view.descending,
@@ -48,9 +60,11 @@ seed(
     }
 )
 
-filter_text = st.text_input(
+filter_box, search_box = st.columns([3, 2], vertical_alignment="bottom")
+filter_text = filter_box.text_input(
     "Filter", key="runs_filter", placeholder='metrics.test_f1_macro > 0.9 and status = "complete"', help=FILTER_HELP
 )
+search = search_box.text_input("Search", key="runs_search", placeholder="loans, rf, baseline…", help=SEARCH_HELP)
 choices = list(dict.fromkeys([*keys.columns(), *st.session_state.runs_cols]))
 left, middle, right = st.columns([5, 2, 1], vertical_alignment="bottom")
 columns = left.multiselect("Columns", choices, key="runs_cols", placeholder="Params, metrics and tags to show")
@@ -59,21 +73,23 @@ sort = middle.selectbox(
 )
 descending = right.toggle("Descending", key="runs_desc")
 
-signature = (filter_text, tuple(columns), sort, descending, st.session_state.runs_size)
+signature = (filter_text, search, tuple(columns), sort, descending, st.session_state.runs_size)
 if st.session_state.get("runs_view_signature", signature) != signature:
     st.session_state.runs_page = 1  # a new filter, order or page size starts on its first page
 st.session_state.runs_view_signature = signature
 size, number = st.session_state.runs_size, max(1, int(st.session_state.runs_page))
 
+# the sorted column is always shown: a sort by a param or metric not chosen adds it to the table
+shown = tuple(dict.fromkeys([sort, *columns])) if "." in sort else tuple(columns)
 try:
-    page = cached_page(filter_text, tuple(columns), sort, descending, (number - 1) * size, size)
+    page = cached_page(filter_text, search, shown, sort, descending, (number - 1) * size, size)
 except tracking.TrackingError as err:
     error_box(err)
     st.stop()
 pages = max(1, -(-page.total // size))
 if number > pages:
     st.session_state.runs_page = number = pages
-    page = cached_page(filter_text, tuple(columns), sort, descending, (number - 1) * size, size)
+    page = cached_page(filter_text, search, shown, sort, descending, (number - 1) * size, size)
 
 selected: list[int] = st.session_state.runs_selected
 table_key = (
@@ -81,14 +97,15 @@ table_key = (
     + hashlib.sha1(repr((signature, number, st.session_state.get("runs_generation", 0))).encode()).hexdigest()[:12]
 )
 on_page = [i for i, run_id in enumerate(page.ids) if run_id in set(selected)]
+st.caption("Click a column's header to sort every matching run by it (click again to reverse).")
 event = st.dataframe(
-    runs_frame(page),
+    runs_frame(page, sort),
     key=table_key,
-    on_select="rerun",
-    selection_mode="multi-row",
+    on_select=lambda: sort_by_clicked_column(table_key, "runs_sort", "runs_desc"),
+    selection_mode=["multi-row", "single-column"],
     selection_default={"selection": {"rows": on_page}},
     hide_index=True,
-    column_config=runs_column_config(list(columns)),
+    column_config=runs_column_config(list(shown), sort, descending),
     height=min(38 + 35 * max(len(page.rows), 1), 740),
 )
 picked = [page.ids[i] for i in event.selection.rows if i < len(page.ids)]
@@ -101,7 +118,7 @@ pager[0].caption(f"Runs {first:,}–{first + len(page.rows) - 1 if page.rows els
 pager[1].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key="runs_page")
 pager[2].selectbox("Rows per page", PAGE_SIZES, key="runs_size")
 
-current = RunsView(filter_text, tuple(columns), sort, descending, number, size, tuple(selected))
+current = RunsView(filter_text, tuple(columns), sort, descending, number, size, tuple(selected), search)
 st.session_state.runs_last_view = current
 sync_url(current.to_query())
 
@@ -124,7 +141,10 @@ if actions[1].button(
 if len(selected) == 1 and actions[2].button("Open run"):
     st.switch_page("pages/run.py", query_params={"id": str(selected[0])})
 actions[3].button("Clear selection", on_click=_clear, disabled=not selected)
-store, export = get_store(), {"filter": filter_text, "columns": tuple(columns), "sort": sort, "descending": descending}
+store, export = (
+    get_store(),
+    {"filter": filter_text, "search": search, "columns": shown, "sort": sort, "descending": descending},
+)
 with actions[4].popover("Download", icon=":material/download:"):
     st.caption(f"All {page.total:,} matching runs with the chosen columns.")
     st.download_button("CSV", lambda: runs_table_csv(store, **export), "runs.csv", "text/csv", on_click="ignore")

@@ -16,13 +16,14 @@ def legacy_run(store: Store, experiment: str, name: str, params: dict, metrics: 
     from sqlalchemy import text
 
     from tracking.runs._liveness import process_worker_id
-    from tracking.runs._runs import get_or_create_experiment, insert_run, run_row
+    from tracking.runs._runs import get_or_create_experiment, run_row
     from tracking.store._tables import Run, RunStatus, utcnow
 
     values = run_row(experiment_id=get_or_create_experiment(store, experiment), worker_id=process_worker_id(store),
                      params=params, name=name)  # fmt: skip
     with store.connect(write=True) as conn:
-        run_id = insert_run(conn, values)
+        # the row alone: `insert_run` also writes tables of later schemas (run_values, run_words)
+        run_id = conn.execute(Run.__table__.insert().values(values).returning(Run.id)).scalar_one()
         for key, value in metrics.items():  # a plain insert: the old schema's points have no (run, key, step) key
             conn.execute(text("INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (:r, :k, 0, :v, 0)"),
                          {"r": run_id, "k": key, "v": value})  # fmt: skip

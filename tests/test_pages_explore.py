@@ -71,11 +71,27 @@ def test_pages_runs_reads_filter_columns_and_order_from_the_url(runs):
     )
     table = at.dataframe[0].value
     assert list(table["name"]) == ["r0", "r1", "r2", "r3"]
-    assert list(table.columns)[-2:] == ["params.lr", "metrics.test_accuracy"] and "params.depth" not in table
+    assert list(table.columns)[:3] == ["run", "name", "metrics.test_accuracy"]  # the sorted column, on screen
+    assert list(table.columns)[-1] == "params.lr" and "params.depth" not in table
     assert list(table["run"]) == [f"run?id={i}" for i in runs[:4]]
     assert any("of **4** matching" in c.value for c in at.caption)
     assert at.multiselect(key="runs_cols").value == ["params.lr", "metrics.test_accuracy"]
     assert at.query_params["sort"] == "metrics.test_accuracy" and at.query_params["asc"] == "1"
+
+
+def test_pages_runs_search_and_sort_control_order_every_matching_run(runs):
+    at = _ok(_page("pages/runs.py", size="25"))
+    at.text_input(key="runs_search").input("GROWTH").run()  # a tag value, in another case
+    assert sorted(_ok(at).dataframe[0].value["name"]) == ["r1", "r3", "r5"]
+    assert at.query_params["q"] == "GROWTH"
+    at.selectbox(key="runs_sort").select("params.lr").run()  # a param not among the columns
+    table = _ok(at).dataframe[0].value
+    assert list(table.columns)[:3] == ["run", "name", "params.lr"] and list(table["name"]) == ["r5", "r3", "r1"]
+    at.toggle(key="runs_desc").set_value(False).run()
+    assert list(_ok(at).dataframe[0].value["name"]) == ["r1", "r3", "r5"]
+    assert at.query_params["sort"] == "params.lr" and at.query_params["asc"] == "1"
+    at.text_input(key="runs_filter").input("params.depth = 0").run()  # search and filter together
+    assert list(_ok(at).dataframe[0].value["name"]) == ["r3"]
 
 
 def test_pages_runs_a_bad_filter_is_one_clear_sentence(runs):

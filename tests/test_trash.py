@@ -58,6 +58,9 @@ def _views(store):
         "list": [r.id for r in tracking.list_runs(store)],
         "filter": page.ids,
         "total": page.total,
+        "sorted": tracking.runs_page(store, sort="metrics.loss").ids,  # read from the metric's index alone
+        "sorted by param": tracking.runs_page(store, sort="params.a", descending=False).ids,
+        "search": tracking.runs_page(store, search="test").ids,  # the tag's word
         "frame": sorted(tracking.runs_frame(store, "params.a >= 0").index),
         "experiments": {e.name: e.n_runs for e in tracking.list_experiments(store)},
         "overview": tracking.overview(store).runs,
@@ -70,6 +73,8 @@ def test_trash_run_hides_it_everywhere_and_restore_brings_it_back_exactly(store)
     entry = tracking.trash_run(store, ids[1])
     after = _views(store)
     assert ids[1] not in after["list"] and ids[1] not in after["filter"] and ids[1] not in after["frame"]
+    assert after["sorted"] == [ids[2], ids[0]] or after["sorted"] == [ids[0], ids[2]]  # equal losses: either order
+    assert after["sorted by param"] == [ids[0], ids[2]] and after["search"] == [ids[2], ids[0]]
     assert after["total"] == after["overview"] == after["experiments"]["e"] == 2
     assert tracking.compare_runs(store, ids).missing == (ids[1],)
     assert tracking.get_run(store, ids[1]).id == ids[1]  # its page still opens, offering to restore it

@@ -41,6 +41,11 @@ FILTER_HELP = (
     'Example: `metrics.test_f1_macro > 0.9 and status = "complete"`.'
 )
 
+SEARCH_HELP = (
+    "Finds runs by words of their name, experiment, sweep, tags, notes and param values, case-insensitive: "
+    "every word typed must start a word of the run (`loan` finds loans-v2). Combines with the filter."
+)
+
 
 # -- cached reads ------------------------------------------------------------------------------------
 
@@ -57,18 +62,39 @@ def run_keys() -> RunKeys:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _page(
-    url: str, change: int, filter: str, columns: tuple[str, ...], sort: str, descending: bool, offset: int, limit: int
+    url: str,
+    change: int,
+    filter: str,
+    search: str,
+    columns: tuple[str, ...],
+    sort: str,
+    descending: bool,
+    offset: int,
+    limit: int,
+    after: str | None,
 ) -> RunsPage:
     return runs_page(
-        get_store(), filter=filter, columns=columns, sort=sort, descending=descending, offset=offset, limit=limit
-    )
+        get_store(), filter=filter, search=search, columns=columns, sort=sort, descending=descending,
+        offset=0 if after else offset, limit=limit, after=after,
+    )  # fmt: skip
 
 
 def cached_page(
-    filter: str, columns: tuple[str, ...], sort: str, descending: bool, offset: int, limit: int
+    filter: str, search: str, columns: tuple[str, ...], sort: str, descending: bool, offset: int, limit: int
 ) -> RunsPage:
-    """One page of the runs table. Raises FilterError."""
-    return _page(get_store().url, marker(), filter, columns, sort, descending, offset, limit)
+    """One page of the runs table, sorted over every matching run. Raises FilterError.
+
+    The page after one already read starts from that page's cursor (keyset paging) instead of an offset.
+    """
+    change = marker()
+    view = (get_store().url, change, filter, search, columns, sort, descending, limit)
+    cursors: dict[tuple, str] = st.session_state.setdefault("runs_cursors", {})
+    page = _page(*view[:-1], offset, limit, cursors.get((*view, offset)))
+    if page.next_after:
+        if len(cursors) > 200:
+            cursors.clear()
+        cursors[(*view, offset + limit)] = page.next_after
+    return page
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -151,11 +177,19 @@ def page_url(query: Mapping[str, str]) -> str | None:
 # -- tables ------------------------------------------------------------------------------------------
 
 
-def runs_frame(page: RunsPage) -> pd.DataFrame:
-    """A page of runs as a DataFrame: a link column to each run, one type per column."""
+SORT_OF_COLUMN = {"run": "id"}  # the table's link column sorts by run id
+
+
+def runs_frame(page: RunsPage, sort: str = "") -> pd.DataFrame:
+    """A page of runs as a DataFrame: a link column to each run, one type per column, the sorted column
+    right after the name (so it is on screen however many columns there are)."""
     frame = pd.DataFrame(list(page.rows), columns=list(page.columns))
     frame.insert(0, "run", [f"run?id={run_id}" for run_id in page.ids])
     frame = frame.drop(columns=["id"])
+    if sort in frame.columns and sort != "name":
+        order = [c for c in frame.columns if c != sort]
+        order.insert(order.index("name") + 1, sort)
+        frame = frame[order]
     for column in frame.columns:
         if "." in column:
             frame[column] = _one_type(frame[column])
@@ -172,7 +206,8 @@ def _one_type(values: pd.Series) -> pd.Series:
     return values.map(lambda v: None if v is None else str(v)).astype("string")
 
 
-def runs_column_config(columns: list[str]) -> dict[str, Any]:
+def runs_column_config(columns: list[str], sort: str = "", descending: bool = True) -> dict[str, Any]:
+    """How the runs table shows its columns; the sorted one's header carries an arrow."""
     config: dict[str, Any] = {
         "run": st.column_config.LinkColumn("run", display_text=r"run\?id=(\d+)", help="Open the run", width="small"),
         "duration": st.column_config.NumberColumn("duration (s)", format="%.1f"),
@@ -182,7 +217,33 @@ def runs_column_config(columns: list[str]) -> dict[str, Any]:
     for column in columns:
         if column.startswith("metrics."):
             config[column] = st.column_config.NumberColumn(column, format="%.4g")
+    shown = next((name for name, key in SORT_OF_COLUMN.items() if key == sort), sort)
+    if shown:
+        arrow = " ▼" if descending else " ▲"
+        current = config.get(shown)
+        label = (current["label"] if current and current.get("label") else shown) + arrow
+        config[shown] = {**(current or {}), "label": label}
     return config
+
+
+def sort_by_clicked_column(table_key: str, sort_key: str, descending_key: str) -> None:
+    """The table's selection callback: a clicked column header sorts every matching run by that column.
+
+    Clicking the column already sorted reverses the direction; metrics, times and durations start highest
+    first, other columns A to Z. Row selections pass through untouched (the page reads them itself).
+    """
+    event = st.session_state.get(table_key)
+    picked = list(event["selection"].get("columns", [])) if event else []
+    if not picked:
+        return
+    column = SORT_OF_COLUMN.get(picked[0], picked[0])
+    if column == st.session_state.get(sort_key):
+        st.session_state[descending_key] = not st.session_state.get(descending_key, True)
+        return
+    st.session_state[sort_key] = column
+    st.session_state[descending_key] = column.startswith("metrics.") or column in (
+        "id", "duration", "started_at", "finished_at", "trial_number",
+    )  # fmt: skip
 
 
 def value_text(value: Any) -> str:

@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--sweep", type=record_id, metavar="ID")
     runs.add_argument("--experiment")
     runs.add_argument("--filter", metavar="EXPR", help="e.g. 'metrics.test_f1_macro > 0.9 and params.C < 1'")
+    runs.add_argument("--search", metavar="WORDS", help="words of names, experiments, sweeps, tags, notes, params")
     runs.add_argument("--limit", type=_positive_int)
     runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
@@ -301,7 +302,8 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store(args)
     fail_stale_runs(store)
-    runs = list_runs(store, sweep_id=args.sweep, experiment=args.experiment, filter=args.filter, limit=args.limit)
+    runs = list_runs(store, sweep_id=args.sweep, experiment=args.experiment, filter=args.filter, limit=args.limit,
+                     search=args.search)  # fmt: skip
     if args.format == "json":
         json.dump([run.to_json() for run in runs], sys.stdout, indent=2)
         print()

@@ -1,9 +1,10 @@
 """The runs table: one page of runs across experiments and sweeps, filtered, sorted and counted in SQL.
 
-A page costs two small queries whatever the store holds: the first finds the page's run ids (the
-filter, the sort key and the count are the only things computed over every run), the second reads
-just those runs with only the chosen params, metrics and tags extracted from the JSON columns. So a
-browser never receives more than a page, and 100,000 runs never cross into Python.
+A page costs a few small queries whatever the store holds: the page's run ids read in sort order from
+an index (`_order`: params and metrics through `run_values`), then just those runs with only the chosen
+params, metrics and tags extracted from the JSON columns. The count of matching runs is computed once
+per filter, search and store change. So a browser never receives more than a page, and a million runs
+never cross into Python.
 
 Columns are the built-in ones (`BASE_COLUMNS`) and `params.<key>`, `metrics.<key>`, `tags.<key>`.
 Sorting by a JSON key orders it as a spreadsheet does: numbers (booleans count as 0 and 1) before text
@@ -20,24 +21,37 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Float, String, cast, func, literal, select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import Column as SchemaColumn
-from sqlalchemy.sql import ColumnElement, visitors
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql import ColumnElement
 
 from tracking._errors import ValidationError
 from tracking.explore._compare import parse_ids
-from tracking.runs import compile_filter, live_runs
-from tracking.store import DatasetVersion, Experiment, Run, RunKey, RunKeyScan, RunStatus, RunTag, Store, Sweep, iso
+from tracking.explore._order import filtered_runs, is_frequent, page_ids, sort_segments
+from tracking.runs import runs_where
+from tracking.store import (
+    DatasetVersion,
+    Experiment,
+    Run,
+    RunKey,
+    RunKeyScan,
+    RunStatus,
+    RunTag,
+    Store,
+    Sweep,
+    change_marker,
+    iso,
+)
 
 BASE_COLUMNS = (
     "id",
@@ -79,6 +93,7 @@ class RunsPage:
     offset: int
     limit: int
     columns: tuple[str, ...]
+    next_after: str | None = None  # the cursor of the page after this one (None: this is the last page)
 
     @property
     def ids(self) -> list[int]:
@@ -96,6 +111,7 @@ class RunsView:
     page: int = 1
     page_size: int = 100
     selected: tuple[int, ...] = ()
+    search: str = ""  # the search box: words of names, experiments, sweeps, tags, notes, param values
 
     @property
     def offset(self) -> int:
@@ -106,6 +122,7 @@ class RunsView:
         default = RunsView()
         out = {
             "filter": self.filter,
+            "q": self.search,
             "cols": ",".join(self.columns),
             "sort": self.sort if self.sort != default.sort else "",
             "asc": "" if self.descending else "1",
@@ -143,6 +160,7 @@ class RunsView:
         selected = parse_ids(text("sel").replace(",", " "))
         return cls(
             filter=text("filter"),
+            search=text("q"),
             columns=tuple(dict.fromkeys(columns)),
             sort=sort,
             descending=text("asc") not in ("1", "true"),
@@ -192,58 +210,98 @@ def runs_page(
     descending: bool = True,
     offset: int = 0,
     limit: int = 100,
+    search: str = "",
+    after: str | None = None,
 ) -> RunsPage:
-    """One page of runs matching a filter, sorted by any column, with the chosen keyed columns.
+    """One page of runs matching a filter and a search, sorted by any column, with the chosen keyed columns.
+
+    The page is read in sort order from an index (a param or metric through `run_values`), so its cost
+    does not grow with the store: `offset` walks an index (cheap), `after` (the `next_after` of the page
+    before) starts right after that page's last run. The count of matching runs is computed once per
+    filter, search and store change (`count_runs`), not per page.
 
     Args:
         filter: the filter language of `tracking.runs._filters`; blank means every run.
         columns: keyed columns to add to `BASE_COLUMNS`, e.g. `["params.lr", "metrics.test_f1"]`.
         sort: a column of `SORTABLE` or any keyed column (it need not be shown).
         descending: sort direction; missing values are last either way.
-        offset: rows to skip (a page beyond the end gives no rows and the true total).
+        offset: rows to skip (a page beyond the end gives no rows and the true total); 0 with `after`.
         limit: rows per page, at most `MAX_PAGE`.
+        search: words that each start a word of the run's name, experiment, sweep, tags, notes or params.
+        after: a cursor from `RunsPage.next_after` of the same view (keyset paging).
 
     Raises:
-        FilterError: the filter does not parse.
-        ValidationError: an unknown column or sort key, or a bad offset or limit.
+        FilterError: the filter or the search does not parse.
+        ValidationError: an unknown column or sort key, a bad offset, limit or cursor.
     """
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise ValidationError(f"A page holds 1 to {MAX_PAGE} rows from a non-negative offset.")
-    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    keyed = _keyed(columns)
     for column in keyed:
         if split_column(column)[1] is None:
             raise ValidationError(f"{column!r} is always shown; choose params.<key>, metrics.<key> or tags.<key>.")
-    where = compile_filter(filter or "")
-    order = _order_by(store, sort, descending)
-    filtered = bool((filter or "").strip())
-    ids_query = _filtered(select(Run.id), where, order).order_by(*order).limit(limit).offset(offset)
-    if filtered:  # the count comes with the page: the filter is computed once per run, not twice
-        ids_query = ids_query.add_columns(func.count().over())
+    total = count_runs(store, filter=filter, search=search)
     with store.connect() as conn:
-        found = conn.execute(ids_query).all()
-        if filtered and found:
-            total = int(found[0][1])
-        else:
-            total = int(conn.execute(_filtered(select(func.count()), where)).scalar_one())
-        rows = _rows(conn, [row[0] for row in found], keyed)
-    return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed))
+        where = runs_where(filter, search, partial(is_frequent, conn))
+        found, cursor = page_ids(
+            conn, sort_segments(conn, *split_column(sort), descending, where), descending, offset, limit, after
+        )
+        rows = _rows(conn, found, keyed)
+    return RunsPage(tuple(rows), total, offset, limit, (*BASE_COLUMNS, *keyed), cursor)
 
 
 def iter_runs_table(
-    store: Store, *, filter: str = "", columns: Sequence[str] = (), sort: str = "started_at", descending: bool = True
+    store: Store,
+    *,
+    filter: str = "",
+    columns: Sequence[str] = (),
+    sort: str = "started_at",
+    descending: bool = True,
+    search: str = "",
 ) -> Iterator[dict[str, Any]]:
     """Every matching row of the runs table, in order, read a thousand runs at a time (for downloads)."""
-    keyed = tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
+    keyed = _keyed(columns)
     for column in keyed:
         split_column(column)
-    where, order = compile_filter(filter or ""), _order_by(store, sort, descending)
-    query = _filtered(select(Run.id), where, order).order_by(*order)
-    with store.connect() as conn:
-        ids = list(conn.execute(query).scalars())
-    for start in range(0, len(ids), EXPORT_CHUNK):
+    runs_where(filter, search)  # a bad filter is refused before the first row is sent
+    after = None
+    while True:
         with store.connect() as conn:
-            chunk = _rows(conn, ids[start : start + EXPORT_CHUNK], keyed)
+            where = runs_where(filter, search, partial(is_frequent, conn))
+            segments = sort_segments(conn, *split_column(sort), descending, where)
+            ids, after = page_ids(conn, segments, descending, 0, EXPORT_CHUNK, after)
+            chunk = _rows(conn, ids, keyed)
         yield from chunk  # outside the transaction: the caller may use the store in between
+        if after is None:
+            return
+
+
+def count_runs(store: Store, *, filter: str = "", search: str = "") -> int:
+    """How many runs match a filter and a search; remembered until the store changes (its change marker)."""
+    where = runs_where(filter, search)  # refuses a bad filter before anything is remembered
+    marker = change_marker(store)
+    key = (store.url, marker, (filter or "").strip(), (search or "").strip())
+    with _COUNTS_LOCK:
+        if key in _COUNTS:
+            _COUNTS.move_to_end(key)
+            return _COUNTS[key]
+    with store.connect() as conn:
+        where = runs_where(filter, search, partial(is_frequent, conn))
+        total = int(conn.execute(filtered_runs(select(func.count()), where)).scalar_one())
+    with _COUNTS_LOCK:
+        _COUNTS[key] = total
+        while len(_COUNTS) > _COUNTS_KEPT:
+            _COUNTS.popitem(last=False)
+    return total
+
+
+_COUNTS: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
+_COUNTS_LOCK = threading.Lock()
+_COUNTS_KEPT = 256
+
+
+def _keyed(columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for c in columns if c not in BASE_COLUMNS))
 
 
 def runs_table_csv(store: Store, **view: Any) -> str:
@@ -287,26 +345,6 @@ def _from(query: Any) -> Any:
     )
 
 
-def _filtered(query: Any, where: ColumnElement[bool], order: Sequence[ColumnElement[Any]] = ()) -> Any:
-    """`query` over runs with the filter, joining experiments and datasets only when they are used.
-
-    The experiments join never drops a run (a run's experiment is a required foreign key), but it
-    costs an index lookup per run over 100,000 runs, and a filter on params and metrics needs none.
-    """
-    used = {
-        element.table.name
-        for part in (where, *order)
-        for element in visitors.iterate(part)
-        if isinstance(element, SchemaColumn)
-    }
-    query = query.select_from(Run)
-    if "experiments" in used:
-        query = query.join(Experiment, Run.experiment_id == Experiment.id)
-    if "dataset_versions" in used:
-        query = query.outerjoin(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
-    return query.where(where, live_runs())  # runs in the trash are never listed or counted
-
-
 def _rows(conn: Connection, ids: list[int], keyed: tuple[str, ...]) -> list[dict[str, Any]]:
     if not ids:
         return []
@@ -341,90 +379,6 @@ def _value_column(column: str) -> ColumnElement[Any]:
     if kind == "tags":
         return select(RunTag.value).where(RunTag.run_id == Run.id, RunTag.key == key).scalar_subquery()
     return getattr(Run, kind)[key]  # typed JSON values: numbers stay numbers, text stays text
-
-
-def _order_by(store: Store, sort: str, descending: bool) -> list[ColumnElement[Any]]:
-    kind, key = split_column(sort)
-    if kind == "tags":
-        keys = [select(RunTag.value).where(RunTag.run_id == Run.id, RunTag.key == key).scalar_subquery()]
-    elif key is not None and store.is_sqlite:
-        # SQLite's own order of json_extract values is the one wanted (numbers, booleans as 0/1, then
-        # text): one JSON lookup per run, the whole cost of sorting 100,000 runs
-        keys = [func.json_extract(getattr(Run, kind), literal(f'$."{key}"', String()))]
-    elif key is not None:
-        bound = literal(key, String())
-        number, text = _SortNumber(getattr(Run, kind), bound), _SortText(getattr(Run, kind), bound)
-        keys = [text, number] if descending else [number, text]
-    elif kind == "duration":
-        keys = [_Duration(Run.started_at, Run.finished_at)]
-    else:
-        keys = [_PLAIN[kind]]
-    ordered = [(k.desc() if descending else k.asc()).nulls_last() for k in keys]
-    return [*ordered, Run.id.desc() if descending else Run.id.asc()]
-
-
-_PLAIN: dict[str, Any] = {
-    "id": Run.id,
-    "name": Run.name,
-    "experiment": Experiment.name,
-    "sweep": Run.sweep_id,
-    "status": cast(Run.status, String),
-    "dataset": DatasetVersion.name,
-    "code_version": Run.code_version,
-    "started_at": Run.started_at,
-    "finished_at": Run.finished_at,
-    "trial_number": Run.trial_number,
-    "host": Run.host,
-}
-
-
-class _SortNumber(FunctionElement):
-    """PostgreSQL: the number (or boolean as 0/1) at a key of a JSON column, else NULL."""
-
-    inherit_cache, type = True, Float()
-
-
-class _SortText(FunctionElement):
-    """PostgreSQL: the text at a key of a JSON column, else NULL."""
-
-    inherit_cache, type = True, String()
-
-
-class _Duration(FunctionElement):
-    """Seconds from start to finish; NULL while running."""
-
-    inherit_cache, type = True, Float()
-
-
-@compiles(_SortNumber)  # also what str(query) shows
-@compiles(_SortNumber, "postgresql")
-def _postgres_number(element: _SortNumber, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
-    kind, text = f"jsonb_typeof({column} -> {key})", f"({column} ->> {key})"
-    return (
-        f"CASE {kind} WHEN 'number' THEN CAST({text} AS DOUBLE PRECISION) "
-        f"WHEN 'boolean' THEN CASE WHEN {text} = 'true' THEN 1.0 ELSE 0.0 END END"
-    )
-
-
-@compiles(_SortText)
-@compiles(_SortText, "postgresql")
-def _postgres_text(element: _SortText, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CASE WHEN jsonb_typeof({column} -> {key}) = 'string' THEN ({column} ->> {key}) END"
-
-
-@compiles(_Duration)
-@compiles(_Duration, "sqlite")
-def _sqlite_duration(element: _Duration, compiler: Any, **kw: Any) -> str:
-    started, finished = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"((julianday({finished}) - julianday({started})) * 86400.0)"
-
-
-@compiles(_Duration, "postgresql")
-def _postgres_duration(element: _Duration, compiler: Any, **kw: Any) -> str:
-    started, finished = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"EXTRACT(EPOCH FROM ({finished} - {started}))"
 
 
 # -- the key catalogue ------------------------------------------------------------------------------

@@ -123,10 +123,11 @@ class ServerClient:
         filter: str | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        search: str | None = None,
     ) -> list[RunRecord]:
         """Runs matching the filters, as `tracking.list_runs` gives them."""
         query = {"sweep_id": sweep_id, "experiment": experiment, "filter": filter, "limit": limit,
-                 "newest_first": newest_first}  # fmt: skip
+                 "newest_first": newest_first, "search": search}  # fmt: skip
         rows = self.call("GET", "/api/runs", params={k: v for k, v in query.items() if v is not None}, repeatable=True)
         return [record_from_json(row) for row in rows]
 

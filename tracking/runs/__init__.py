@@ -24,6 +24,10 @@ from tracking.runs._artifacts import (
     read_verified,
     safe_name,
 )
+from tracking.runs._bulk import (
+    BULK_BATCH,
+    bulk_log_runs,
+)
 from tracking.runs._collect import (
     CollectReport,
     Garbage,
@@ -46,6 +50,8 @@ from tracking.runs._filters import (
     MAX_LENGTH,
     FilterError,
     compile_filter,
+    compile_search,
+    runs_where,
 )
 from tracking.runs._frames import (
     history_frame,
@@ -54,6 +60,10 @@ from tracking.runs._frames import (
 from tracking.runs._import_mlflow import (
     ImportReport,
     import_mlflow,
+)
+from tracking.runs._index import (
+    KINDS,
+    index_runs,
 )
 from tracking.runs._liveness import (
     Heartbeat,
@@ -104,6 +114,8 @@ from tracking.runs._trash import (
 
 __all__ = [
     "BUILTIN_TASKS",
+    "BULK_BATCH",
+    "KINDS",
     "MAX_DEPTH",
     "MAX_LENGTH",
     "SHIPPED",
@@ -120,10 +132,12 @@ __all__ = [
     "TrashRecord",
     "add_note",
     "artifact_file",
+    "bulk_log_runs",
     "check_open",
     "code_version",
     "collect_garbage",
     "compile_filter",
+    "compile_search",
     "delete_note",
     "describe",
     "dump_model",
@@ -139,6 +153,7 @@ __all__ = [
     "heartbeat_seconds",
     "history_frame",
     "import_mlflow",
+    "index_runs",
     "insert_run",
     "json_safe",
     "list_artifacts",
@@ -168,6 +183,7 @@ __all__ = [
     "run_row",
     "run_scope",
     "runs_frame",
+    "runs_where",
     "safe_name",
     "save_upload",
     "set_tags",

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import Action, UserRecord, authorize, record
+from tracking.runs._index import refresh_words
 from tracking.store import Note, Run, RunTag, Store, bump_change_counter, utcnow
 
 MAX_NOTE = 50_000
@@ -67,6 +68,7 @@ def insert_note(conn: Connection, run_id: int, body: str, author: str) -> NoteRe
         insert(Note).returning(Note.id), {"run_id": run_id, "author": author, "body": body, "created_at": now}
     ).scalar_one()
     record(conn, author, "run.note", "run", run_id, None, {"note": int(note_id), "body": body})
+    refresh_words(conn, [run_id])
     bump_change_counter(conn)
     return NoteRecord(int(note_id), run_id, author, body, now)
 
@@ -80,6 +82,7 @@ def update_note(store: Store, note_id: int, body: str, actor: UserRecord | None 
         conn.execute(update(Note).where(Note.id == note_id).values(body=body))
         record(conn, who, "run.note_edit", "run", old.run_id, {"note": note_id, "body": old.body},
                {"note": note_id, "body": body})  # fmt: skip
+        refresh_words(conn, [old.run_id])
         bump_change_counter(conn)
 
 
@@ -90,6 +93,7 @@ def delete_note(store: Store, note_id: int, actor: UserRecord | None = None) -> 
         who = authorize(conn, actor, Action.run_annotate, sweep_id=_require_run(conn, old.run_id))
         conn.execute(delete(Note).where(Note.id == note_id))
         record(conn, who, "run.note_delete", "run", old.run_id, {"note": note_id, "body": old.body}, None)
+        refresh_words(conn, [old.run_id])
         bump_change_counter(conn)
 
 
@@ -119,6 +123,7 @@ def replace_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: User
                 conn.execute(update(RunTag).where(RunTag.run_id == run_id, RunTag.key == key).values(value=value))
         if gone or wanted != current:
             record(conn, who, "run.tags", "run", run_id, current, wanted)
+            refresh_words(conn, [run_id])
             bump_change_counter(conn)
     return wanted
 
@@ -143,6 +148,7 @@ def set_tags(store: Store, run_id: int, tags: Mapping[str, Any], actor: UserReco
         if changed:
             record(conn, who, "run.tags", "run", run_id, {key: current[key] for key in changed if key in current},
                    changed)  # fmt: skip
+            refresh_words(conn, [run_id])
             bump_change_counter(conn)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -52,7 +53,8 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
-from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, Sweep
+from tracking.runs._index import KINDS, words
+from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, RunValue, RunWord, Sweep
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
@@ -138,11 +140,14 @@ class _Condition:
     at: Token
 
 
-def compile_filter(text: str) -> ColumnElement[bool]:
+def compile_filter(text: str, frequent: Callable[[ColumnElement[bool]], bool] | None = None) -> ColumnElement[bool]:
     """Parse a run filter and return a WHERE clause over the runs query.
 
     Args:
         text: a filter such as `metrics.accuracy > 0.9 and status = "complete"`; blank means every run.
+        frequent: tells whether a condition on `run_values` holds for many runs (see `compile_search`):
+            such a condition is checked run by run as runs are read in sort order, a rare one is looked up
+            once. Without it every condition is looked up once.
 
     Returns:
         A boolean SQLAlchemy expression using `Run`, `Experiment` and `DatasetVersion` columns.
@@ -158,7 +163,26 @@ def compile_filter(text: str) -> ColumnElement[bool]:
     bad = next((i for i, char in enumerate(text) if char == "\0" or "\ud800" <= char <= "\udfff"), None)
     if bad is not None:
         _fail(bad + 1, "the filter contains a character that cannot be stored (NUL or a lone surrogate).")
-    return _build(_parse(text))
+    token = _FREQUENT.set(frequent)
+    try:
+        return _build(_parse(text))
+    finally:
+        _FREQUENT.reset(token)
+
+
+_FREQUENT: ContextVar[Callable[[ColumnElement[bool]], bool] | None] = ContextVar("frequent", default=None)
+
+
+def _holds(table: Any, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The runs for which some row of `table` (run_values or run_words) meets `condition`.
+
+    A rare condition becomes `runs.id IN (rows)`, read once from an index; a frequent one an EXISTS on the
+    run's own rows (by primary key), so a page read in sort order stops after its rows are found.
+    """
+    frequent = _FREQUENT.get()
+    if frequent is not None and frequent(condition):
+        return select(table.run_id).where(table.run_id == Run.id, condition).correlate(Run).exists()
+    return Run.id.in_(select(table.run_id).where(condition))
 
 
 @cache
@@ -406,32 +430,51 @@ def _postgres_json(element: _JsonScalar, compiler: Any, **kw: Any) -> str:
     return f"CASE WHEN jsonb_typeof({column} -> {key}) = {_POSTGRES_KINDS[element.kind]} THEN {value} END"
 
 
-def _json_bool(cond: _Condition, value: _Value) -> str:
+def _json_bool(cond: _Condition, value: _Value) -> float:
     _refuse_ordering(cond, value.token)
-    return "true" if value.value else "false"
+    return 1.0 if value.value else 0.0
 
 
-_JSON_KINDS = {"number": (_JsonNumber, _number), "string": (_JsonText, _text), "bool": (_JsonBool, _json_bool)}
+def _json_number(cond: _Condition, value: _Value) -> ColumnElement[float]:
+    if value.kind != "number" or cond.op.endswith("like"):
+        _number(cond, value)  # the one sentence for a number compared the wrong way
+    return literal(float(value.value), Float())  # the index holds doubles, on both backends
 
 
-def _json(column: Any, cond: _Condition) -> ColumnElement[bool]:
+_JSON_KINDS = {"number": _json_number, "string": _text, "bool": _json_bool}
+
+
+def _json(kind: str, cond: _Condition) -> ColumnElement[bool]:
+    """A condition on a param or metric, answered by the `run_values` indexes (the JSON only for long texts)."""
     key = cond.key or ""
     if not key or '"' in key:
         _fail(cond.at, f"{cond.field} is not a usable key; keys must be non-empty and free of double quotes.")
-    bound = literal(key, String())
-    if not cond.values:
-        return _apply(_JsonScalar(column, bound), cond.op, [])
-    groups: dict[type[_JsonScalar], list[Any]] = {}
+    plain, boolean, long = KINDS[kind]
+    if not cond.values:  # JSON nulls have no row: "is null" is "has no row for the key"
+        present = _holds(RunValue, and_(RunValue.kind.in_(KINDS[kind]), RunValue.key == key))
+        return present if cond.op == "is not null" else not_(present)
+    groups: dict[str, list[Any]] = {}
     for value in cond.values:
-        kind, convert = _JSON_KINDS[value.kind]
-        groups.setdefault(kind, []).append(convert(cond, value))
+        groups.setdefault(value.kind, []).append(_JSON_KINDS[value.kind](cond, value))
     # a value has one JSON kind, so a run matches when the comparison holds for the values of its kind
-    return or_(*(_apply(kind(column, bound), cond.op, values) for kind, values in groups.items()))
+    parts = []
+    for value_kind, values in groups.items():
+        code, column = {"number": (plain, RunValue.number), "bool": (boolean, RunValue.number)}.get(
+            value_kind, (plain, RunValue.text)
+        )
+        parts.append(
+            _holds(RunValue, and_(RunValue.kind == code, RunValue.key == key, _apply(column, cond.op, values)))
+        )
+        if value_kind == "string":  # texts too long for the index are checked against the JSON, run by run
+            stored = _JsonText(getattr(Run, kind), literal(key, String()))
+            longs = select(RunValue.run_id).where(RunValue.kind == long, RunValue.key == key)
+            parts.append(and_(Run.id.in_(longs), _apply(stored, cond.op, values)))
+    return or_(*parts)
 
 
 _FIELDS: dict[str, Callable[[_Condition], ColumnElement[bool]]] = {
-    "metrics": partial(_json, Run.metrics),
-    "params": partial(_json, Run.params),
+    "metrics": partial(_json, "metrics"),
+    "params": partial(_json, "params"),
     "tags": _tag,
     "status": _status,
     "name": partial(_column, Run.name, _text),
@@ -446,3 +489,73 @@ _FIELDS: dict[str, Callable[[_Condition], ColumnElement[bool]]] = {
     "dataset": _dataset,
 }
 _KEYED = {"metrics", "params", "tags"}
+
+
+# -- the search box and the one WHERE of every runs view ---------------------------------------------
+
+MAX_SEARCH_WORDS = 8
+
+
+class _WordPrefix(FunctionElement):
+    """`run_words.word` starts with a word: a range on SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops)."""
+
+    # untyped on purpose: typed Boolean, SQLAlchemy would compare it with 1 on SQLite, hiding the range
+    # from the index
+    inherit_cache = True
+
+
+@compiles(_WordPrefix)  # also what str(filter) shows
+@compiles(_WordPrefix, "sqlite")
+def _sqlite_prefix(element: _WordPrefix, compiler: Any, **kw: Any) -> str:
+    column, low, high, _pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} >= {low} AND {column} < {high})"
+
+
+@compiles(_WordPrefix, "postgresql")
+def _postgres_prefix(element: _WordPrefix, compiler: Any, **kw: Any) -> str:
+    column, _low, _high, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} LIKE {pattern} ESCAPE '\\')"
+
+
+def compile_search(text: str, frequent: Callable[[ColumnElement[bool]], bool] | None = None) -> ColumnElement[bool]:
+    """The runs with every word of `text` (case-insensitive) starting a word of their name, experiment,
+    sweep, tags, notes or param values; blank means every run.
+
+    Args:
+        text: what was typed in the search box.
+        frequent: tells whether a word (its condition on `run_words.word`) starts words of many runs. A
+            rare word is looked up once and its runs fetched by id; a frequent one is checked run by run
+            (the run's own words, by primary key) as runs are read in sort order, so a page can stop early
+            instead of collecting every run with, say, `trial`. Without it every word is looked up once.
+
+    Raises:
+        FilterError: more than `MAX_SEARCH_WORDS` words, or text longer than `MAX_LENGTH` characters.
+    """
+    if len(text) > MAX_LENGTH:
+        _fail(MAX_LENGTH + 1, f"the search is longer than {MAX_LENGTH} characters; shorten it.")
+    wanted = sorted(words(text.replace("\0", " ")), key=len, reverse=True)
+    if len(wanted) > MAX_SEARCH_WORDS:
+        raise FilterError(f"Search for at most {MAX_SEARCH_WORDS} words at a time.", 1)
+    clauses = []
+    for word in wanted:
+        if any("\ud800" <= char <= "\udfff" for char in word):
+            continue  # a lone surrogate cannot be stored, so no stored word holds one
+        pattern = re.sub(r"([\\%_])", r"\\\1", word) + "%"
+        bounds = (literal(word, String()), literal(word + "\U0010ffff", String()), literal(pattern, String()))
+        token = _FREQUENT.set(frequent)
+        try:
+            clauses.append(_holds(RunWord, _WordPrefix(RunWord.word, *bounds)))
+        finally:
+            _FREQUENT.reset(token)
+    return and_(*clauses) if clauses else true()
+
+
+def runs_where(
+    filter: str | None = "", search: str | None = "", frequent: Callable[[ColumnElement[bool]], bool] | None = None
+) -> ColumnElement[bool]:
+    """The WHERE clause of every runs view: the filter language and the search box together.
+
+    Raises:
+        FilterError: the filter or the search does not compile.
+    """
+    return and_(compile_filter(filter or "", frequent), compile_search(search or "", frequent))

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from tracking._errors import NotFoundError
 from tracking.remote import ServerClient
-from tracking.runs._filters import compile_filter
+from tracking.runs._filters import runs_where
 from tracking.store import (
     DatasetVersion,
     Experiment,
@@ -38,7 +38,7 @@ def live_experiments() -> Any:
 # ---
 
 
-def _runs_query(filter_text: str | None = None, live: bool = True) -> Any:
+def _runs_query(filter_text: str | None = None, search: str | None = None, live: bool = True) -> Any:
     query = (
         select(Run, Experiment.name, DatasetVersion.name, DatasetVersion.sha256)
         .join(Experiment, Run.experiment_id == Experiment.id)
@@ -46,8 +46,8 @@ def _runs_query(filter_text: str | None = None, live: bool = True) -> Any:
     )
     if live:
         query = query.where(live_runs())
-    if filter_text and filter_text.strip():
-        query = query.where(compile_filter(filter_text))
+    if (filter_text and filter_text.strip()) or (search and search.strip()):
+        query = query.where(runs_where(filter_text, search))
     return query
 
 
@@ -59,16 +59,18 @@ def list_runs(
     filter: str | None = None,
     limit: int | None = None,
     newest_first: bool = True,
+    search: str | None = None,
 ) -> list[RunRecord]:
-    """Runs matching the filters, with their tags, newest first.
+    """Runs matching the filters (and the words of `search`, as the Runs page's search box), with their tags,
+    newest first.
 
     Raises:
         FilterError: the filter text does not parse.
     """
     if isinstance(store, ServerClient):  # a tracking server's client: the same question over HTTP
         return store.list_runs(sweep_id=sweep_id, experiment=experiment, filter=filter, limit=limit,
-                               newest_first=newest_first)  # fmt: skip
-    query = _runs_query(filter)
+                               newest_first=newest_first, search=search)  # fmt: skip
+    query = _runs_query(filter, search)
     if sweep_id is not None:
         query = query.where(Run.sweep_id == sweep_id)
     if experiment is not None:

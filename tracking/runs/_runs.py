@@ -36,6 +36,7 @@ from tracking._errors import NotFoundError, PermissionDenied, StoreError, Valida
 from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
+from tracking.runs._index import refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
 from tracking.store import (
@@ -223,7 +224,10 @@ class ActiveRun:
         with self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
             current = conn.execute(select(Run.params).where(Run.id == self.id)).scalar_one()
-            conn.execute(update(Run).where(Run.id == self.id).values(params={**current, **json_safe(params)}))
+            merged = {**current, **json_safe(params)}
+            conn.execute(update(Run).where(Run.id == self.id).values(params=merged))
+            write_values(conn, self.id, params=merged)
+            refresh_words(conn, [self.id])
             bump_change_counter(conn)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -286,6 +290,7 @@ class ActiveRun:
             insert_points(conn, points)
             if summary is not None:
                 conn.execute(_SET_METRICS, {"b_id": self.id, "b_metrics": summary})
+                write_values(conn, self.id, metrics=summary)
             bump_change_counter(conn)
 
     def end(self, status: RunStatus = RunStatus.complete, error: str | None = None) -> None:
@@ -303,6 +308,7 @@ class ActiveRun:
             insert_points(conn, points)
             values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
             conn.execute(_FINISH, {"b_id": self.id, **values})
+            write_values(conn, self.id, metrics=summary)
             bump_change_counter(conn)
 
     @contextmanager
@@ -407,6 +413,8 @@ def insert_run(conn: Connection, values: dict[str, Any]) -> int:
     if not values["name"]:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
         conn.execute(_NAME_RUN, {"b_id": run_id, "b_name": default})
+    write_values(conn, run_id, params=values["params"], metrics=values["metrics"], new=True)
+    refresh_words(conn, [run_id])
     bump_change_counter(conn)
     return run_id
 

@@ -34,6 +34,7 @@ from tracking.store import (
     AccessToken,
     Artifact,
     Experiment,
+    MetricBatch,
     MetricPoint,
     ModelVersion,
     Note,
@@ -43,6 +44,8 @@ from tracking.store import (
     Run,
     RunStatus,
     RunTag,
+    RunValue,
+    RunWord,
     Store,
     Sweep,
     TrashEntry,
@@ -378,7 +381,7 @@ def _purge(conn: Connection, entry: TrashRecord, who: str) -> tuple[PurgeReport,
     shas: set[str] = set()
     for part in _chunks(runs):
         shas.update(conn.execute(select(Artifact.sha256).where(Artifact.run_id.in_(part))).scalars())
-        for table in (MetricPoint, Artifact, RunTag, Note, Reproduction):
+        for table in (MetricPoint, MetricBatch, RunValue, RunWord, Artifact, RunTag, Note, Reproduction):
             conn.execute(delete(table).where(table.run_id.in_(part)))
         conn.execute(update(Reproduction).where(Reproduction.new_run_id.in_(part)).values(new_run_id=None))
         conn.execute(delete(TrashEntry).where(TrashEntry.kind == "run", TrashEntry.object_id.in_(part)))

@@ -154,9 +154,10 @@ def runs(
     filter: Annotated[str | None, Query(description="e.g. metrics.test_f1_macro > 0.9")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     newest_first: bool = True,
+    search: Annotated[str | None, Query(description="words of names, tags, notes and param values")] = None,
 ) -> list[dict[str, Any]]:
     found = list_runs(_state(request).store, sweep_id=sweep_id, experiment=experiment, filter=filter, limit=limit,
-                      newest_first=newest_first)  # fmt: skip
+                      newest_first=newest_first, search=search)  # fmt: skip
     return [record_to_json(run) for run in found]
 
 

@@ -1,0 +1,119 @@
+"""What lets the database find runs by index: typed param/metric rows (`run_values`) and words (`run_words`).
+
+A run's params and final metrics stay in its JSON columns (the record, read whole); every write of them
+also rewrites the run's rows of `run_values` in the same transaction, so filters and sorts go through
+the indexes (kind, key, number, run_id) and (kind, key, text, run_id) instead of reading every run's JSON.
+The search box finds runs by `run_words`: the lowercase words of a run's name, experiment, sweep, tags,
+notes and param values, rewritten whenever one of them changes.
+
+Writes that bypass these functions (raw SQL on the runs table) leave the index stale: use `index_runs`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
+
+from tracking.store import Experiment, Note, Run, RunTag, RunValue, RunWord, Sweep
+
+SHORT_TEXT = 256  # longer texts keep this many characters in the index; filters check them against the JSON
+MAX_WORD = 64  # longer words are cut (an index entry stays small; a search for their start still finds them)
+_WORD = re.compile(r"\w+(?:\.\w+)*")
+KINDS = {"params": ("p", "pb", "pl"), "metrics": ("m", "mb", "ml")}
+_BATCH = 2000
+
+
+def value_rows(run_id: int, kind: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `run_values` rows of one run's params or metrics (`kind` is "params" or "metrics")."""
+    plain, boolean, long = KINDS[kind]
+    rows = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        number, text, code = None, None, plain
+        if isinstance(value, bool):
+            number, code = float(value), boolean
+        elif isinstance(value, int | float):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond a double: kept in the JSON, found by no number filter
+                number = None
+        elif isinstance(value, str):
+            text, code = (value, plain) if len(value) <= SHORT_TEXT else (value[:SHORT_TEXT], long)
+        rows.append({"run_id": run_id, "kind": code, "key": str(key), "number": number, "text": text})
+    return rows
+
+
+def write_values(
+    conn: Connection,
+    run_id: int,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    new: bool = False,
+) -> None:
+    """Replace a run's `run_values` rows for its params and/or metrics (inside the caller's transaction).
+
+    `new` says the run was just inserted, so it has no rows to remove yet.
+    """
+    for kind, values in (("params", params), ("metrics", metrics)):
+        if values is None:
+            continue
+        if not new:
+            conn.execute(delete(RunValue).where(RunValue.run_id == run_id, RunValue.kind.in_(KINDS[kind])))
+        rows = value_rows(run_id, kind, values)
+        if rows:
+            conn.execute(insert(RunValue), rows)
+
+
+def words(*texts: Any) -> set[str]:
+    """The search words of some texts: runs of letters and digits (dots inside, as in 0.01), lowercase."""
+    found: set[str] = set()
+    for text in texts:
+        if text is None or isinstance(text, bool):
+            continue
+        found.update(word[:MAX_WORD] for word in _WORD.findall(str(text).casefold()))
+    return found
+
+
+def refresh_words(conn: Connection, run_ids: Sequence[int]) -> None:
+    """Rewrite the search words of some runs from what the store holds now (inside the caller's transaction)."""
+    for start in range(0, len(run_ids), _BATCH):
+        part = list(run_ids[start : start + _BATCH])
+        texts: dict[int, list[Any]] = {}
+        query = (
+            select(Run.id, Run.name, Experiment.name, Sweep.name, Run.params)
+            .join(Experiment, Run.experiment_id == Experiment.id)
+            .outerjoin(Sweep, Run.sweep_id == Sweep.id)
+            .where(Run.id.in_(part))
+        )
+        for run_id, name, experiment, sweep, params in conn.execute(query):
+            texts[run_id] = [name, experiment, sweep, *(params or {}).values()]
+        for run_id, key, value in conn.execute(
+            select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(part))
+        ):
+            texts.setdefault(run_id, []).extend((key, value))
+        for run_id, body in conn.execute(select(Note.run_id, Note.body).where(Note.run_id.in_(part))):
+            texts.setdefault(run_id, []).append(body)
+        conn.execute(delete(RunWord).where(RunWord.run_id.in_(part)))
+        rows = [{"run_id": run_id, "word": word} for run_id, found in texts.items() for word in sorted(words(*found))]
+        if rows:
+            conn.execute(insert(RunWord), rows)
+
+
+def index_runs(conn: Connection, run_ids: Iterable[int]) -> None:
+    """Rebuild the `run_values` and `run_words` of some runs from their JSON (after a raw bulk write)."""
+    ids = list(run_ids)
+    for start in range(0, len(ids), _BATCH):
+        part = ids[start : start + _BATCH]
+        conn.execute(delete(RunValue).where(RunValue.run_id.in_(part)))
+        rows = []
+        for run_id, params, metrics in conn.execute(select(Run.id, Run.params, Run.metrics).where(Run.id.in_(part))):
+            rows += value_rows(run_id, "params", params or {}) + value_rows(run_id, "metrics", metrics or {})
+        if rows:
+            conn.execute(insert(RunValue), rows)
+        refresh_words(conn, part)
