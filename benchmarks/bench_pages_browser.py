@@ -271,7 +271,10 @@ def sweep_check(sweep_id: int, complete: int, chart: str) -> Callable[[Any], Non
     def check(page: Any) -> None:
         text = _main_text(page)
         if f"Sweep {sweep_id}" not in text or f"{SWEEP_TRIALS} / {SWEEP_TRIALS} trials finished" not in text:
-            raise WrongPage(f"the sweep page did not show sweep {sweep_id} with its {SWEEP_TRIALS} finished trials.")
+            raise WrongPage(
+                f"the sweep page did not show sweep {sweep_id} with its {SWEEP_TRIALS} finished trials; it showed: "
+                f"{' '.join(text.split())[:400]!r}"
+            )
         charts = _chart_data(page)
         if not chart:
             return
