@@ -136,8 +136,16 @@ def _view(page) -> dict[str, list[str]]:
         page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=SLOW)  # its panel is the one shown
         expect(main.locator('[data-testid="stDataFrame"]:visible')).to_have_count(tables, timeout=SLOW)
         expect(main.locator(".js-plotly-plot:visible")).to_have_count(charts, timeout=SLOW)
-        inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
-        chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
-        tags = main.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
-        seen[tab] = [*chosen, *tags, *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts()]
+        seen[tab], before = _choices(main), None
+        while seen[tab] != before:  # a lazy tab's controls draw in over the run that builds it: read till it holds
+            idle(page)
+            seen[tab], before = _choices(main), seen[tab]
     return seen
+
+
+def _choices(main) -> list[str]:
+    """Every choice shown in the main area's visible controls, then its captions."""
+    inputs = main.locator('[data-testid="stSelectbox"]:visible input, [data-testid="stTextInput"]:visible input')
+    chosen = inputs.evaluate_all("els => els.map(e => `${e.getAttribute('aria-label')}=${e.value}`)")
+    tags = main.locator('[data-testid="stMultiSelect"]:visible').all_inner_texts()
+    return [*chosen, *tags, *main.locator('[data-testid="stCaptionContainer"]:visible').all_inner_texts()]
