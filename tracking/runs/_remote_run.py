@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tracking._errors import ValidationError
 from tracking._settings import setting
 from tracking.remote import ServerClient, connect_server, server_configured
-from tracking.runs._artifacts import safe_name
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.runs._runs import ActiveRun, json_safe
+from tracking.runs._runs import ActiveRun, artifact_source, json_safe
 from tracking.store import RunStatus
 
 
@@ -112,17 +110,7 @@ class RemoteRun(ActiveRun):
 
     def log_artifact(self, source: str | Path | bytes, name: str | None = None, kind: str = "file") -> str:
         """Upload a file (a path or bytes) under a name; the server checks its sha256. Returns the sha256."""
-        if isinstance(source, bytes):
-            if name is None:
-                raise ValidationError("An artifact given as bytes needs a name.")
-            data = source
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise ValidationError(f"The artifact file {str(path)!r} does not exist.")
-            data = path.read_bytes()
-            name = name or path.name
-        label = safe_name(name)
+        data, label = artifact_source(source, name)
         digest = hashlib.sha256(data).hexdigest()
         self.client.call("PUT", f"/api/runs/{self.id}/artifacts/{quote(label, safe='')}",
                          params={"kind": kind, "sha256": digest}, content=data, repeatable=True)  # fmt: skip

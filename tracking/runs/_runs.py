@@ -243,17 +243,7 @@ class ActiveRun:
 
     def log_artifact(self, source: str | Path | bytes, name: str | None = None, kind: str = "file") -> str:
         """Store a file (a path or bytes) under a name; returns its sha256."""
-        if isinstance(source, bytes):
-            if name is None:
-                raise ValidationError("An artifact given as bytes needs a name.")
-            data = source
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise ValidationError(f"The artifact file {str(path)!r} does not exist.")
-            data = path.read_bytes()
-            name = name or path.name
-        label = safe_name(name)
+        data, label = artifact_source(source, name)
         digest = put_bytes(self.store, data)
         with self.store.session_scope(write=True) as session:
             check_open(session.connection(), self.id, self.actor)
@@ -321,6 +311,22 @@ class ActiveRun:
                 self._buffer[:0] = points
                 self._dirty_summary = self._dirty_summary or summary
             raise
+
+
+def artifact_source(source: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
+    """An artifact's bytes and its safe name, from a path (named after the file unless `name`) or bytes and a name.
+
+    Raises:
+        ValidationError: bytes without a name, or a path that is not a file.
+    """
+    if isinstance(source, bytes):
+        if name is None:
+            raise ValidationError("An artifact given as bytes needs a name.")
+        return source, safe_name(name)
+    path = Path(source)
+    if not path.is_file():
+        raise ValidationError(f"The artifact file {str(path)!r} does not exist.")
+    return path.read_bytes(), safe_name(name or path.name)
 
 
 def insert_points(conn: Connection, points: list[tuple]) -> None:
