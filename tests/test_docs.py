@@ -12,7 +12,7 @@ from tracking._settings import SETTINGS, settings_markdown
 from tracking.cli import COMMANDS, build_parser
 from tracking.ml._families import FAMILIES
 from tracking.runs._datasets import BUILTIN_TASKS
-from tracking.sweeps._sweeps import PRUNERS, SAMPLERS
+from tracking.sweeps._samplers import PRUNERS, SAMPLERS
 
 README = (ROOT / "README.md").read_text()
 

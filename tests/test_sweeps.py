@@ -16,6 +16,7 @@ from tracking.ml._families import FAMILIES
 from tracking.ml._objective import _classification_scores, curve_score
 from tracking.runs._artifacts import load_model
 from tracking.runs._queries import list_runs, metric_history
+from tracking.sweeps._samplers import make_pruner
 from tracking.sweeps._sweeps import (
     SweepSpec,
     cancel_sweep,
@@ -23,7 +24,6 @@ from tracking.sweeps._sweeps import (
     get_sweep,
     launch_workers,
     load_study,
-    make_pruner,
     reopen_sweep,
 )
 from tracking.sweeps._worker import run_worker

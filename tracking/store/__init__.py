@@ -22,6 +22,7 @@ from tracking.store._db import (
     note_audit_head,
     open_store,
 )
+from tracking.store._index_tables import RunValue, RunWord
 from tracking.store._journal import (
     journal_storage,
 )
@@ -58,8 +59,6 @@ from tracking.store._tables import (
     RunKeyScan,
     RunStatus,
     RunTag,
-    RunValue,
-    RunWord,
     ServingMinute,
     SignInFailure,
     SignInTicket,

@@ -585,35 +585,3 @@ class TrashEntry(SQLModel, table=True):
     runs: int = 0  # how many runs went to the trash with it
     trashed_by: str
     trashed_at: datetime = Field(default_factory=utcnow)
-
-
-# --- search: params and metrics an index can find, and the words of each run (schema 0016) ---
-
-
-class RunValue(SQLModel, table=True):
-    """One param or final metric of a run, typed, so filters and sorts go by index (the JSON stays the record).
-
-    `kind` says what and which type: `p`/`m` a number (`number`) or a text of up to `SHORT_TEXT`
-    characters (`text`), `pb`/`mb` a boolean (`number` 0 or 1), `pl`/`ml` a longer text (its first
-    `SHORT_TEXT` characters in `text`; filters check those runs against the JSON). JSON nulls have no row.
-    """
-
-    __tablename__ = "run_values"
-    __table_args__ = (
-        Index("ix_run_values_number", "kind", "key", "number", "run_id"),
-        Index("ix_run_values_text", "kind", "key", "text", "run_id"),
-    )
-    run_id: int = Field(foreign_key="runs.id", primary_key=True)
-    kind: str = Field(primary_key=True)
-    key: str = Field(primary_key=True)
-    number: float | None = None
-    text: str | None = None
-
-
-class RunWord(SQLModel, table=True):
-    """A word (lowercase) of a run's name, experiment, sweep, tags, notes or param values: the search box's index."""
-
-    __tablename__ = "run_words"
-    __table_args__ = (Index("ix_run_words_word", "word", "run_id", postgresql_ops={"word": "text_pattern_ops"}),)
-    run_id: int = Field(foreign_key="runs.id", primary_key=True)
-    word: str = Field(primary_key=True)

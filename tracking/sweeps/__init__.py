@@ -6,9 +6,8 @@ from tracking.sweeps._remote import (
     TrialService,
     run_remote_worker,
 )
+from tracking.sweeps._samplers import PRUNERS, SAMPLERS, make_pruner
 from tracking.sweeps._sweeps import (
-    PRUNERS,
-    SAMPLERS,
     SweepSpec,
     cancel_sweep,
     create_sweep,
@@ -16,7 +15,6 @@ from tracking.sweeps._sweeps import (
     launch_workers,
     list_sweeps,
     load_study,
-    make_pruner,
     optuna_storage,
     reopen_sweep,
     resume_blockers,

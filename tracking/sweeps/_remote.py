@@ -35,7 +35,8 @@ from tracking.runs import RunClosed, TaskData, heartbeat_seconds, load_task
 from tracking.runs._remote_run import RemoteHeartbeat, RemoteRun
 from tracking.runs._remote_writes import write_batch
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
-from tracking.sweeps._sweeps import PACKAGE_DIR, SAMPLERS, _settle, get_sweep, make_pruner, optuna_storage
+from tracking.sweeps._samplers import SAMPLERS, make_pruner
+from tracking.sweeps._sweeps import PACKAGE_DIR, _settle, get_sweep, optuna_storage
 from tracking.sweeps._worker import _claim, _load_sweep_data, _make_objective, _recover
 
 # Optuna is imported inside the functions that use it: `import tracking` stays light.

@@ -41,15 +41,8 @@ from tracking.runs import (
     run_row,
 )
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
-from tracking.sweeps._sweeps import (
-    PACKAGE_DIR,
-    SAMPLERS,
-    _settle,
-    get_sweep,
-    import_objective,
-    make_pruner,
-    optuna_storage,
-)
+from tracking.sweeps._samplers import SAMPLERS, make_pruner
+from tracking.sweeps._sweeps import PACKAGE_DIR, _settle, get_sweep, import_objective, optuna_storage
 
 # Optuna is imported inside the functions that use it: `import tracking` stays light.
 
