@@ -140,6 +140,19 @@ def test_search_finds_each_field_case_insensitively_and_combines_with_the_filter
     assert {run.name for run in list_runs(store, search="baseline")} == {"Baseline"}
 
 
+def test_search_for_a_piece_of_several_words_finds_that_piece_not_each_word(store):
+    for name in ("trial-1", "trial-10", "trial-2", "other"):
+        with start_run("sweepish", params={"note": f"({name})", "depth": 1}, store=store, name=name):
+            pass
+
+    def found(text):
+        return {row["name"] for row in runs_page(store, search=text).rows}
+
+    assert found("trial-1") == {"trial-1", "trial-10"}  # not trial-2, though it holds the words trial and 1
+    assert found("TRIAL") == {"trial-1", "trial-10", "trial-2"} and found("trial 2") == {"trial-2"}
+    assert found("'trial-2'") == {"trial-2"}  # quotes around a piece are not part of it
+
+
 def test_search_bulk_runs_are_found_by_filter_sort_and_search(store):
     runs = [{"experiment": "bulk", "name": f"b{i}", "params": {"p": i, "kind": "Gini"}, "metrics": {"m": i / 10},
              "tags": {"batch": "first"}} for i in range(7)]  # fmt: skip

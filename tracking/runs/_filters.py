@@ -53,7 +53,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from tracking._errors import ValidationError
-from tracking.runs._index import KINDS, words
+from tracking.runs._index import KINDS, search_terms
 from tracking.store import DatasetVersion, Experiment, Run, RunStatus, RunTag, RunValue, RunWord, Sweep
 
 MAX_LENGTH = 2000
@@ -533,7 +533,7 @@ def compile_search(text: str, frequent: Callable[[ColumnElement[bool]], bool] | 
     """
     if len(text) > MAX_LENGTH:
         _fail(MAX_LENGTH + 1, f"the search is longer than {MAX_LENGTH} characters; shorten it.")
-    wanted = sorted(words(text.replace("\0", " ")), key=len, reverse=True)
+    wanted = sorted(search_terms(text.replace("\0", " ")), key=len, reverse=True)
     if len(wanted) > MAX_SEARCH_WORDS:
         raise FilterError(f"Search for at most {MAX_SEARCH_WORDS} words at a time.", 1)
     clauses = []

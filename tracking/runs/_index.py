@@ -23,6 +23,7 @@ from tracking.store import Experiment, Note, Run, RunTag, RunValue, RunWord, Swe
 SHORT_TEXT = 256  # longer texts keep this many characters in the index; filters check them against the JSON
 MAX_WORD = 64  # longer words are cut (an index entry stays small; a search for their start still finds them)
 _WORD = re.compile(r"\w+(?:\.\w+)*")
+_EDGES = "\"'()[]{}<>,;:!?"  # quotes and brackets around a piece are not part of it
 KINDS = {"params": ("p", "pb", "pl"), "metrics": ("m", "mb", "ml")}
 _BATCH = 2000
 
@@ -71,13 +72,28 @@ def write_values(
 
 
 def words(*texts: Any) -> set[str]:
-    """The search words of some texts: runs of letters and digits (dots inside, as in 0.01), lowercase."""
+    """The search words of some texts, lowercase: runs of letters and digits (dots inside, as in 0.01), and each
+    whitespace-separated piece made of several (`trial-12`, `lr=0.1`), so a search for the piece finds it."""
     found: set[str] = set()
     for text in texts:
         if text is None or isinstance(text, bool):
             continue
-        found.update(word[:MAX_WORD] for word in _WORD.findall(str(text).casefold()))
+        for piece in str(text).casefold().split():
+            parts = _WORD.findall(piece)
+            found.update(part[:MAX_WORD] for part in parts)
+            if len(parts) > 1:
+                found.add(piece.strip(_EDGES)[:MAX_WORD])
     return found
+
+
+def search_terms(text: str) -> set[str]:
+    """What a search looks for, each the start of some word of a run: a typed word, or a typed piece of several
+    (`trial-1` finds trial-1 and trial-10, not every trial that holds a 1)."""
+    terms: set[str] = set()
+    for piece in text.casefold().split():
+        parts = _WORD.findall(piece)
+        terms.update(parts if len(parts) < 2 else [piece.strip(_EDGES)[:MAX_WORD]])
+    return terms
 
 
 def refresh_words(conn: Connection, run_ids: Sequence[int]) -> None:

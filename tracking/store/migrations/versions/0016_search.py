@@ -26,6 +26,7 @@ STR = sqlmodel.sql.sqltypes.AutoString
 SHORT_TEXT = 256
 MAX_WORD = 64
 WORD = re.compile(r"\w+(?:\.\w+)*")
+EDGES = "\"'()[]{}<>,;:!?"
 BATCH = 2000
 
 SQLITE_FILL = """
@@ -115,7 +116,11 @@ def _words(texts: list) -> set[str]:
     found: set[str] = set()
     for text in texts:
         if text is not None and not isinstance(text, bool):
-            found.update(word[:MAX_WORD] for word in WORD.findall(str(text).casefold()))
+            for piece in str(text).casefold().split():  # as tracking.runs._index.words
+                parts = WORD.findall(piece)
+                found.update(part[:MAX_WORD] for part in parts)
+                if len(parts) > 1:
+                    found.add(piece.strip(EDGES)[:MAX_WORD])
     return found
 
 
