@@ -269,6 +269,7 @@ def _chart_data(page: Any) -> list[list[dict[str, Any]]]:
 
 def sweep_check(sweep_id: int, complete: int, chart: str) -> Callable[[Any], None]:
     def check(page: Any) -> None:
+        page.get_by_text(f"{SWEEP_TRIALS} / {SWEEP_TRIALS} trials finished").first.wait_for(timeout=WAIT_MS)
         text = _main_text(page)
         if f"Sweep {sweep_id}" not in text or f"{SWEEP_TRIALS} / {SWEEP_TRIALS} trials finished" not in text:
             raise WrongPage(
@@ -340,18 +341,20 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[tuple[Path, Target]] = []
         if "sweep" in only:
             complete = _complete_trials(charts_home, sweep_id)
+            finished = f"{SWEEP_TRIALS} / {SWEEP_TRIALS} trials finished"  # the progress bar: drawn last, timed too
             targets += [
                 (charts_home, Target(f"sweep page, {SWEEP_TRIALS} trials: Settings tab, no chart (the page without charts)",
                                      f"sweep?id={sweep_id}&view=Settings", 0, None, sweep_check(sweep_id, complete, ""),
                                      shows="Search space")),
                 (charts_home, Target(f"sweep page, {SWEEP_TRIALS} trials: optimisation history",
-                                     f"sweep?id={sweep_id}", 1, 2.0, sweep_check(sweep_id, complete, "history"))),
+                                     f"sweep?id={sweep_id}", 1, 2.0, sweep_check(sweep_id, complete, "history"),
+                                     shows=finished)),
                 (charts_home, Target(f"sweep page, {SWEEP_TRIALS} trials: optimisation history, by address (from Sign in)",
                                      f"sweep?id={sweep_id}", 1, 2.0, sweep_check(sweep_id, complete, "history"),
-                                     by_address=True)),
+                                     shows=finished, by_address=True)),
                 (charts_home, Target(f"sweep page, {SWEEP_TRIALS} trials: parameter importances",
                                      f"sweep?id={sweep_id}&chart=Parameter+importances", 1, 2.0,
-                                     sweep_check(sweep_id, complete, "Parameter importances"))),
+                                     sweep_check(sweep_id, complete, "Parameter importances"), shows=finished)),
             ]  # fmt: skip
         if "compare" in only:
             targets.append((charts_home, Target(
