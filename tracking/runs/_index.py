@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from tracking.store import Experiment, Note, Run, RunTag, RunValue, RunWord, Sweep
@@ -49,6 +49,20 @@ def value_rows(run_id: int, kind: str, values: Mapping[str, Any]) -> list[dict[s
     return rows
 
 
+# Statements of the logging hot path (every run's start and end), built once: building costs more than running.
+_INSERT_VALUES = insert(RunValue)
+_DELETE_VALUES = delete(RunValue).where(
+    RunValue.run_id == bindparam("b_run"), RunValue.kind.in_(bindparam("b_kinds", expanding=True))
+)
+_INSERT_WORDS = insert(RunWord)
+_NEW_RUN_TEXTS = (
+    select(Run.name, Experiment.name, Sweep.name)
+    .join(Experiment, Run.experiment_id == Experiment.id)
+    .outerjoin(Sweep, Run.sweep_id == Sweep.id)
+    .where(Run.id == bindparam("b_run"))
+)
+
+
 def write_values(
     conn: Connection,
     run_id: int,
@@ -65,10 +79,18 @@ def write_values(
         if values is None:
             continue
         if not new:
-            conn.execute(delete(RunValue).where(RunValue.run_id == run_id, RunValue.kind.in_(KINDS[kind])))
+            conn.execute(_DELETE_VALUES, {"b_run": run_id, "b_kinds": list(KINDS[kind])})
         rows = value_rows(run_id, kind, values)
         if rows:
-            conn.execute(insert(RunValue), rows)
+            conn.execute(_INSERT_VALUES, rows)
+
+
+def new_run_words(conn: Connection, run_id: int, params: Mapping[str, Any]) -> None:
+    """The search words of a run just inserted (inside its transaction): no tags, notes or words yet."""
+    name, experiment, sweep = conn.execute(_NEW_RUN_TEXTS, {"b_run": run_id}).one()
+    found = words(name, experiment, sweep, *params.values())
+    if found:
+        conn.execute(_INSERT_WORDS, [{"run_id": run_id, "word": word} for word in sorted(found)])
 
 
 def words(*texts: Any) -> set[str]:

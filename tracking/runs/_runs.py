@@ -36,7 +36,7 @@ from tracking._errors import NotFoundError, PermissionDenied, StoreError, Valida
 from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
-from tracking.runs._index import refresh_words, write_values
+from tracking.runs._index import new_run_words, refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
 from tracking.store import (
@@ -420,7 +420,7 @@ def insert_run(conn: Connection, values: dict[str, Any]) -> int:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
         conn.execute(_NAME_RUN, {"b_id": run_id, "b_name": default})
     write_values(conn, run_id, params=values["params"], metrics=values["metrics"], new=True)
-    refresh_words(conn, [run_id])
+    new_run_words(conn, run_id, values["params"])
     bump_change_counter(conn)
     return run_id
 
