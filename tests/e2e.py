@@ -36,6 +36,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(proc: subprocess.Popen, url: str, name: str, timeout: float, every: float) -> None:
+    """Wait until `url` answers, failing at once with the end of `proc`'s output if the process `name` exits."""
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} did not start: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return True
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=timeout, what=f"{name} to answer {url}", every=every)
+
+
 @contextmanager
 def streamlit_server(
     env: dict[str, str] | None = None, args: Sequence[str] = (), port: int | None = None
@@ -49,18 +64,8 @@ def streamlit_server(
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_until(healthy, timeout=SLOW / 1000, what="streamlit to answer its health check", every=0.2)
+        wait_for_http(proc, f"{url}/_stcore/health", "streamlit", timeout=SLOW / 1000, every=0.2)
         yield url
     finally:
         proc.terminate()

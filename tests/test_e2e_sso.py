@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,8 @@ from pathlib import Path
 import pytest
 
 import tracking
-from tests.e2e import free_port, idle, streamlit_server
+from tests.e2e import free_port, idle, streamlit_server, wait_for_http
 from tests.governance import PASSWORD
-from tests.polling import wait_until
 from tracking.governance import UserRecord, create_user, list_sso_links, set_sso_new_accounts
 
 pytestmark = pytest.mark.slow
@@ -62,18 +60,9 @@ client_kwargs = {{ prompt = "login" }}
 """
     )
     provider = _provider(idp_port, redirect_uri)
-
-    def answers() -> bool:
-        if provider.poll() is not None:
-            raise RuntimeError(f"the OpenID Connect provider did not start: {provider.stdout.read().decode()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=2).read()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_until(answers, timeout=30, what="the OpenID Connect provider to answer", every=0.1)
+        wait_for_http(provider, f"{issuer}/.well-known/openid-configuration", "the OpenID Connect provider",
+                      timeout=30, every=0.1)  # fmt: skip
         env = {"TRACKING_HOME": os.environ["TRACKING_HOME"]}
         with streamlit_server(env, args=["--secrets.files", str(secrets)], port=app_port) as url:
             yield Dashboard(url, issuer)
