@@ -156,7 +156,7 @@ view = CompareView(
     filter=url_view.filter, smoothing=state["cmp_smooth"], log_y=state["cmp_logy"],
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
-sync_url(query)
+sync_url(query, bound=("tab",))  # the open tab stays in the address: a copied address reopens it
 if share_tab.open:
     with share_tab:
         shown = state.get("tab_shown") or TABS[0]  # the link opens the tab looked at before this one

@@ -220,10 +220,11 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     assert _charts(at) == 1
     charts = _ok(_page("pages/compare.py", runs=ids, baseline=str(runs[1]), metric="metrics.fit_seconds", tab="Charts"))
     assert _charts(charts) == 4 and not charts.dataframe  # history, parallel coordinates, scatter, bar
+    assert charts.query_params["tab"] == "Charts"  # the address keeps the open tab: a copy of it reopens it
     for view in (at, charts):  # choices of tabs not open stay in the address
         assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
         assert view.query_params["history"] == "loss" and view.query_params["runs"] == ids  # the curve, not a point
-    charts.session_state["tab"] = "Share"
+    charts.session_state["tab"] = charts.query_params["tab"] = "Share"  # a click on the tab sets both
     _ok(charts.run())
     assert len(charts.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
     assert "tab=Charts" in charts.code[0].value or charts.code[0].value.startswith("(copy")  # the tab looked at

@@ -9,7 +9,7 @@ values back, so a copied address reopens the same view.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -158,10 +158,18 @@ def seed(values: Mapping[str, Any]) -> None:
             st.session_state[key] = value
 
 
-def sync_url(query: Mapping[str, str]) -> None:
-    """Make the address bar show exactly these query params (only when they changed)."""
+def sync_url(query: Mapping[str, str], bound: Sequence[str] = ()) -> None:
+    """Make the address bar show these query params (only those that changed), leaving those of `bound` alone:
+    params a widget owns (`st.tabs(..., bind="query-params")`) are the widget's to set, and stay in the address."""
     wanted = {key: value for key, value in query.items() if value}
-    if st.query_params.to_dict() != wanted:
+    current = {key: value for key, value in st.query_params.to_dict().items() if key not in bound}
+    if current == wanted:
+        return
+    if bound:  # key by key: a bound param may be neither set nor cleared from here
+        for key in current.keys() - wanted.keys():
+            del st.query_params[key]
+        st.query_params.update({key: value for key, value in wanted.items() if current.get(key) != value})
+    else:
         st.query_params.from_dict(wanted)
 
 
