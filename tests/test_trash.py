@@ -19,6 +19,7 @@ import tracking
 from tests.governance import make_accounts
 from tracking.cli import main
 from tracking.production import InferenceEntry, apply_retention, recent_inferences, write_batch
+from tracking.registry import register_blockers
 from tracking.runs import artifact_file, find_trash, put_bytes, save_upload
 from tracking.store import MetricPoint, OptunaJournalEntry, utcnow
 from tracking.sweeps import SweepSpec, create_sweep, get_sweep, list_sweeps, run_worker
@@ -151,13 +152,16 @@ def test_trash_refuses_a_run_behind_a_registered_version(store):
     with pytest.raises(tracking.ValidationError, match=r"registered model version m v1"):
         tracking.trash_experiment(store, "models")
     assert [r.id for r in tracking.list_runs(store)] == [run_id] and tracking.list_trash(store) == []
-    with tracking.start_run("models", store=store) as late:  # registered after it went to the trash
+    with tracking.start_run("models", store=store) as late:
         late.log_model(LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1]))
     tracking.trash_run(store, late.id)
-    tracking.register_version(store, late.id, "m")
-    with pytest.raises(tracking.ValidationError, match=rf"Run {late.id} is behind .* m v2, so it cannot be purged"):
-        tracking.purge_run(store, late.id)
-    assert tracking.find_run(store, late.id) is not None
+    with pytest.raises(tracking.ValidationError, match=rf"Run {late.id} is in the trash; restore it"):
+        tracking.register_version(store, late.id, "m")
+    assert f"Run {late.id} is in the trash; restore it before registering its model." in register_blockers(
+        store, None, late.id
+    )
+    tracking.restore_run(store, late.id)
+    assert tracking.register_version(store, late.id, "m").version == 2
 
 
 def test_trash_roles_and_audit_events(store):

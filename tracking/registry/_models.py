@@ -290,7 +290,9 @@ def _registrable(store: Store, run_id: int, artifact: str) -> tuple[ArtifactReco
         run = session.get(Run, run_id)
         if run is None:
             raise NotFoundError(f"There is no run {run_id}.")
-        status = run.status
+        status, trashed = run.status, run.trash_id is not None
+    if trashed:
+        return None, f"Run {run_id} is in the trash; restore it before registering its model."
     if status != RunStatus.complete:
         return None, f"Run {run_id} is {status}; only a complete run's model can be registered."
     found = find_artifact(store, run_id, artifact)
