@@ -14,6 +14,7 @@ from sqlalchemy import select
 import tracking
 from tests.e2e import free_port, tracking_server
 from tests.governance import PASSWORD, make_accounts
+from tests.pages import shown_text, signed_in_app
 from tests.polling import wait_until
 from tracking.cli._main import main
 from tracking.store import Run, Worker
@@ -94,6 +95,7 @@ def test_dask_sweep_from_the_cli_finishes_exactly_n_trials_without_a_store(team,
     assert sorted(t.state.name for t in load_study(store, sweep.id).trials) == ["COMPLETE"] * 6
     assert get_sweep(store, sweep.id).status == "complete"
     assert list(cluster[1].iterdir()) == []  # the workers opened no store of their own and left nothing
+    assert _worker_pids(store, sweep.id) <= _dask_pids(cluster[0])  # every trial ran in a Dask worker process
 
 
 @pytest.mark.slow
@@ -184,3 +186,69 @@ def test_dask_missing_server_url_or_scheduler_is_one_clear_sentence(team, capsys
         start_workers(store, sweep.id, 1, actor=users["viewer"], executor="dask", scheduler=scheduler,
                       server_url="http://x:1")  # fmt: skip
     assert _runs(store, sweep.id) == []
+
+
+def _dask_pids(scheduler: str) -> set[int]:
+    import distributed
+
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        return set(client.run(os.getpid).values())
+
+
+def _worker_pids(store, sweep_id) -> set[int]:
+    with store.connect() as conn:
+        return set(
+            conn.execute(
+                select(Worker.pid).join(Run, Run.worker_id == Worker.id).where(Run.sweep_id == sweep_id)
+            ).scalars()
+        )
+
+
+def _form(at, family="knn"):
+    at.selectbox(key="family_classification").set_value(family).run()
+    at.session_state["space_editor_knn_classification"] = {
+        "edited_rows": {0: {"low": 3.0, "high": 7.0}}, "added_rows": [], "deleted_rows": [1, 2],
+    }  # fmt: skip
+    at.run()
+    inputs = {n.label: n for n in at.number_input}
+    inputs["Trials"].set_value(3)
+    inputs["Workers"].set_value(2)
+    inputs["CV folds"].set_value(2)
+    return at.run()
+
+
+@pytest.mark.slow
+def test_dask_pages_launch_form_runs_the_workers_on_the_cluster(cluster, monkeypatch):
+    at = signed_in_app(timeout=90).switch_page("pages/sweeps.py").run()
+    assert at.radio(key="executor").value == "local"  # the default: local processes, no address asked
+    assert not [t for t in at.text_input if t.label in ("Dask scheduler", "Tracking server URL")]
+    store = tracking.open_store()
+    with tracking_server(store) as url:
+        monkeypatch.setenv("TRACKING_SERVER_URL", url)  # prefill the form's two fields
+        monkeypatch.setenv("TRACKING_DASK_SCHEDULER", cluster[0])
+        at = _form(at)
+        at.radio(key="executor").set_value("dask").run()
+        assert at.text_input(key="executor_scheduler").value == cluster[0]
+        assert at.text_input(key="executor_server").value == url
+        at.button(key="launch").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        (sweep,) = tracking.list_sweeps(store)
+        wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", 180, "the sweep to complete")
+        runs = tracking.list_runs(store, sweep_id=sweep.id)
+        assert sorted(r.status for r in runs) == ["complete"] * 3 and {r.owner for r in runs} == {"data_scientist"}
+        assert _worker_pids(store, sweep.id) <= _dask_pids(cluster[0])  # every trial ran in a Dask worker process
+
+
+def test_dask_pages_launch_form_without_a_server_url_says_so_and_makes_no_sweep(cluster, monkeypatch):
+    monkeypatch.delenv("TRACKING_SERVER_URL", raising=False)
+    at = _form(signed_in_app(timeout=90).switch_page("pages/sweeps.py").run())
+    at.radio(key="executor").set_value("dask").run()
+    at.text_input(key="executor_scheduler").set_value(cluster[0]).run()
+    assert at.text_input(key="executor_server").value == ""
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert [shown_text(e.value) for e in at.error] == [
+        "Workers on a Dask cluster log through a tracking server: give its address (--server, or set "
+        "TRACKING_SERVER_URL), e.g. http://tracking.internal:8765."
+    ]
+    assert tracking.list_sweeps(tracking.open_store()) == []
