@@ -14,9 +14,10 @@ from sqlalchemy import select
 import tracking
 from tests.e2e import free_port, tracking_server
 from tests.governance import PASSWORD, make_accounts
-from tests.pages import shown_text, signed_in_app
+from tests.pages import button, shown_text, signed_in_app
 from tests.polling import wait_until
 from tracking.cli._main import main
+from tracking.governance._access import authenticate
 from tracking.store import Run, Worker
 from tracking.sweeps import (
     SweepSpec,
@@ -252,3 +253,24 @@ def test_dask_pages_launch_form_without_a_server_url_says_so_and_makes_no_sweep(
         "TRACKING_SERVER_URL), e.g. http://tracking.internal:8765."
     ]
     assert tracking.list_sweeps(tracking.open_store()) == []
+
+
+@pytest.mark.slow
+def test_dask_pages_resume_on_the_cluster_from_the_detail_page(cluster, monkeypatch):
+    at = signed_in_app(timeout=90)  # makes the accounts
+    store = tracking.open_store()
+    user = authenticate(store, "data_scientist", PASSWORD)
+    sweep = create_sweep(store, SweepSpec(model="knn", task="iris", n_trials=2, folds=2, pruner="none"), actor=user)
+    cancel_sweep(store, sweep.id, actor=user)  # never started: cancelled at once, resumable
+    with tracking_server(store) as url:
+        monkeypatch.setenv("TRACKING_SERVER_URL", url)
+        at.query_params["id"] = str(sweep.id)
+        at = at.switch_page("pages/sweep.py").run()
+        at.radio(key="resume_executor").set_value("dask").run()
+        at.text_input(key="resume_executor_scheduler").set_value(cluster[0]).run()
+        {n.label: n for n in at.number_input}["Workers"].set_value(1).run()
+        button(at, "Resume").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", 180, "the sweep to complete")
+        assert sorted(r.status for r in tracking.list_runs(store, sweep_id=sweep.id)) == ["complete"] * 2
+        assert _worker_pids(store, sweep.id) <= _dask_pids(cluster[0])
