@@ -274,3 +274,15 @@ def test_dask_pages_resume_on_the_cluster_from_the_detail_page(cluster, monkeypa
         wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "complete", 180, "the sweep to complete")
         assert sorted(r.status for r in tracking.list_runs(store, sweep_id=sweep.id)) == ["complete"] * 2
         assert _worker_pids(store, sweep.id) <= _dask_pids(cluster[0])
+
+
+@pytest.mark.slow
+def test_dask_cli_watch_ends_and_says_why_when_the_tasks_fail(team, capsys):
+    store, _, url, scheduler = team
+    code = main(["sweep", *IRIS, "--trials", "2", "--workers", "2", "--store", store.url, "--executor", "dask",
+                 "--scheduler", scheduler, "--server", f"{url}/no-such-prefix"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    assert "warning: worker task(s) on the Dask cluster failed: tracking-sweep-1-" in captured.err, captured.err
+    assert captured.err.count("tracking-sweep-1-") == 2, captured.err  # both tasks, each with its error
+    assert "sweep 1 pending: 0/2 trials finished" in captured.out

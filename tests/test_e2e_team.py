@@ -87,8 +87,8 @@ def test_e2e_team_sweep_on_postgresql_through_the_server_on_a_dask_cluster(team_
                      n_trials=TRIALS, sampler="tpe", pruner="none", folds=2, experiment="loans")  # fmt: skip
     sweep = create_sweep(store, spec, actor=scientist)
     with tracking_server(store) as url:
-        keys = launch_dask_workers(store, sweep.id, 3, scheduler, url, actor=scientist)
-        assert len(keys) == 3
+        launch = launch_dask_workers(store, sweep.id, 3, scheduler, url, actor=scientist)
+        assert len(launch.keys) == 3 and launch.client is None  # fire and forget: nothing held here
         wait_until(lambda: get_sweep(store, sweep.id).status == "complete", timeout=600, what="the 20 trials")
         with distributed.Client(scheduler, set_as_default=False) as client:
             dask_pids = set(client.run(os.getpid).values())

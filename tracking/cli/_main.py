@@ -31,11 +31,13 @@ from tracking.runs import fail_stale_runs, get_run, list_artifacts, list_dataset
 from tracking.store import iso, open_store
 from tracking.sweeps import (
     EXECUTORS,
+    DaskLaunch,
     SweepSpec,
     cancel_sweep,
     check_dask_target,
     create_sweep,
     get_sweep,
+    launch_dask_workers,
     list_sweeps,
     reopen_sweep,
     run_worker,
@@ -159,12 +161,14 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _start(store: Any, sweep_id: int, args: argparse.Namespace, actor: Any) -> list[Any]:
-    """Start the workers where `--executor` says; the local processes started (none on a Dask cluster)."""
-    procs = start_workers(store, sweep_id, args.workers, actor=actor, executor=args.executor,
-                          scheduler=args.scheduler, server_url=args.server)  # fmt: skip
-    if args.executor == "dask":
-        print(f"{args.workers} worker task(s) submitted to the Dask cluster")
-    return procs
+    """Start the workers where `--executor` says: the local processes started, or the Dask launch (watched
+    unless `--detach`)."""
+    if args.executor != "dask":
+        return start_workers(store, sweep_id, args.workers, actor=actor)
+    launch = launch_dask_workers(store, sweep_id, args.workers, args.scheduler, args.server, actor=actor,
+                                 watch=not args.detach)  # fmt: skip
+    print(f"{args.workers} worker task(s) submitted to the Dask cluster")
+    return [launch]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,6 +224,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
     """Print a progress bar until the sweep settles or the workers started here have all exited;
     Ctrl-C asks the workers to stop."""
+    if procs and isinstance(procs[0], DaskLaunch):
+        try:
+            return _watch_workers(store, sweep_id, [], procs[0])
+        finally:
+            procs[0].close()
+    return _watch_workers(store, sweep_id, procs, None)
+
+
+def _watch_workers(store: Any, sweep_id: int, procs: list[Any], tasks: DaskLaunch | None) -> int:
     tty = sys.stderr.isatty()
     last = None
     try:
@@ -231,7 +244,7 @@ def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
                 last = line
             if sweep.status in ("complete", "cancelled"):
                 break
-            if procs and all(proc.poll() is not None for proc in procs):  # none: workers elsewhere (Dask)
+            if (procs and all(proc.poll() is not None for proc in procs)) or (tasks and tasks.ended()):
                 sweep = get_sweep(store, sweep_id)
                 break
             time.sleep(0.5)
@@ -246,6 +259,9 @@ def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
     if failed and sweep.status != "complete":
         logs = store.artifact_root.parent / "logs"
         print(f"warning: worker(s) {failed} stopped with an error; see their logs in {logs}", file=sys.stderr)
+    errors = tasks.failures() if tasks else []
+    if errors and sweep.status != "complete":
+        print(f"warning: worker task(s) on the Dask cluster failed: {'; '.join(errors)}", file=sys.stderr)
     _print_best(store, sweep)
     return 0
 

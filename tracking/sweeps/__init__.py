@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tracking.sweeps._dask import (
     EXECUTORS,
+    DaskLaunch,
     check_dask_target,
     dask_worker_task,
     launch_dask_workers,
@@ -38,6 +39,7 @@ __all__ = [
     "EXECUTORS",
     "PRUNERS",
     "SAMPLERS",
+    "DaskLaunch",
     "SweepSpec",
     "TrialService",
     "cancel_sweep",

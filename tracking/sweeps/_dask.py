@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from tracking._errors import ValidationError
@@ -31,6 +32,29 @@ EXECUTORS = ("local", "dask")
 CONNECT_SECONDS = 10.0  # how long a launch waits for the scheduler to answer
 
 
+@dataclass
+class DaskLaunch:
+    """The tasks a launch submitted: their keys and, while the launcher watches them, its client and futures."""
+
+    keys: list[str]
+    client: Any = None
+    futures: list[Any] = field(default_factory=list)
+
+    def ended(self) -> bool:
+        """Whether every task has ended (finished or failed); False when not watched."""
+        return bool(self.futures) and all(f.done() for f in self.futures)
+
+    def failures(self) -> list[str]:
+        """One line per task that failed (the error it raised), once it has ended."""
+        return [f"{f.key}: {f.exception()!r}" for f in self.futures if f.status == "error"]
+
+    def close(self) -> None:
+        """Stop watching; the tasks go on (fire and forget)."""
+        if self.client is not None:
+            self.client.close()
+            self.client, self.futures = None, []
+
+
 def launch_dask_workers(
     store: Any,
     sweep_id: int,
@@ -39,11 +63,12 @@ def launch_dask_workers(
     server_url: str | None = None,
     actor: UserRecord | None = None,
     connect_seconds: float = CONNECT_SECONDS,
-) -> list[str]:
+    watch: bool = False,
+) -> DaskLaunch:
     """Start `count` workers of a sweep as tasks on the Dask cluster whose scheduler is at `scheduler`
     (default `TRACKING_DASK_SCHEDULER`); they log through the tracking server at `server_url` (default
     `TRACKING_SERVER_URL`) with a token scoped to the sweep. The tasks outlive this call (fire and forget).
-    Returns the tasks' keys.
+    With `watch` the launch keeps its client so that the caller can see the tasks end or fail (`close()` it).
 
     Raises:
         NotFoundError, PermissionDenied (the actor may not launch sweeps),
@@ -62,9 +87,13 @@ def launch_dask_workers(
         keys = [f"tracking-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}-worker-{k}" for k in range(count)]
         futures = [client.submit(dask_worker_task, url, token, sweep_id, key=key, pure=False) for key in keys]
         distributed.fire_and_forget(futures)  # the scheduler runs them after this client has gone
-    finally:
+    except BaseException:
         client.close()
-    return keys
+        raise
+    if watch:
+        return DaskLaunch(keys, client, futures)
+    client.close()
+    return DaskLaunch(keys)
 
 
 def check_dask_target(scheduler: str | None = None, server_url: str | None = None) -> tuple[str, str]:
