@@ -175,10 +175,13 @@ def dask_worker_task(server_url: str, token: str | None, sweep_id: int, max_tria
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))
 
     with _empty_home():
+        client = ServerClient(server_url, token)
         try:
-            return run_remote_worker(ServerClient(server_url, token), sweep_id, max_trials, on_stop_now=interrupt)
+            return run_remote_worker(client, sweep_id, max_trials, on_stop_now=interrupt)
         except KeyboardInterrupt:  # an interrupt that landed after the worker had ended its trial
             return 0
+        finally:
+            client.close()  # the Dask worker process lives on: no connection left behind per task
 
 
 @contextlib.contextmanager
