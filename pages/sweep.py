@@ -16,7 +16,7 @@ from tracking.sweeps import resume_blockers
 from ui.address import query_id
 from ui.data import get_store, sweep_runs
 from ui.frame import in_frame
-from ui.sweeps import launch, progress_panel, sweep_chart
+from ui.sweeps import executor_section, launch, progress_panel, start_where, sweep_chart
 from ui.trash import trash_block
 
 user = in_frame()
@@ -78,6 +78,7 @@ if live and not sweep.cancel_requested:
         controls[4].caption(escape_markdown(cannot))
 elif sweep.status in ("interrupted", "cancelled", "complete"):
     cannot = next(iter(resume_blockers(user)), None)
+    where = executor_section("resume_executor", disabled=bool(cannot))  # drawn below the buttons, read first
     workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, disabled=bool(cannot))
     more = controls[1].number_input(
         "Add trials", min_value=0, value=0 if sweep.status != "complete" else 10, disabled=bool(cannot)
@@ -90,14 +91,14 @@ elif sweep.status in ("interrupted", "cancelled", "complete"):
     ):
         _control(
             lambda: tracking.reopen_sweep(store, sweep.id, add_trials=int(more), actor=user),
-            lambda: tracking.launch_workers(store, sweep.id, int(workers), actor=user),
+            lambda: start_where(sweep.id, int(workers), user, where),
         )
     if controls[3].button(
         "Run again",
         disabled=bool(cannot),
         help=escape_markdown(cannot) if cannot else "A new sweep with the same settings.",
     ):
-        launch(tracking.spec_from_record(sweep, name=None), int(workers), user)
+        launch(tracking.spec_from_record(sweep, name=None), int(workers), user, where)
     if cannot:
         controls[4].caption(escape_markdown(cannot))
 if sweep.cancel_requested and live:

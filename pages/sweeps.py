@@ -11,7 +11,15 @@ from tracking.ml import families_for
 from tracking.sweeps import SweepSpec
 from ui.data import get_store
 from ui.frame import in_frame
-from ui.sweeps import data_section, launch, objective_section, settings_section, space_section, sweeps_table
+from ui.sweeps import (
+    data_section,
+    executor_section,
+    launch,
+    objective_section,
+    settings_section,
+    space_section,
+    sweeps_table,
+)
 
 user = in_frame()
 
@@ -51,6 +59,7 @@ if data is not None:
     metrics = objective_section(task_type)
     space, problems = space_section(family, task_type)
     settings = settings_section(multi=len(metrics) > 1)
+    where = executor_section()
     if st.button("Launch", type="primary", disabled=bool(problems), key="launch"):
         spec = SweepSpec(
             model=family, task=data["task"], csv=data["csv"], target=data["target"], sensitive=data["sensitive"],
@@ -58,6 +67,6 @@ if data is not None:
             n_trials=settings["n_trials"], timeout=settings["timeout"], seed=settings["seed"],
             folds=settings["folds"], name=settings["name"], experiment=settings["experiment"],
         )  # fmt: skip
-        launch(spec, settings["workers"], user)  # the library checks the role again, inside its transaction
+        launch(spec, settings["workers"], user, where)  # the library checks the role again, inside its transaction
     if problems:
         st.caption("Fix the search space above to launch.")

@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.polling import wait_until
 
@@ -161,3 +163,22 @@ def sign_in(page: object, name: str, password: str) -> None:
     # The page signed in to has finished its run: a click on another page before that can race with the
     # end of this run, which then drops the new page's widget values (its first rerun resets them).
     idle(page)
+
+
+@contextmanager
+def tracking_server(store: Any) -> Iterator[str]:
+    """A real tracking server (uvicorn) on a free port, in a thread of this process; its URL."""
+    import uvicorn
+
+    from tracking.server import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30, what="the tracking server to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

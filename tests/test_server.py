@@ -7,43 +7,21 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 import tracking
-from tests.e2e import free_port
+from tests.e2e import tracking_server
 from tests.governance import make_accounts
-from tests.polling import wait_until
 from tracking.governance._tokens import create_sweep_token, create_token
 from tracking.remote import ServerClient, connect_server
 from tracking.runs import list_artifacts, metric_history
-from tracking.server import create_app
 from tracking.sweeps import SweepSpec, create_sweep, get_sweep, load_study, run_remote_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = SweepSpec(model="knn", task="iris", n_trials=4, sampler="random", pruner="none", folds=2)
-
-
-@contextmanager
-def tracking_server(store: tracking.Store) -> Iterator[str]:
-    """A real tracking server (uvicorn) on a free port, in a thread of this process; its URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30, what="the tracking server to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -164,6 +164,7 @@ from tracking.sweeps import (
     cancel_sweep,
     create_sweep,
     get_sweep,
+    launch_dask_workers,
     launch_workers,
     list_sweeps,
     load_study,
@@ -171,6 +172,7 @@ from tracking.sweeps import (
     reopen_sweep,
     run_worker,
     spec_from_record,
+    start_workers,
     worker_command,
 )
 
@@ -237,6 +239,7 @@ __all__ = [
     "histories",
     "history_frame",
     "import_mlflow",
+    "launch_dask_workers",
     "launch_workers",
     "lineage",
     "list_artifacts",
@@ -305,6 +308,7 @@ __all__ = [
     "sign_out",
     "spec_from_record",
     "start_run",
+    "start_workers",
     "store_url",
     "tracking_home",
     "trash_experiment",

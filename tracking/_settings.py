@@ -151,6 +151,13 @@ SETTINGS: tuple[Setting, ...] = (
         "100000",
         "logged requests `retention run` keeps per registered model at most (the newest)",
     ),
+    Setting(
+        "TRACKING_DASK_SCHEDULER",
+        None,
+        "the address of a Dask scheduler (e.g. `tcp://dask.internal:8786`) that `sweep --executor dask` and the "
+        "dashboard's launch form use by default to run a sweep's workers as tasks on that cluster; see "
+        "[Sweeps on a Dask cluster](#sweeps-on-a-dask-cluster)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

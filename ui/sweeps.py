@@ -23,7 +23,7 @@ from tracking.ml import (
     task_metrics,
 )
 from tracking.runs import BUILTIN_TASKS, preview_csv, save_upload
-from tracking.sweeps import PRUNERS, SAMPLERS, SweepSpec
+from tracking.sweeps import PRUNERS, SAMPLERS, SweepSpec, check_dask_target, start_workers
 from ui.data import get_store, marker, sweep_runs
 
 DEMO = SweepSpec(
@@ -139,12 +139,42 @@ def settings_section(multi: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def launch(spec: SweepSpec, workers: int, actor: UserRecord) -> None:
-    """Create the sweep as `actor` (its owner), start its workers outside this page and open its detail page."""
+EXECUTOR_LABELS = {"local": "local processes", "dask": "a Dask cluster"}
+
+
+def executor_section(key: str = "executor", disabled: bool = False) -> dict[str, Any]:
+    """Where the workers run: local processes (the default) or tasks on a Dask cluster, with the scheduler's
+    address and the tracking server's URL (prefilled from TRACKING_DASK_SCHEDULER and TRACKING_SERVER_URL)."""
+    executor = st.radio("Run workers on", list(EXECUTOR_LABELS), format_func=EXECUTOR_LABELS.__getitem__,
+                        horizontal=True, key=key, disabled=disabled)  # fmt: skip
+    if executor != "dask":
+        return {"executor": "local"}
+    a, b = st.columns(2)
+    scheduler = a.text_input("Dask scheduler", value=tracking.setting("TRACKING_DASK_SCHEDULER") or "",
+                             placeholder="tcp://dask.internal:8786", key=f"{key}_scheduler", disabled=disabled)  # fmt: skip
+    server = b.text_input("Tracking server URL", value=tracking.setting("TRACKING_SERVER_URL") or "",
+                          placeholder="http://tracking.internal:8765", key=f"{key}_server", disabled=disabled)  # fmt: skip
+    st.caption(
+        "The workers run as tasks on the cluster and log through the tracking server with a token valid for this "
+        "sweep only; the cluster's machines need this package installed, not the database or its files."
+    )
+    return {"executor": "dask", "scheduler": scheduler.strip(), "server_url": server.strip()}
+
+
+def start_where(sweep_id: int, workers: int, actor: UserRecord, where: dict[str, Any] | None) -> None:
+    """Start a sweep's workers where the form says (local processes when `where` is None)."""
+    start_workers(get_store(), sweep_id, workers, actor=actor, **(where or {}))
+
+
+def launch(spec: SweepSpec, workers: int, actor: UserRecord, where: dict[str, Any] | None = None) -> None:
+    """Create the sweep as `actor` (its owner), start its workers outside this page (as local processes, or
+    where `where` says) and open its detail page."""
     store = get_store()
     try:
+        if where and where.get("executor") == "dask":  # a missing address is said before the sweep is made
+            check_dask_target(where.get("scheduler"), where.get("server_url"))
         sweep = tracking.create_sweep(store, spec, actor=actor)
-        tracking.launch_workers(store, sweep.id, workers, actor=actor)
+        start_where(sweep.id, workers, actor, where)
     except tracking.TrackingError as err:
         st.error(escape_markdown(err))
         return

@@ -30,14 +30,18 @@ from tracking.ml import FAMILIES, load_space_file
 from tracking.runs import fail_stale_runs, get_run, list_artifacts, list_datasets, list_runs
 from tracking.store import iso, open_store
 from tracking.sweeps import (
+    EXECUTORS,
+    DaskLaunch,
     SweepSpec,
     cancel_sweep,
+    check_dask_target,
     create_sweep,
     get_sweep,
-    launch_workers,
+    launch_dask_workers,
     list_sweeps,
     reopen_sweep,
     run_worker,
+    start_workers,
 )
 
 EXIT_USER_ERROR = 2
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", help="sweep name")
     sweep.add_argument("--experiment", default="default", help="experiment name (default: default)")
     sweep.add_argument("--detach", action="store_true", help="start the workers and return at once")
+    _executor_arguments(sweep)
 
     worker = sub.add_parser("worker", parents=[store], help="join a sweep and run its trials (also resumes it)")
     worker.add_argument("--sweep", type=record_id, required=True, metavar="ID")
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--workers", type=_positive_int, default=1)
     resume.add_argument("--add-trials", type=int, default=0, metavar="N", help="raise the sweep's trial count by N")
     resume.add_argument("--detach", action="store_true", help="start the workers and return at once")
+    _executor_arguments(resume)
 
     cancel = sub.add_parser("cancel", parents=[store], help="stop a sweep after the current trials")
     cancel.add_argument("sweep", type=record_id, metavar="SWEEP")
@@ -142,6 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     tracking_server.add_parsers(sub, store)
     trash.add_parsers(sub, store, runs)
     return parser
+
+
+def _executor_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where the workers run")
+    where.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local processes (default) or tasks on a Dask cluster (with --scheduler)")  # fmt: skip
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="the Dask scheduler, e.g. tcp://dask.internal:8786 (default TRACKING_DASK_SCHEDULER)")  # fmt: skip
+    where.add_argument("--server", metavar="URL", help="the tracking server the Dask workers log through "
+                       "(default TRACKING_SERVER_URL)")  # fmt: skip
+
+
+def _start(store: Any, sweep_id: int, args: argparse.Namespace, actor: Any) -> list[Any]:
+    """Start the workers where `--executor` says: the local processes started, or the Dask launch (watched
+    unless `--detach`)."""
+    if args.executor != "dask":
+        return start_workers(store, sweep_id, args.workers, actor=actor)
+    launch = launch_dask_workers(store, sweep_id, args.workers, args.scheduler, args.server, actor=actor,
+                                 watch=not args.detach)  # fmt: skip
+    print(f"{args.workers} worker task(s) submitted to the Dask cluster")
+    return [launch]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,9 +210,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         experiment=args.experiment,
     )
     actor = cli_actor(store)
+    if args.executor == "dask":
+        check_dask_target(args.scheduler, args.server)  # before the sweep is made: a missing address, said at once
     sweep = create_sweep(store, spec, actor=actor)
     print(f"sweep {sweep.id} ({sweep.name}): {sweep.n_trials} trials, {args.workers} worker(s)")
-    procs = launch_workers(store, sweep.id, args.workers, actor=actor)
+    procs = _start(store, sweep.id, args, actor)
     if args.detach:
         print(f"watch: python -m tracking sweeps   cancel: python -m tracking cancel {sweep.id}")
         return 0
@@ -195,6 +224,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
     """Print a progress bar until the sweep settles or the workers started here have all exited;
     Ctrl-C asks the workers to stop."""
+    if procs and isinstance(procs[0], DaskLaunch):
+        try:
+            return _watch_workers(store, sweep_id, [], procs[0])
+        finally:
+            procs[0].close()
+    return _watch_workers(store, sweep_id, procs, None)
+
+
+def _watch_workers(store: Any, sweep_id: int, procs: list[Any], tasks: DaskLaunch | None) -> int:
     tty = sys.stderr.isatty()
     last = None
     try:
@@ -206,7 +244,7 @@ def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
                 last = line
             if sweep.status in ("complete", "cancelled"):
                 break
-            if all(proc.poll() is not None for proc in procs):
+            if (procs and all(proc.poll() is not None for proc in procs)) or (tasks and tasks.ended()):
                 sweep = get_sweep(store, sweep_id)
                 break
             time.sleep(0.5)
@@ -221,6 +259,9 @@ def _watch(store: Any, sweep_id: int, procs: list[Any]) -> int:
     if failed and sweep.status != "complete":
         logs = store.artifact_root.parent / "logs"
         print(f"warning: worker(s) {failed} stopped with an error; see their logs in {logs}", file=sys.stderr)
+    errors = tasks.failures() if tasks else []
+    if errors and sweep.status != "complete":
+        print(f"warning: worker task(s) on the Dask cluster failed: {'; '.join(errors)}", file=sys.stderr)
     _print_best(store, sweep)
     return 0
 
@@ -268,9 +309,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     store = _store(args)
     actor = cli_actor(store)
+    if args.executor == "dask":
+        check_dask_target(args.scheduler, args.server)
     sweep = reopen_sweep(store, args.sweep, add_trials=args.add_trials, actor=actor)
     print(f"sweep {sweep.id} resumed: {sweep.finished}/{sweep.n_trials} trials finished, {args.workers} worker(s)")
-    procs = launch_workers(store, sweep.id, args.workers, actor=actor)
+    procs = _start(store, sweep.id, args, actor)
     return 0 if args.detach else _watch(store, sweep.id, procs)
 
 

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,14 +30,22 @@ from tracking.store import RunStatus
 class RemoteHeartbeat:
     """A worker row on the tracking server plus the daemon thread that keeps it fresh.
 
-    `on_stop_now`, if given, is called once when the server answers that the worker's sweep was cancelled
-    "at once" (by default the main thread gets a KeyboardInterrupt, as with a local worker).
+    With `interrupt`, `on_stop_now` is called once when the server answers that the worker's sweep was cancelled
+    "at once" (by default the main thread gets a KeyboardInterrupt, as with a local worker; a worker that runs in
+    another thread, such as a Dask task, interrupts that thread instead).
     """
 
-    def __init__(self, client: ServerClient, sweep_id: int | None = None, interrupt: bool = False) -> None:
+    def __init__(
+        self,
+        client: ServerClient,
+        sweep_id: int | None = None,
+        interrupt: bool = False,
+        on_stop_now: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.interrupted = False
         self._interrupt = interrupt
+        self._on_stop_now = on_stop_now or _thread.interrupt_main
         answer = client.call("POST", "/api/workers", json={"sweep_id": sweep_id, "host": socket.gethostname(),
                                                              "pid": os.getpid()})  # fmt: skip
         self.worker_id = int(answer["worker_id"])
@@ -55,7 +63,7 @@ class RemoteHeartbeat:
                 continue
             if self._interrupt and answer.get("stop_now") and not self.interrupted:
                 self.interrupted = True
-                _thread.interrupt_main()
+                self._on_stop_now()
 
     def stop(self) -> None:
         """Stop beating and tell the server the worker stopped cleanly."""

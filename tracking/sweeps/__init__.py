@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from tracking.sweeps._dask import (
+    EXECUTORS,
+    DaskLaunch,
+    check_dask_target,
+    dask_worker_task,
+    launch_dask_workers,
+    start_workers,
+)
 from tracking.sweeps._remote import (
     TrialService,
     run_remote_worker,
@@ -28,13 +36,18 @@ from tracking.sweeps._worker import (
 )
 
 __all__ = [
+    "EXECUTORS",
     "PRUNERS",
     "SAMPLERS",
+    "DaskLaunch",
     "SweepSpec",
     "TrialService",
     "cancel_sweep",
+    "check_dask_target",
     "create_sweep",
+    "dask_worker_task",
     "get_sweep",
+    "launch_dask_workers",
     "launch_workers",
     "list_sweeps",
     "load_study",
@@ -46,6 +59,7 @@ __all__ = [
     "run_remote_worker",
     "run_worker",
     "spec_from_record",
+    "start_workers",
     "study_storage",
     "worker_command",
 ]

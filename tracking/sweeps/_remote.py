@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,9 +251,17 @@ def _remote_data(client: ServerClient, sweep_id: int, config: Mapping[str, Any])
     return data
 
 
-def run_remote_worker(client: ServerClient, sweep_id: int, max_trials: int | None = None) -> int:
+def run_remote_worker(
+    client: ServerClient,
+    sweep_id: int,
+    max_trials: int | None = None,
+    on_stop_now: Callable[[], None] | None = None,
+) -> int:
     """Run trials of a sweep through a tracking server until it has its requested number of finished trials,
     is cancelled, times out, or this worker ran `max_trials`. Returns how many trials this worker ran.
+
+    A cancel "at once" interrupts the trial under way with a KeyboardInterrupt in the main thread, or by calling
+    `on_stop_now` (which must raise KeyboardInterrupt in the thread running this function) when given.
 
     Raises:
         PermissionDenied: the token may not log this sweep's runs.
@@ -270,7 +278,7 @@ def run_remote_worker(client: ServerClient, sweep_id: int, max_trials: int | Non
     metrics = [(m["key"], m["direction"]) for m in config["metrics"]]
     objective = _make_objective(config, data, metrics)
     provenance = {"code_version": code_version(objective_code_path(config)), "environment": environment()}
-    beat = RemoteHeartbeat(client, sweep_id, interrupt=True)
+    beat = RemoteHeartbeat(client, sweep_id, interrupt=True, on_stop_now=on_stop_now)
     deadline = time.monotonic() + config["timeout"] if config.get("timeout") else None
     ran, reason = 0, "done"
     try:
