@@ -159,3 +159,19 @@ def test_server_openapi_schema_documents_the_reads(team):
         "application/octet-stream" in paths["/api/runs/{run_id}/artifacts/{name}"]["get"]["responses"]["200"]["content"]
     )
     assert "/api/runs/{run_id}/notes" in httpx.get(f"{url}/docs").text
+
+
+def test_server_logged_metrics_are_found_by_filters_as_a_local_runs_are(team):
+    store, users, url = team
+    client = _client(store, url, users["data_scientist"])
+    with tracking.start_run("filtered", params={"C": 0.5}, store=client) as remote:
+        remote.log_metrics({"loss": 0.2, "acc": 0.9}, step=0)
+        remote.flush()  # a batch's latest values are searchable while the run is open
+        assert [r.id for r in tracking.list_runs(store, filter="metrics.loss < 0.5")] == [remote.id]
+        remote.log_metrics({"loss": 0.1}, step=1)
+    with tracking.start_run("filtered", params={"C": 2.0}, store=store, actor=users["data_scientist"]) as local:
+        local.log_metrics({"loss": 0.7, "acc": 0.5}, step=0)
+    for text, expected in [("metrics.loss < 0.15", [remote.id]), ("metrics.acc > 0.6", [remote.id]),
+                           ("metrics.loss > 0.5", [local.id]), ("params.C < 1", [remote.id])]:  # fmt: skip
+        assert [r.id for r in tracking.list_runs(client, filter=text)] == expected, text
+        assert [r.id for r in tracking.list_runs(store, filter=text)] == expected, text
