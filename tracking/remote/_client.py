@@ -9,6 +9,7 @@ error is reported. A refusal by the server becomes the library's own exception w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 import time
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any
 
 from tracking._errors import IntegrityError, NotFoundError, PermissionDenied, StoreError, TrackingError, ValidationError
 from tracking._settings import setting
-from tracking.store import RunRecord
+from tracking.store import ArtifactRecord, NoteRecord, RunRecord
 
 # httpx is imported when a client is made: `import tracking` stays light.
 
@@ -32,6 +33,7 @@ _ERRORS: dict[int, type[TrackingError]] = {
     503: StoreError,
 }
 _INTEGRITY = "IntegrityError"
+SHA256_HEADER = "X-Artifact-Sha256"  # the sha256 the server declares for the artifact bytes it sends
 
 
 def server_configured() -> bool:
@@ -84,8 +86,9 @@ class ServerClient:
         content: bytes | None = None,
         repeatable: bool = False,
         raw: bool = False,
+        whole: bool = False,
     ) -> Any:
-        """Send one request and return its JSON answer (its bytes with `raw`).
+        """Send one request and return its JSON answer (its bytes with `raw`, the response itself with `whole`).
 
         Raises:
             StoreError: the server cannot be reached (after retries, for a repeatable call).
@@ -109,6 +112,8 @@ class ServerClient:
                                    "(from `python -m tracking tokens create`).")  # fmt: skip
         if response.status_code >= 400:
             raise _refusal(response)
+        if whole:
+            return response
         if raw:
             return response.content
         return response.json() if response.content else None
@@ -147,6 +152,40 @@ class ServerClient:
         params = {"key": key} if key is not None else None
         found = self.call("GET", f"/api/runs/{int(run_id)}/history", params=params, repeatable=True)
         return {name: [(int(step), value) for step, value in points] for name, points in found.items()}
+
+    def list_artifacts(self, run_id: int) -> list[ArtifactRecord]:
+        """All artifacts and models of a run, by name (name, kind, sha256, size, created_at)."""
+        rows = self.call("GET", f"/api/runs/{int(run_id)}/artifacts", repeatable=True)
+        return [ArtifactRecord(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
+
+    def download_artifact(self, run_id: int, name: str, sha256: str | None = None) -> bytes:
+        """The bytes of a run's artifact, after checking they hash to `sha256` (by default the sha256 the server
+        declares for it, which it checked against the store's record before sending).
+
+        Raises:
+            NotFoundError: the run has no such artifact.
+            IntegrityError: the server's file changed since it was written (the server refuses it), or the
+                bytes that arrived do not hash to the expected sha256.
+        """
+        from urllib.parse import quote
+
+        response = self.call("GET", f"/api/runs/{int(run_id)}/artifacts/{quote(name, safe='')}", repeatable=True,
+                             whole=True)  # fmt: skip
+        declared = response.headers.get(SHA256_HEADER, "")
+        expected = sha256 or declared
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != expected or (declared and declared != expected):
+            raise IntegrityError(
+                f"The artifact {name!r} of run {int(run_id)} arrived with sha256 {digest[:12]}…, not the "
+                f"{(expected or '(none declared)')[:12]}… recorded for it: it was damaged or changed on the way, "
+                "so it was not used."
+            )
+        return response.content
+
+    def list_notes(self, run_id: int) -> list[NoteRecord]:
+        """A run's notes, oldest first."""
+        rows = self.call("GET", f"/api/runs/{int(run_id)}/notes", repeatable=True)
+        return [NoteRecord(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
 
 
 def _refusal(response: Any) -> TrackingError:

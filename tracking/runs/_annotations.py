@@ -8,8 +8,6 @@ editable after a run finished; its params, metrics and status do not (see `_runs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -17,25 +15,19 @@ from sqlalchemy.engine import Connection
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import Action, UserRecord, authorize, record
+from tracking.remote import ServerClient
 from tracking.runs._index import refresh_words
-from tracking.store import Note, Run, RunTag, Store, bump_change_counter, utcnow
+from tracking.store import Note, NoteRecord, Run, RunTag, Store, bump_change_counter, utcnow
 
 MAX_NOTE = 50_000
 MAX_TAG_KEY = 250
 MAX_TAG_VALUE = 5_000
 
 
-@dataclass(frozen=True)
-class NoteRecord:
-    id: int
-    run_id: int
-    author: str
-    body: str
-    created_at: datetime
-
-
-def list_notes(store: Store, run_id: int) -> list[NoteRecord]:
+def list_notes(store: Store | ServerClient, run_id: int) -> list[NoteRecord]:
     """A run's notes, oldest first."""
+    if isinstance(store, ServerClient):  # a tracking server's client: the same question over HTTP
+        return store.list_notes(run_id)
     with store.connect() as conn:
         rows = conn.execute(
             select(Note.id, Note.run_id, Note.author, Note.body, Note.created_at)

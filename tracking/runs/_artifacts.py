@@ -17,6 +17,7 @@ from typing import Any
 from sqlmodel import select
 
 from tracking._errors import IntegrityError, NotFoundError, ValidationError
+from tracking.remote import ServerClient
 from tracking.store import Artifact, ArtifactRecord, Store
 
 # skops is imported inside the functions that use it: `import tracking` stays light.
@@ -113,15 +114,19 @@ def read_verified(store: Store, sha256: str) -> bytes:
     return data
 
 
-def find_artifact(store: Store, run_id: int, name: str) -> ArtifactRecord | None:
+def find_artifact(store: Store | ServerClient, run_id: int, name: str) -> ArtifactRecord | None:
     """The artifact `name` of a run, or None."""
+    if isinstance(store, ServerClient):
+        return next((found for found in store.list_artifacts(run_id) if found.name == name), None)
     with store.session_scope() as session:
         row = session.exec(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
         return _record(row) if row else None
 
 
-def list_artifacts(store: Store, run_id: int) -> list[ArtifactRecord]:
+def list_artifacts(store: Store | ServerClient, run_id: int) -> list[ArtifactRecord]:
     """All artifacts of a run, by name."""
+    if isinstance(store, ServerClient):  # a tracking server's client: the same question over HTTP
+        return store.list_artifacts(run_id)
     with store.session_scope() as session:
         rows = session.exec(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name))
         return [_record(row) for row in rows]
@@ -134,16 +139,20 @@ def dump_model(model: Any) -> bytes:
     return skops.io.dumps(model)
 
 
-def load_model(store: Store, run_id: int, name: str = "model") -> Any:
-    """Load a run's model, only after its sha256 verifies and only with the trusted types.
+def load_model(store: Store | ServerClient, run_id: int, name: str = "model") -> Any:
+    """Load a run's model, only after its sha256 verifies and only with the trusted types (through a tracking
+    server's client: downloaded, and verified again on arrival).
 
     Raises:
         NotFoundError: the run has no such model artifact.
-        IntegrityError: the file changed since it was written.
+        IntegrityError: the file changed since it was written (or on the way from the server).
     """
     artifact = find_artifact(store, run_id, name)
     if artifact is None or artifact.kind != "model":
         raise NotFoundError(f"Run {run_id} has no model artifact named {name!r}.")
+    if isinstance(store, ServerClient):
+        data = store.download_artifact(run_id, name, sha256=artifact.sha256)
+        return load_model_bytes(data, artifact.sha256, f"run {run_id}")
     return load_model_file(store, artifact.sha256, f"run {run_id}")
 
 
@@ -153,9 +162,19 @@ def load_model_file(store: Store, sha256: str, label: str) -> Any:
     Raises:
         IntegrityError: the file is missing, changed since it was written, or asks for untrusted types.
     """
+    return load_model_bytes(read_verified(store, sha256), sha256, label)
+
+
+def load_model_bytes(data: bytes, sha256: str, label: str) -> Any:
+    """Load skops model bytes that must hash to `sha256`, with the trusted types only.
+
+    Raises:
+        IntegrityError: the bytes do not hash to `sha256`, or they ask for untrusted types.
+    """
     import skops.io
 
-    data = read_verified(store, sha256)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityError(f"The model file of {label} does not match its recorded sha256, so it will not be loaded.")
     untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise IntegrityError(f"The model file of {label} asks for types that are not trusted: {untrusted}.")

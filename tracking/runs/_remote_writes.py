@@ -15,6 +15,7 @@ from sqlalchemy import insert, select, update
 
 from tracking._errors import NotFoundError
 from tracking.governance import Action, UserRecord, authorize
+from tracking.runs._index import write_values
 from tracking.runs._runs import _FINISH, _SET_METRICS, check_open, insert_points
 from tracking.store import MetricBatch, Run, RunStatus, Store, Sweep, Worker, bump_change_counter, utcnow
 
@@ -54,6 +55,8 @@ def write_batch(
                                    "b_metrics": dict(latest or {})})  # fmt: skip
         elif latest is not None:
             conn.execute(_SET_METRICS, {"b_id": run_id, "b_metrics": dict(latest)})
+        if end is not None or latest is not None:  # the filters' rows of the run's latest values, as a local run's
+            write_values(conn, run_id, metrics=dict(latest or {}))
         bump_change_counter(conn)
     return True
 

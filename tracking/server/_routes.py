@@ -7,6 +7,7 @@ actor, so the permission checks are the library's, inside its write transactions
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Annotated, Any, Literal
 
@@ -15,24 +16,29 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from tracking._errors import ValidationError
+from tracking._errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from tracking.governance import Action, UserRecord, authorize, require
 from tracking.remote import record_to_json
+from tracking.remote._client import SHA256_HEADER
 from tracking.runs import (
     ActiveRun,
     add_note,
+    find_artifact,
     get_or_create_experiment,
     get_run,
     insert_run,
     json_safe,
+    list_artifacts,
+    list_notes,
     list_runs,
     metric_history,
+    read_verified,
     set_tags,
 )
 from tracking.runs._liveness import heartbeat_seconds
 from tracking.runs._remote_writes import beat_worker, register_worker, write_batch
 from tracking.server._app import Credential, ServerState, bearer, ended_sweep, request_actor
-from tracking.store import RunStatus, utcnow
+from tracking.store import RunRecord, RunStatus, utcnow
 
 MAX_ARTIFACT_BYTES = 1024**3  # one upload; bigger files belong in object storage
 Actor = Annotated[UserRecord | None, Depends(request_actor)]
@@ -145,6 +151,20 @@ def start(body: RunIn, request: Request, actor: Actor) -> dict[str, Any]:
         return {"id": insert_run(conn, values)}
 
 
+def _scope(actor: UserRecord | None, sweep_id: int | None, what: str) -> None:
+    """A sweep's worker token reads only that sweep's runs (every other token reads every run)."""
+    if actor is not None and actor.sweep_id is not None and sweep_id != actor.sweep_id:
+        raise PermissionDenied(f"This access token is scoped to sweep {actor.sweep_id}: it may only read that "
+                               f"sweep's runs, not {what}.")  # fmt: skip
+
+
+def _readable(request: Request, actor: UserRecord | None, run_id: int) -> RunRecord:
+    """The run the request reads. Raises NotFoundError, PermissionDenied (`_scope`)."""
+    found = get_run(_state(request).store, run_id)
+    _scope(actor, found.sweep_id, f"run {run_id}")
+    return found
+
+
 @router.get("/runs", summary="Runs matching the filters, newest first (as tracking.list_runs)")
 def runs(
     request: Request,
@@ -156,6 +176,9 @@ def runs(
     newest_first: bool = True,
     search: Annotated[str | None, Query(description="words of names, tags, notes and param values")] = None,
 ) -> list[dict[str, Any]]:
+    if actor is not None and actor.sweep_id is not None:  # a sweep token: its sweep's runs only
+        _scope(actor, actor.sweep_id if sweep_id is None else sweep_id, f"the runs of sweep {sweep_id}")
+        sweep_id = actor.sweep_id
     found = list_runs(_state(request).store, sweep_id=sweep_id, experiment=experiment, filter=filter, limit=limit,
                       newest_first=newest_first, search=search)  # fmt: skip
     return [record_to_json(run) for run in found]
@@ -163,14 +186,51 @@ def runs(
 
 @router.get("/runs/{run_id}", summary="One run in full (as tracking.get_run)")
 def run(run_id: int, request: Request, actor: Actor) -> dict[str, Any]:
-    return record_to_json(get_run(_state(request).store, run_id))
+    return record_to_json(_readable(request, actor, run_id))
 
 
 @router.get("/runs/{run_id}/history", summary="Each metric's [step, value] points (as tracking.metric_history)")
 def history(run_id: int, request: Request, actor: Actor, key: str | None = None) -> dict[str, list[Any]]:
+    _readable(request, actor, run_id)
+    found = metric_history(_state(request).store, run_id, key)
+    return {name: [list(point) for point in points] for name, points in found.items()}
+
+
+@router.get("/runs/{run_id}/notes", summary="A run's notes, oldest first (as tracking.list_notes)")
+def run_notes(run_id: int, request: Request, actor: Actor) -> list[dict[str, Any]]:
+    _readable(request, actor, run_id)
+    return [{**dataclasses.asdict(note), "created_at": note.created_at.isoformat()}
+            for note in list_notes(_state(request).store, run_id)]  # fmt: skip
+
+
+@router.get("/runs/{run_id}/artifacts", summary="A run's artifacts and models by name, with their sha256 and size "
+            "(as tracking.list_artifacts)")  # fmt: skip
+def artifacts(run_id: int, request: Request, actor: Actor) -> list[dict[str, Any]]:
+    _readable(request, actor, run_id)
+    return [{**dataclasses.asdict(found), "created_at": found.created_at.isoformat()}
+            for found in list_artifacts(_state(request).store, run_id)]  # fmt: skip
+
+
+_BYTES = {"description": f"The file's bytes; header {SHA256_HEADER} carries their sha256 (check it on arrival)",
+          "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}  # fmt: skip
+
+
+@router.get("/runs/{run_id}/artifacts/{name:path}", summary="Download an artifact or model file, verified against "
+            "its recorded sha256 first (409 if the file changed)", response_class=Response,
+            responses={200: _BYTES})  # fmt: skip
+def download(run_id: int, name: str, request: Request, actor: Actor) -> Response:
     store = _state(request).store
-    get_run(store, run_id)
-    return {name: [list(point) for point in points] for name, points in metric_history(store, run_id, key).items()}
+    _readable(request, actor, run_id)
+    found = find_artifact(store, run_id, name)
+    if found is None:
+        raise NotFoundError(f"Run {run_id} has no artifact named {name!r}.")
+    try:
+        data = read_verified(store, found.sha256)
+    except IntegrityError as err:  # said without the server's folder
+        raise IntegrityError(f"Run {run_id}'s artifact {name!r} cannot be served: "
+                             + str(err).replace(f" from {store.artifact_root}", " from the server")) from None  # fmt: skip
+    headers = {SHA256_HEADER: found.sha256, "X-Artifact-Kind": found.kind}
+    return Response(data, media_type="application/octet-stream", headers=headers)
 
 
 @router.post("/runs/{run_id}/metrics", summary="A batch of metric points, applied once per batch id")
@@ -206,7 +266,7 @@ _RAW_BODY = {"requestBody": {"required": True, "content": {"application/octet-st
              "format": "binary"}}}}}  # fmt: skip
 
 
-@router.put("/runs/{run_id}/artifacts/{name}", summary="Upload an artifact or model file; its sha256 must match",
+@router.put("/runs/{run_id}/artifacts/{name:path}", summary="Upload an artifact or model file; its sha256 must match",
             openapi_extra=_RAW_BODY)  # fmt: skip
 async def artifact(
     run_id: int,

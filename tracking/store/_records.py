@@ -47,6 +47,15 @@ class ArtifactRecord:
 
 
 @dataclass(frozen=True)
+class NoteRecord:
+    id: int
+    run_id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class RunRecord:
     id: int
     name: str
