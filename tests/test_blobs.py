@@ -232,3 +232,31 @@ def test_artifacts_url_folder_keeps_the_local_protections(monkeypatch, tmp_path)
     (folder / "ab").symlink_to(outside)
     with pytest.raises(tracking.IntegrityError, match="outside the artifact root"):
         store.blobs.get("ab" + "0" * 62)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker_has_s3", [True, False], ids=["from-s3", "through-the-server"])
+def test_s3_remote_worker_loads_the_csv_by_its_hash(s3_store, monkeypatch, worker_has_s3):
+    from tests.test_server import tracking_server
+    from tracking.remote import connect_server
+    from tracking.store import Store
+    from tracking.sweeps import run_remote_worker
+
+    path = save_upload(s3_store, CSV, "loans.csv")
+    space = {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}}
+    sweep = create_sweep(s3_store, SweepSpec(model="logistic_regression", csv=str(path), target="y", space=space,
+                                             sampler="random", n_trials=1, folds=2))  # fmt: skip
+    shutil.rmtree(s3_store.home / "uploads")  # neither the server's disk nor the worker's has the file
+    if worker_has_s3:  # the server's own artifact folder is empty, so only S3 can give the worker the CSV
+        server_store = Store(s3_store.url, s3_store.home / "server-artifacts", "")
+    else:  # the worker knows no object storage: the server reads the CSV from S3 by its hash and sends it
+        server_store = s3_store
+        monkeypatch.delenv("TRACKING_ARTIFACTS_URL")
+    try:
+        with tracking_server(server_store) as url:
+            assert run_remote_worker(connect_server(url, None), sweep.id) == 1
+    finally:
+        if server_store is not s3_store:
+            server_store.dispose()
+    (run,) = tracking.list_runs(s3_store, sweep_id=sweep.id)
+    assert run.status == "complete" and run.dataset["hash"] == _sha(CSV)
