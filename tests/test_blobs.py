@@ -260,3 +260,14 @@ def test_s3_remote_worker_loads_the_csv_by_its_hash(s3_store, monkeypatch, worke
             server_store.dispose()
     (run,) = tracking.list_runs(s3_store, sweep_id=sweep.id)
     assert run.status == "complete" and run.dataset["hash"] == _sha(CSV)
+
+
+def test_sweep_made_before_csvs_were_kept_by_hash_still_reads_its_upload_by_path(file_store):
+    path = save_upload(file_store, CSV, "loans.csv")
+    space = {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}}
+    sweep = create_sweep(file_store, SweepSpec(model="logistic_regression", csv=str(path), target="y", space=space,
+                                               sampler="random", n_trials=1, folds=2))  # fmt: skip
+    assert file_store.blobs.delete(_sha(CSV))  # as an older sweep: its CSV only at its upload path
+    assert run_worker(file_store, sweep.id) == 1
+    (run,) = tracking.list_runs(file_store, sweep_id=sweep.id)
+    assert run.status == "complete" and run.dataset["hash"] == _sha(CSV)
