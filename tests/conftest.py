@@ -1,9 +1,9 @@
 """Shared fixtures: stores on every backend (SQLite file, SQLite in memory, PostgreSQL when
 `TRACKING_TEST_POSTGRES_URL` is set), each test on its own fresh database; accounts; a store with a
-model in production; the dashboard in a real server and a browser.
+model in production; the dashboard in a real server and a browser; a real S3 API (moto's server mode).
 
 Every fixture used by more than one module lives here, once; helper functions live in the helper modules
-(`governance`, `traffic`, `pages`, `e2e`, `polling`)."""
+(`governance`, `traffic`, `pages`, `e2e`, `polling`, `s3`)."""
 
 from __future__ import annotations
 
