@@ -285,7 +285,7 @@ class FsspecBlobs:
         try:
             yield
         except FileNotFoundError as err:
-            if "bucket" in str(err).lower():
+            if any(word in str(err).lower() for word in ("specified bucket does not exist", "nosuchbucket")):
                 raise StoreError(
                     f"The artifact storage {self.location} cannot be used: its bucket does not exist; create it "
                     "or fix TRACKING_ARTIFACTS_URL."
