@@ -1,9 +1,9 @@
 """Shared fixtures: stores on every backend (SQLite file, SQLite in memory, PostgreSQL when
 `TRACKING_TEST_POSTGRES_URL` is set), each test on its own fresh database; accounts; a store with a
-model in production; the dashboard in a real server and a browser.
+model in production; the dashboard in a real server and a browser; a real S3 API (moto's server mode).
 
 Every fixture used by more than one module lives here, once; helper functions live in the helper modules
-(`governance`, `traffic`, `pages`, `e2e`, `polling`)."""
+(`governance`, `traffic`, `pages`, `e2e`, `polling`, `s3`)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import tracking
 from tests.governance import fixed_c, make_accounts, trained_runs
+from tests.s3 import S3Server
 from tests.traffic import Template, copy_template, production_template
 from tracking.governance._access import UserRecord
 from tracking.store._db import Store, _stores, normalize_url, open_store
@@ -45,9 +46,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test: its own TRACKING_HOME, no inherited store URL, 1 s heartbeats; the stores it opened closed after."""
+    """Each test: its own TRACKING_HOME, no inherited store or artifact storage URL, 1 s heartbeats; the stores it
+    opened closed after."""
     monkeypatch.setenv("TRACKING_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TRACKING_STORE_URL", raising=False)
+    for name in ("TRACKING_ARTIFACTS_URL", "TRACKING_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TRACKING_HEARTBEAT_SECONDS", "1")
     yield
     for key in list(_stores):
@@ -199,6 +203,32 @@ def receiver() -> Iterator[object]:
     r = Receiver()
     yield r
     r.close()
+
+
+# ---- object storage: a real S3 API (moto's server mode) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a free local port, once per session (per xdist worker); see tests/s3.py."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_artifacts(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, with TRACKING_ARTIFACTS_URL=s3://<bucket>/artifacts, its endpoint and credentials set (for
+    the processes a test starts too); the URL. Request it before any store fixture: a store reads it when opened."""
+    url = f"s3://{s3_server.create_bucket()}/artifacts"
+    for name, value in s3_server.environ(url).items():
+        monkeypatch.setenv(name, value)
+    return url
+
+
+@pytest.fixture
+def s3_store(s3_artifacts: str, tmp_path: Path, migrated_sqlite: Path) -> Store:
+    """A SQLite store in this test's TRACKING_HOME whose artifacts and datasets live in S3 (`s3_artifacts`)."""
+    return open_store(_sqlite_copy(migrated_sqlite, tmp_path / "home"), home=tmp_path / "home")
 
 
 # ---- the dashboard in a browser ------------------------------------------------------------------------

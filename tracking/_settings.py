@@ -158,6 +158,18 @@ SETTINGS: tuple[Setting, ...] = (
         "dashboard's launch form use by default to run a sweep's workers as tasks on that cluster; see "
         "[Sweeps on a Dask cluster](#sweeps-on-a-dask-cluster)",
     ),
+    Setting(
+        "TRACKING_ARTIFACTS_URL",
+        None,
+        "where artifacts, models and uploaded CSVs are kept by sha256: a folder, or an fsspec URL such as "
+        "`s3://bucket/prefix` (unset: `TRACKING_HOME/artifacts`); every read is verified against its sha256",
+    ),
+    Setting(
+        "TRACKING_S3_ENDPOINT_URL",
+        None,
+        "the S3 endpoint for an `s3://` `TRACKING_ARTIFACTS_URL` (MinIO, a local S3), e.g. `http://127.0.0.1:9000`; "
+        "credentials come from the standard `AWS_*` variables",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

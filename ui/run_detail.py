@@ -9,7 +9,7 @@ import streamlit as st
 
 import tracking
 from tracking.explore import MAX_COMPARE, MAX_SMOOTHING, curves_figure
-from tracking.runs import artifact_file
+from tracking.runs import artifact_exists
 from tracking.store import ArtifactRecord, RunRecord
 from ui.data import sweep_runs
 from ui.explore import cached_histories
@@ -48,7 +48,7 @@ def tags_frame(tags: dict[str, str]) -> pd.DataFrame:
 
 def artifact_rows(store: tracking.Store, artifacts: list[ArtifactRecord]) -> list[tuple[ArtifactRecord, str, bool]]:
     """Each artifact with its size for people and whether its file is still there."""
-    return [(a, human_size(a.size), artifact_file(store, a.sha256).is_file()) for a in artifacts]
+    return [(a, human_size(a.size), artifact_exists(store, a.sha256)) for a in artifacts]
 
 
 def human_size(size: int) -> str:

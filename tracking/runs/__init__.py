@@ -14,6 +14,7 @@ from tracking.runs._annotations import (
 )
 from tracking.runs._artifacts import (
     TRUSTED_TYPES,
+    artifact_exists,
     artifact_file,
     dump_model,
     find_artifact,
@@ -41,10 +42,13 @@ from tracking.runs._datasets import (
     describe,
     get_dataset,
     list_datasets,
+    load_csv_content,
     load_task,
     preview_csv,
     register_dataset,
     save_upload,
+    store_dataset,
+    stored_dataset,
 )
 from tracking.runs._filters import (
     MAX_DEPTH,
@@ -132,6 +136,7 @@ __all__ = [
     "TaskData",
     "TrashRecord",
     "add_note",
+    "artifact_exists",
     "artifact_file",
     "bulk_log_runs",
     "check_open",
@@ -166,6 +171,7 @@ __all__ = [
     "live_experiments",
     "live_runs",
     "live_workers",
+    "load_csv_content",
     "load_model",
     "load_model_bytes",
     "load_model_file",
@@ -190,6 +196,8 @@ __all__ = [
     "save_upload",
     "set_tags",
     "start_run",
+    "store_dataset",
+    "stored_dataset",
     "trash_experiment",
     "trash_run",
     "trash_sweep",

@@ -1,16 +1,15 @@
 """Content-addressed artifact files and skops model files.
 
-Files live at `<artifact root>/<sha256[:2]>/<sha256>`: a name a user gives is only a label in the
-store, never part of a path, so no name can reach outside the root. Every read re-hashes the bytes and
-refuses a file whose sha256 differs from the one recorded when it was written.
+Content lives at `<artifact root>/<sha256[:2]>/<sha256>` in the store's blob storage (the local folder
+`<home>/artifacts`, or `TRACKING_ARTIFACTS_URL` such as `s3://bucket/prefix`): a name a user gives is only
+a label in the store, never part of a key, so no name can reach outside the root. Every read re-hashes the
+bytes and refuses content whose sha256 differs from the one recorded when it was written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ from sqlmodel import select
 
 from tracking._errors import IntegrityError, NotFoundError, ValidationError
 from tracking.remote import ServerClient
-from tracking.store import Artifact, ArtifactRecord, Store
+from tracking.store import Artifact, ArtifactRecord, LocalBlobs, Store, checked_sha
 
 # skops is imported inside the functions that use it: `import tracking` stays light.
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NAME = 200
 
@@ -66,51 +64,36 @@ def safe_name(name: str) -> str:
 
 
 def artifact_file(store: Store, sha256: str) -> Path:
-    """The path of the content with this sha256, checked to stay inside the artifact root."""
-    if not _SHA256.fullmatch(sha256):
-        raise IntegrityError(f"{sha256!r} is not a sha256 digest.")
-    root = store.artifact_root.resolve()
-    path = (root / sha256[:2] / sha256).resolve()
-    if not path.is_relative_to(root):
-        raise IntegrityError("An artifact path resolved outside the artifact root.")
-    return path
+    """The path of the content with this sha256 in the local artifact folder, checked to stay inside it.
+
+    Only meaningful when the artifacts live in a local folder; use `artifact_exists` and `read_verified`,
+    which work for every storage (`TRACKING_ARTIFACTS_URL`).
+    """
+    return LocalBlobs(store.artifact_root).path(sha256)
 
 
 def put_bytes(store: Store, data: bytes) -> str:
-    """Write content once (atomically) and return its sha256."""
+    """Write content once (atomically where the storage allows) and return its sha256."""
     digest = hashlib.sha256(data).hexdigest()
-    path = artifact_file(store, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    else:  # content shared with another artifact: a fresh time tells garbage collection it is in use again
-        os.utime(path)
+    store.blobs.put(digest, data)
     return digest
 
 
+def artifact_exists(store: Store, sha256: str) -> bool:
+    """Whether the content with this sha256 is in the artifact storage (not verified: `read_verified` does)."""
+    return store.blobs.exists(sha256)
+
+
 def read_verified(store: Store, sha256: str) -> bytes:
-    """The content with this sha256, after checking the file still hashes to it.
+    """The content with this sha256, after checking it still hashes to it.
 
     Raises:
-        IntegrityError: the file is missing or its content changed since it was written.
+        IntegrityError: the content is missing or changed since it was written.
+        StoreError: the artifact storage cannot be reached.
     """
-    path = artifact_file(store, sha256)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise IntegrityError(f"The artifact file {sha256[:12]}… is missing from {store.artifact_root}.") from err
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise IntegrityError(
-            f"The artifact file {sha256[:12]}… no longer matches its recorded sha256: it was changed "
-            "after it was written, so it will not be loaded."
-        )
+    data = store.blobs.get(checked_sha(sha256))
+    if data is None:
+        raise IntegrityError(f"The artifact file {sha256[:12]}… is missing from {store.blobs.location}.")
     return data
 
 

@@ -1,7 +1,8 @@
 """Garbage collection of files no run refers to: artifact content and uploaded CSVs.
 
-Artifact files are content-addressed (`<artifact root>/<sha256[:2]>/<sha256>`) and shared between runs,
-so a file goes only when no artifact row and no model version names its sha256. An uploaded CSV
+Artifact files are content-addressed (`<artifact root>/<sha256[:2]>/<sha256>`, in the local folder or the
+object storage of `TRACKING_ARTIFACTS_URL`) and shared between runs, so a file goes only when no artifact
+row, no model version and no dataset a run or sweep uses names its sha256. An uploaded CSV
 (`<home>/uploads/<sha256[:16]>/<name>.csv`) goes when no dataset version that a run or sweep uses points
 at it and no sweep's configuration names it. Only names the store itself writes are considered:
 anything else under those folders, and every symbolic link, is left alone, and no path outside them is
@@ -23,10 +24,8 @@ from sqlalchemy import or_, select
 from tracking._errors import ValidationError
 from tracking.governance import Action, UserRecord, authorize, record
 from tracking.runs._trash import referenced_shas
-from tracking.store import DatasetVersion, Run, Store, Sweep, bump_change_counter
+from tracking.store import BlobEntry, DatasetVersion, Run, Store, Sweep, bump_change_counter
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_PREFIX = re.compile(r"[0-9a-f]{2}")
 _UPLOAD_FOLDER = re.compile(r"[0-9a-f]{16}")
 GRACE_HOURS = 1.0
 
@@ -35,7 +34,7 @@ GRACE_HOURS = 1.0
 class Garbage:
     """A file nothing refers to: where it is, its size, and what it was."""
 
-    path: Path
+    path: Path | str  # a local file, or the URL of an object in TRACKING_ARTIFACTS_URL
     size: int
     kind: str  # "artifact", "upload" or "partial" (an interrupted write)
 
@@ -69,45 +68,35 @@ def collect_garbage(
     with store.connect() as conn:
         authorize(conn, actor, Action.trash_purge)
     cutoff = time.time() - grace_hours * 3600
-    found = [*_artifacts(store, cutoff), *_uploads(store, cutoff)]
+    stored = _artifacts(store, cutoff)
+    uploads = _uploads(store, cutoff)
+    found = [garbage for garbage, _ in stored] + uploads
     if dry_run:
         return CollectReport(tuple(found), True)
-    gone = []
-    for garbage in found:
+    gone = [garbage for garbage, entry in stored if store.blobs.remove(entry)]
+    for garbage in uploads:
         try:
-            garbage.path.unlink()
+            Path(garbage.path).unlink()
         except FileNotFoundError:
             continue
         gone.append(garbage)
-        _remove_if_empty(garbage.path.parent)
+        _remove_if_empty(Path(garbage.path).parent)
     report = CollectReport(tuple(gone), False)
     with store.connect(write=True) as conn:
         who = authorize(conn, actor, Action.trash_purge)
-        record(conn, who, "artifacts.collect", "artifact_root", str(store.artifact_root), None,
+        record(conn, who, "artifacts.collect", "artifact_root", store.blobs.location, None,
                {"files": len(gone), "bytes": report.bytes})  # fmt: skip
         bump_change_counter(conn)
     return report
 
 
-def _artifacts(store: Store, cutoff: float) -> list[Garbage]:
-    root = store.artifact_root.resolve()
-    candidates: dict[str, list[tuple[Path, int, str]]] = {}
-    for folder in _folders(root, _PREFIX):
-        for entry in os.scandir(folder):
-            info = _old_file(entry, cutoff)
-            if info is None:
-                continue
-            if _SHA256.fullmatch(entry.name) and entry.name.startswith(folder.name):
-                candidates.setdefault(entry.name, []).append((Path(entry.path), info, "artifact"))
-            elif entry.name.startswith(".tmp-"):
-                candidates.setdefault("", []).append((Path(entry.path), info, "partial"))
-    used = referenced_shas(store, [sha for sha in candidates if sha])
+def _artifacts(store: Store, cutoff: float) -> list[tuple[Garbage, BlobEntry]]:
+    old = [entry for entry in store.blobs.entries() if entry.mtime < cutoff]
+    used = referenced_shas(store, sorted({entry.sha256 for entry in old if entry.sha256}))
     return [
-        Garbage(path, size, kind)
-        for sha, files in sorted(candidates.items())
-        if sha not in used
-        for path, size, kind in files
-        if path.resolve().is_relative_to(root)
+        (Garbage(entry.where, entry.size, "artifact" if entry.sha256 else "partial"), entry)
+        for entry in sorted(old, key=lambda e: (e.sha256 or "", str(e.where)))
+        if entry.sha256 not in used
     ]
 
 

@@ -104,6 +104,43 @@ def load_task(
     return _split(path.stem, "csv", str(path.resolve()), frame, target, sensitive, None, _sha(raw))
 
 
+def load_csv_content(raw: bytes, csv: str | Path, target: str | None, sensitive: str | None = None) -> TaskData:
+    """A CSV dataset from its bytes (fetched by sha256), named and located as the file `csv` it was recorded from.
+
+    Raises:
+        ValidationError: as `load_task` for a CSV file.
+    """
+    path = Path(csv)
+    if not target:
+        raise ValidationError("A CSV dataset needs its target column (--target COLUMN).")
+    return _split(path.stem, "csv", str(csv), _read_csv_frame(path, raw), target, sensitive, None, _sha(raw))
+
+
+def store_dataset(store: Store, data: TaskData) -> None:
+    """Keep a CSV dataset's bytes in the artifact storage by their sha256, so any worker loads it by hash.
+
+    Raises:
+        ValidationError: the file changed since it was loaded.
+        StoreError: the artifact storage cannot be reached.
+    """
+    if data.source != "csv" or data.path is None:
+        return
+    raw = Path(data.path).read_bytes()
+    if _sha(raw) != data.sha256:
+        raise ValidationError(f"The CSV file {data.path!r} changed while it was being read; try again.")
+    store.blobs.put(data.sha256, raw)
+
+
+def stored_dataset(store: Store, sha256: str) -> bytes | None:
+    """The bytes of a CSV dataset kept in the artifact storage by this sha256 (verified), or None if not kept.
+
+    Raises:
+        IntegrityError: the stored bytes no longer match the sha256.
+        StoreError: the artifact storage cannot be reached.
+    """
+    return store.blobs.get(sha256)
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -265,7 +302,8 @@ def _record(row: DatasetVersion) -> DatasetRecord:
 def save_upload(store: Store, content: bytes, filename: str) -> Path:
     """Keep an uploaded CSV under the store's home, by content, so every worker reads the same bytes.
 
-    The file lands at `<home>/uploads/<sha256[:16]>/<name>.csv`; the name keeps the user's file name
+    The file lands at `<home>/uploads/<sha256[:16]>/<name>.csv`, and its bytes in the artifact storage by their
+    sha256 (`TRACKING_ARTIFACTS_URL`, where workers on other machines load it); the name keeps the user's file name
     (sanitized) because the dataset version is named after it. Nothing is written or read through a
     symbolic link there (one planted in `uploads/` would send the upload, or a worker's read, elsewhere):
     each folder is opened without following links, and the file is written to a temporary name beside it
@@ -302,6 +340,7 @@ def save_upload(store: Store, content: bytes, filename: str) -> Path:
             raise
     finally:
         os.close(parent)
+    store.blobs.put(digest, content)  # and by hash in the artifact storage, where a worker anywhere finds it
     return folder / name
 
 

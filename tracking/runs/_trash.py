@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import Action, UserRecord, authorize, record
-from tracking.runs._artifacts import artifact_file
 from tracking.runs._liveness import fail_stale_runs, live_workers
 from tracking.store import (
     AccessToken,
     Artifact,
+    DatasetVersion,
     Experiment,
     MetricBatch,
     MetricPoint,
@@ -418,27 +418,29 @@ def _after_purge(
     still = referenced_shas(store, shas)
     files = size = 0
     for sha in sorted(shas - still):
-        path = artifact_file(store, sha)
-        try:
-            info = path.stat()
-            if info.st_mtime >= started:
-                continue
-            path.unlink()
-        except FileNotFoundError:
+        found = store.blobs.stat(sha)
+        if found is None or found[1] >= started or not store.blobs.delete(sha):
             continue
-        files, size = files + 1, size + info.st_size
+        files, size = files + 1, size + found[0]
     if report.experiments:
         store.experiment_ids.clear()  # ids this process cached by name may name a purged experiment
     return PurgeReport(report.entries, report.runs, report.sweeps, report.experiments, files, size, report.skipped)
 
 
 def referenced_shas(store: Store, shas: Iterable[str] | None = None) -> set[str]:
-    """The artifact sha256s some run or model version refers to (among `shas`, when given)."""
+    """The sha256s of content some run or model version refers to (among `shas`, when given): artifacts, and
+    the CSV datasets a run or sweep uses (kept in the artifact storage so any worker loads them by hash)."""
     wanted = list(shas) if shas is not None else None
     found: set[str] = set()
+    used = or_(
+        DatasetVersion.id.in_(select(Run.dataset_version_id)), DatasetVersion.id.in_(select(Sweep.dataset_version_id))
+    )
     with store.connect() as conn:
-        for column in (Artifact.sha256, ModelVersion.artifact_sha256):
-            query = select(column).distinct()
+        for column, query in (
+            (Artifact.sha256, select(Artifact.sha256).distinct()),
+            (ModelVersion.artifact_sha256, select(ModelVersion.artifact_sha256).distinct()),
+            (DatasetVersion.sha256, select(DatasetVersion.sha256).where(used).distinct()),
+        ):
             if wanted is None:
                 found.update(conn.execute(query).scalars())
                 continue

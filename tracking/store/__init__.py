@@ -9,6 +9,7 @@ from tracking.store._anchor import (
     anchor_line,
     anchor_records,
 )
+from tracking.store._blobs import BlobEntry, Blobs, LocalBlobs, checked_sha, open_blobs
 from tracking.store._db import (
     MIGRATIONS,
     POINTS_STAGING,
@@ -87,11 +88,14 @@ __all__ = [
     "ArtifactRecord",
     "AuditChain",
     "AuditEvent",
+    "BlobEntry",
+    "Blobs",
     "DatasetRecord",
     "DatasetVersion",
     "Experiment",
     "ExperimentRecord",
     "InferenceEvent",
+    "LocalBlobs",
     "MetricBatch",
     "MetricPoint",
     "ModelVersion",
@@ -134,12 +138,14 @@ __all__ = [
     "anchor_records",
     "bump_change_counter",
     "change_marker",
+    "checked_sha",
     "connection_store",
     "iso",
     "journal_storage",
     "migrate",
     "normalize_url",
     "note_audit_head",
+    "open_blobs",
     "open_store",
     "utcnow",
 ]

@@ -23,6 +23,7 @@ from sqlmodel import Session
 from tracking._errors import StoreError
 from tracking._settings import setting, store_url, tracking_home
 from tracking.store._anchor import ANCHOR_SUFFIX, append_head, open_checked
+from tracking.store._blobs import Blobs, open_blobs
 
 # Alembic is imported inside the functions that use it: `import tracking` stays light.
 
@@ -50,9 +51,13 @@ class Store:
     Open one with `open_store()`; it is safe to share between threads of one process.
     """
 
-    def __init__(self, url: str, artifact_root: Path) -> None:
+    def __init__(self, url: str, artifact_root: Path, artifacts_url: str | None = None) -> None:
         self.url = normalize_url(url)
         self.artifact_root = artifact_root
+        # Where artifact and dataset content lives: TRACKING_ARTIFACTS_URL (a folder or an fsspec URL such as
+        # s3://bucket/prefix), else the local folder `artifact_root`. Opened on first use (see `blobs`).
+        self.artifacts_url = (setting("TRACKING_ARTIFACTS_URL") or "") if artifacts_url is None else artifacts_url
+        self._blobs: Blobs | None = None
         try:
             parsed = make_url(self.url)
         except exc.ArgumentError as err:
@@ -85,6 +90,13 @@ class Store:
                 f"The store URL {self.display_url!r} needs a database driver that is not installed ({err}); "
                 "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
             ) from err
+
+    @property
+    def blobs(self) -> Blobs:
+        """The content-addressed storage of artifacts and uploaded datasets (see `tracking.store._blobs`)."""
+        if self._blobs is None:
+            self._blobs = open_blobs(self.artifacts_url, self.artifact_root)
+        return self._blobs
 
     @property
     def is_sqlite(self) -> bool:
@@ -305,11 +317,12 @@ def open_store(url: str | None = None, home: Path | str | None = None) -> Store:
     """
     home_path = Path(home).expanduser().resolve() if home else tracking_home()
     resolved = normalize_url(url or store_url(home_path))
-    key = (resolved, str(home_path))
+    artifacts_url = setting("TRACKING_ARTIFACTS_URL") or ""
+    key = (resolved, str(home_path), artifacts_url)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = Store(resolved, home_path / "artifacts")
+            store = Store(resolved, home_path / "artifacts", artifacts_url)
             try:
                 open_checked(store, migrate, VERSION_TABLE)
             except BaseException:

@@ -8,15 +8,15 @@ run, tells Optuna its result. It recovers the trials of dead workers as local wo
 requested number of trials finish whichever kind of worker runs them.
 
 `run_remote_worker` is the worker's side: it needs only the server's address and a token. It loads the
-sweep's data locally (a built-in dataset, or the sweep's CSV sent by the server and checked against the
-sha256 the sweep recorded), runs the same objective as a local worker, and logs through the server.
+sweep's data locally (a built-in dataset, or the sweep's CSV by its sha256: from the object storage of
+`TRACKING_ARTIFACTS_URL` when the worker has it, else sent by the server; checked against the sha256 the sweep
+recorded either way), runs the same objective as a local worker, and logs through the server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import threading
 import time
 import traceback
@@ -28,13 +28,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from tracking._errors import NotFoundError, PermissionDenied, ValidationError
+from tracking._settings import setting
 from tracking.governance import Action, UserRecord, authorize
 from tracking.ml import to_distributions
 from tracking.remote import ServerClient
-from tracking.runs import RunClosed, TaskData, heartbeat_seconds, load_task
+from tracking.runs import RunClosed, TaskData, heartbeat_seconds, load_csv_content, stored_dataset
 from tracking.runs._remote_run import RemoteHeartbeat, RemoteRun
 from tracking.runs._remote_writes import write_batch
-from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
+from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, open_blobs, utcnow
 from tracking.sweeps._samplers import SAMPLERS, make_pruner
 from tracking.sweeps._sweeps import PACKAGE_DIR, _settle, get_sweep, optuna_storage
 from tracking.sweeps._worker import _claim, _load_sweep_data, _make_objective, _recover
@@ -211,6 +212,9 @@ class TrialService:
             raise NotFoundError(
                 f"Sweep {sweep_id} trains on a built-in dataset or its own objective's data, not a CSV."
             )
+        stored = stored_dataset(self.store, spec["sha256"])  # kept by hash (verified) for sweeps made since
+        if stored is not None:
+            return stored
         _load_sweep_data(get_sweep(self.store, sweep_id).config)  # refuses a file changed since the sweep began
         return Path(spec["csv"]).read_bytes()
 
@@ -240,11 +244,13 @@ def _remote_data(client: ServerClient, sweep_id: int, config: Mapping[str, Any])
         return None
     if spec["task"]:
         return _load_sweep_data(config)
-    raw = client.call("GET", f"/api/sweeps/{sweep_id}/data", repeatable=True, raw=True)
-    folder = Path(tempfile.mkdtemp(prefix="tracking-sweep-"))
-    path = folder / Path(spec["csv"]).name  # the same file name: the dataset's name is the file's stem
-    path.write_bytes(raw)
-    data = load_task(None, path, spec["target"], spec["sensitive"])
+    raw = None
+    if setting("TRACKING_ARTIFACTS_URL"):  # the worker reads the same object storage: the CSV by its hash, verified
+        raw = open_blobs(setting("TRACKING_ARTIFACTS_URL"), None).get(spec["sha256"])
+    if raw is None:
+        raw = client.call("GET", f"/api/sweeps/{sweep_id}/data", repeatable=True, raw=True)
+    # the recorded path keeps the dataset's name (the file's stem) and the path runs record
+    data = load_csv_content(raw, spec["csv"], spec["target"], spec["sensitive"])
     if data.sha256 != spec["sha256"]:
         raise ValidationError(f"The CSV the server sent for sweep {sweep_id} does not match the sha256 the sweep "
                               "recorded; it was damaged on the way, so try again.")  # fmt: skip

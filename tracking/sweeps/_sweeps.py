@@ -44,7 +44,14 @@ from tracking.ml import (
     task_metrics,
     to_grid,
 )
-from tracking.runs import TaskData, get_or_create_experiment, live_workers, load_task, register_dataset
+from tracking.runs import (
+    TaskData,
+    get_or_create_experiment,
+    live_workers,
+    load_task,
+    register_dataset,
+    store_dataset,
+)
 from tracking.store import (
     Experiment,
     Run,
@@ -190,6 +197,8 @@ def create_sweep(store: Store, spec: SweepSpec, actor: UserRecord | None = None)
 
     require(store, actor, Action.sweep_launch)
     data, space, objectives, pruner = _validate(spec, store)
+    if data is not None:
+        store_dataset(store, data)  # by its sha256 in the artifact storage: any worker loads it from there
     study_name = f"tracking-{uuid.uuid4().hex}"
     storage_ref = "store-journal" if store.is_sqlite else "rdb"
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -37,8 +37,10 @@ from tracking.runs import (
     grace_seconds,
     heartbeat_seconds,
     insert_run,
+    load_csv_content,
     load_task,
     run_row,
+    stored_dataset,
 )
 from tracking.store import Run, RunStatus, Store, Sweep, SweepStatus, bump_change_counter, utcnow
 from tracking.sweeps._samplers import SAMPLERS, make_pruner
@@ -75,7 +77,7 @@ def run_worker(store: Store, sweep_id: int, max_trials: int | None = None, actor
         store, sweep_id, interrupt_when=lambda: _stop_now(store, sweep_id), adopt=int(adopt) if adopt else None
     )
     try:
-        data = _load_sweep_data(config)
+        data = _load_sweep_data(config, store)
         metrics = [(m["key"], m["direction"]) for m in config["metrics"]]
         sampler_factory = SAMPLERS[config["sampler"]][0]
         study = optuna.load_study(
@@ -143,10 +145,16 @@ def _stop_now(store: Store, sweep_id: int) -> bool:
         return bool(conn.execute(select(Sweep.stop_now).where(Sweep.id == sweep_id)).scalar_one())
 
 
-def _load_sweep_data(config: Mapping[str, Any]) -> TaskData | None:
+def _load_sweep_data(config: Mapping[str, Any], store: Store | None = None) -> TaskData | None:
+    """The sweep's dataset: a CSV by its sha256 from the artifact storage (verified) when it is kept there, else
+    from its recorded path (sweeps made before CSVs were kept by hash), checked against the recorded sha256."""
     spec = config.get("data")
     if not spec:
         return None
+    if not spec["task"] and store is not None:
+        raw = stored_dataset(store, spec["sha256"])
+        if raw is not None:
+            return load_csv_content(raw, spec["csv"], spec["target"], spec["sensitive"])
     data = load_task(spec["task"], None if spec["task"] else spec["csv"], spec["target"], spec["sensitive"])
     if data.sha256 != spec["sha256"]:
         raise ValidationError(
