@@ -168,15 +168,23 @@ def sign_in(page: object, name: str, password: str) -> None:
 @contextmanager
 def tracking_server(store: Any) -> Iterator[str]:
     """A real tracking server (uvicorn) on a free port, in a thread of this process; its URL."""
-    import uvicorn
-
     from tracking.server import create_app
 
+    with asgi_server(create_app(store)) as url:
+        yield url
+
+
+@contextmanager
+def asgi_server(app: Any) -> Iterator[str]:
+    """An ASGI app (the tracking server, the model server) in a real uvicorn server on a free port, in a thread
+    of this process; its URL."""
+    import uvicorn
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_until(lambda: server.started, timeout=30, what="the tracking server to start")
+    wait_until(lambda: server.started, timeout=30, what="the server to start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
