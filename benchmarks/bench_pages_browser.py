@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 shows="Show only differences")))  # fmt: skip
             targets.append((charts_home, Target(
                 f"compare page, {len(ids)} runs with histories: Charts tab",
-                f"compare?runs={','.join(map(str, ids))}&history=loss&tab=Charts", 4, 2.0, compare_check(ids))))  # fmt: skip
+                f"compare?runs={','.join(map(str, ids))}&history=loss&tab=Charts", 1, 2.0, compare_check(ids))))  # fmt: skip
         if "runs" in only:
             total = _count_runs(runs_home)
             targets.append((runs_home, Target(f"runs page, {total:,} runs", "runs", 0, 1.5, runs_check(total))))
