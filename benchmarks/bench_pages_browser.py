@@ -12,7 +12,7 @@ What is measured (targets on the project's 2-core machine):
   default view (the optimisation history) and the parameter importances (fANOVA over the trials,
   with Optuna's study loaded from the store) — under 2 s;
 - the Compare page of 10 runs with metric histories (logged with `tracking.start_run`, 3 metrics x
-  500 steps each), on its Charts tab (histories, parallel coordinates, scatter, bar) — under 2 s;
+  500 steps each), on its Charts tab (it draws one chart at a time: the metric histories) — under 2 s;
 - the Runs page of 100,000 runs (bulk-filled like `bench_runs_table.py`): the first page of the table
   and the count of matching runs — under 1.5 s.
 
