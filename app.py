@@ -14,6 +14,12 @@ if __name__ == "__main__":  # a script run (and AppTest's)
 
     navigation().run()
 else:  # the server importing its app
+    from tracking.explore import warm_chart_imports
     from ui.session_routes import session_routes
+
+    # Optuna's plots and scikit-learn's forests take seconds of CPU to import: from the server's start, not from
+    # the first visitor's sign-in, where they competed with the sign-in and the first page (a link followed
+    # before signing in was the slowest page to open).
+    warm_chart_imports()
 
     app = st.App("app.py", routes=session_routes())

@@ -38,10 +38,11 @@ if report_id is not None:
     except tracking.NotFoundError as err:
         error_box(err)
 TABS = ["Side by side", "Champion / challenger", "Charts", "Share"]
+CHARTS = ["Metric histories", "Parallel coordinates", "Scatter", "Bar chart"]  # the Charts tab draws one at a time
 CHOICES = ("cmp_diff", "cmp_baseline", "cmp_metric", "cmp_history", "cmp_smooth", "cmp_logy", "cmp_params", "cmp_x",
            "cmp_y", "cmp_title", "cmp_notes")  # fmt: skip
 if "cmp_runs" not in st.session_state:  # arriving on the page: its widgets start from the URL
-    for key in (*CHOICES, "tab_shown"):
+    for key in (*CHOICES, "tab_shown", "chart_shown"):
         st.session_state.pop(key, None)
 seed({
     "cmp_runs": ", ".join(map(str, url_view.runs)), "cmp_diff": url_view.only_differences,
@@ -125,30 +126,37 @@ state = st.session_state  # the choices of the tabs not open, kept at the top of
 baseline, metric = state["cmp_baseline"], state["cmp_metric"]
 
 if charts_tab.open:
-    with charts_tab:
-        st.subheader("Metric histories")
-        history = st.selectbox("Metric history", with_history, key="cmp_history", placeholder="No run logged a history")
-        smoothing, log_y = history_controls("cmp")
-        if history:
-            points = cached_histories(tuple(comparison.ids), history)
-            st.plotly_chart(history_figure(comparison, points, history, smoothing, log_y), key="chart_history")
-        st.subheader("Parallel coordinates")
-        params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
-        if metric and params:
-            st.plotly_chart(parallel_figure(comparison, params, metric), key="chart_parallel")
-        elif not metric:
-            st.info("The runs have no metric to colour the lines by.")
-        st.subheader("Scatter")
-        left, right = st.columns(2)
-        x = left.selectbox("x", fields, key="cmp_x")
-        y = right.selectbox("y", fields, key="cmp_y")
-        if x and y:
-            st.plotly_chart(scatter_figure(comparison, x, y), key="chart_scatter")
-        if metric:
-            st.subheader("Bar chart")
-            st.plotly_chart(bar_figure(comparison, metric, baseline), key="chart_bar")
-        if numeric and not metric:
-            st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
+    with charts_tab:  # one chart at a time, chosen like a tab and kept in the address (`&chart=Scatter`)
+        chosen = st.tabs(CHARTS, key="chart", bind="query-params")
+        if chosen[0].open:
+            with chosen[0]:
+                history = st.selectbox(
+                    "Metric history", with_history, key="cmp_history", placeholder="No run logged a history"
+                )
+                smoothing, log_y = history_controls("cmp")
+                if history:
+                    points = cached_histories(tuple(comparison.ids), history)
+                    st.plotly_chart(history_figure(comparison, points, history, smoothing, log_y), key="chart_history")
+        if chosen[1].open:
+            with chosen[1]:
+                params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")
+                if metric and params:
+                    st.plotly_chart(parallel_figure(comparison, params, metric), key="chart_parallel")
+                elif not metric:
+                    st.info("The runs have no metric to colour the lines by.")
+        if chosen[2].open:
+            with chosen[2]:
+                left, right = st.columns(2)
+                x = left.selectbox("x", fields, key="cmp_x")
+                y = right.selectbox("y", fields, key="cmp_y")
+                if x and y:
+                    st.plotly_chart(scatter_figure(comparison, x, y), key="chart_scatter")
+        if chosen[3].open:
+            with chosen[3]:
+                if metric:
+                    st.plotly_chart(bar_figure(comparison, metric, baseline), key="chart_bar")
+                else:
+                    st.caption("Pick a metric on the Champion / challenger tab to draw the bar chart.")
 
 view = CompareView(
     runs=tuple(comparison.ids), baseline=baseline, metric=metric, history=state["cmp_history"], x=state["cmp_x"],
@@ -156,10 +164,18 @@ view = CompareView(
     filter=url_view.filter, smoothing=state["cmp_smooth"], log_y=state["cmp_logy"],
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
-sync_url(query, bound=("tab",))  # the open tab stays in the address: a copied address reopens it
+sync_url(query, bound=("tab", "chart"))  # the open tab and chart stay in the address: a copy reopens them
 if share_tab.open:
     with share_tab:
-        shown = state.get("tab_shown") or TABS[0]  # the link opens the tab looked at before this one
-        share_panel(comparison, view, report, page_url({**query, "tab": shown if shown != TABS[0] else ""}), user)
+        shown = state.get("tab_shown") or TABS[0]  # the link opens the tab (and chart) looked at before this one
+        chart = state.get("chart_shown") or CHARTS[0]
+        chart = chart if shown == "Charts" and chart != CHARTS[0] else ""
+        share_panel(
+            comparison,
+            view,
+            report,
+            page_url({**query, "tab": shown if shown != TABS[0] else "", "chart": chart}),
+            user,
+        )
 else:
-    state["tab_shown"] = state.get("tab")
+    state["tab_shown"], state["chart_shown"] = state.get("tab"), state.get("chart")

@@ -105,9 +105,12 @@ if sweep.cancel_requested and live:
     st.info("Cancel requested: the workers stop after their current trial.")
 trash_block("sweep", sweep.id, user)
 
-with st.expander("Run more workers on other machines"):
-    st.code(tracking.worker_command(store, sweep.id), language="bash")
-    st.caption("Any machine with this repository and its requirements that reaches the store can join.")
+# Built only when opened: a code block loads the browser's syntax highlighter (1.5 MB of script to compile).
+workers_box = st.expander("Run more workers on other machines", key="workers_box", on_change="rerun")
+if workers_box.open:
+    with workers_box:
+        st.code(tracking.worker_command(store, sweep.id), language="bash")
+        st.caption("Any machine with this repository and its requirements that reaches the store can join.")
 
 # Lazy tabs bound to the address: only the open tab (and in it the chosen chart) is built, and a copied
 # address reopens the same one. The header, progress and numbers above are on screen before any chart.

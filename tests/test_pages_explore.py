@@ -219,15 +219,25 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     assert deltas.loc["metrics.test_accuracy"].tolist() == ["0.72", "-0.02 (-2.8%)", "+0.02 (+2.8%)"]
     assert _charts(at) == 1
     charts = _ok(_page("pages/compare.py", runs=ids, baseline=str(runs[1]), metric="metrics.fit_seconds", tab="Charts"))
-    assert _charts(charts) == 4 and not charts.dataframe  # history, parallel coordinates, scatter, bar
+    assert _charts(charts) == 1 and not charts.dataframe  # the chosen chart only: the metric histories
+    assert "History of loss" in charts.get("plotly_chart")[0].proto.spec
     assert charts.query_params["tab"] == "Charts"  # the address keeps the open tab: a copy of it reopens it
     for view in (at, charts):  # choices of tabs not open stay in the address
         assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
         assert view.query_params["history"] == "loss" and view.query_params["runs"] == ids  # the curve, not a point
+    for chart, title in (
+        ("Parallel coordinates", "Params -&gt; "),
+        ("Scatter", " against "),
+        ("Bar chart", "fit_seconds"),
+    ):
+        charts.session_state["chart"] = charts.query_params["chart"] = chart  # a click on the chart's tab
+        assert _charts(_ok(charts.run())) == 1 and title in charts.get("plotly_chart")[0].proto.spec
+        assert charts.query_params["chart"] == chart and charts.query_params["history"] == "loss"
     charts.session_state["tab"] = charts.query_params["tab"] = "Share"  # a click on the tab sets both
     _ok(charts.run())
     assert len(charts.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
-    assert "tab=Charts" in charts.code[0].value or charts.code[0].value.startswith("(copy")  # the tab looked at
+    link = charts.code[0].value  # the tab and chart looked at
+    assert ("tab=Charts" in link and "chart=Bar+chart" in link) or link.startswith("(copy")
 
 
 def test_pages_compare_warns_when_runs_come_from_different_data():

@@ -160,7 +160,9 @@ def test_pages_sweep_detail_draws_every_chart():
         at.run()
         assert not at.exception and len(at.get("plotly_chart")) == 1, title  # the live chart only while it runs
         assert not [c.value for c in at.caption if c.value.startswith("Not drawn")], title
-    assert "python -m tracking worker --sweep" in at.code[0].value
+    assert not at.code  # the workers' command is built when its expander opens (a code block is heavy to draw)
+    at.session_state["workers_box"] = True  # a click on the expander
+    assert "python -m tracking worker --sweep" in at.run().code[0].value
 
 
 def _quadratic_sweep(n_trials: int = 4) -> tracking.SweepRecord:
