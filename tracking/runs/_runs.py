@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,13 @@ from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
 from tracking._errors import NotFoundError, PermissionDenied, StoreError, ValidationError
-from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
+from tracking.governance import Action, UserRecord, actor_from_env, authorize, local_actor, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._index import new_run_words, refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
+from tracking.runs._writes import DriverWrites, finish_run, insert_new_run, open_without_accounts
 from tracking.store import (
     POINTS_STAGING,
     Artifact,
@@ -294,12 +295,10 @@ class ActiveRun:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
         with self._restored_on_error(points, True), self.store.connect(write=True) as conn:
-            check_open(conn, self.id, self.actor)
-            insert_points(conn, points)
-            values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
-            conn.execute(_FINISH, {"b_id": self.id, **values})
-            write_values(conn, self.id, metrics=summary)
-            bump_change_counter(conn)
+            writes = DriverWrites(conn)
+            if self.actor is not None or not open_without_accounts(writes, self.id):
+                check_open(conn, self.id, self.actor)
+            finish_run(writes, self.id, points, summary, status, error, lambda batch: insert_points(conn, batch))
 
     @contextmanager
     def _restored_on_error(self, points: list[tuple], summary: bool) -> Iterator[None]:
@@ -413,8 +412,17 @@ def _script_code_version(argv0: str, cwd: str) -> str | None:
     return code_version(script_path())
 
 
-def insert_run(conn: Connection, values: dict[str, Any]) -> int:
-    """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed."""
+def insert_run(conn: Connection, values: dict[str, Any], owner: Callable[[bool], str] | None = None) -> int:
+    """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed.
+
+    `owner`, told whether the store has accounts, names the run's owner (it checks the actor and raises when it
+    may not log); without it `values["owner"]` stays.
+    """
+    run_id = insert_new_run(DriverWrites(conn), values, owner)
+    if run_id is not None:
+        return run_id
+    if owner is not None:
+        values["owner"] = owner(True)  # authorize asks the store itself
     run_id = int(conn.execute(_INSERT_RUN, values).scalar_one())
     if not values["name"]:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
@@ -484,8 +492,11 @@ def start_run(
         dataset_version_id=dataset_version_id,
     )
     with store.connect(write=True) as conn:
-        values["owner"] = authorize(conn, actor, Action.run_log)
-        run_id = insert_run(conn, values)
+        run_id = insert_run(
+            conn,
+            values,
+            lambda accounts: authorize(conn, actor, Action.run_log) if accounts or actor is not None else local_actor(),
+        )
     run = ActiveRun(store, run_id, actor, _checked=True)
     if tags:
         run.set_tags(tags)

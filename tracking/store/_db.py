@@ -170,10 +170,15 @@ def bump_change_counter(conn: Connection | Session) -> None:
     """Mark the store as changed (in the caller's write transaction), so cached views re-read it."""
     if isinstance(conn, Session):
         conn = conn.connection()
+    conn.exec_driver_sql(*change_counter_bump(conn))
+
+
+def change_counter_bump(conn: Connection) -> tuple[str, tuple]:
+    """The driver SQL (format paramstyle on PostgreSQL) and parameters of `bump_change_counter`, for writes that
+    run on the DBAPI cursor."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_BUMP_SQLITE)
-    else:
-        conn.exec_driver_sql(_BUMP_SLOT, (conn.info.get(_SLOT, 1),))
+        return _BUMP_SQLITE, ()
+    return _BUMP_SLOT, (conn.info.get(_SLOT, 1),)
 
 
 # Each PostgreSQL connection's own table to COPY metric points into before they are upserted (COPY cannot
