@@ -65,8 +65,12 @@ class Prepared:
     def bound(self, dialect: Dialect, values: Mapping[str, Any]) -> tuple[str, Any]:
         """The driver SQL and the parameters of one row of values (keyed by bind name)."""
         sql, order, processors = self._for(dialect)
-        converted = {name: (processors[name](value) if name in processors else value) for name, value in values.items()}
-        return sql, converted if order is None else tuple(converted[name] for name in order)
+        if processors:
+            values = {
+                **values,
+                **{name: process(values[name]) for name, process in processors.items() if name in values},
+            }
+        return sql, values if order is None else tuple([values[name] for name in order])
 
 
 _INSERT_RUNS: dict[tuple[str, ...], Prepared] = {}  # by the columns given (`run_row` gives the same ones)
@@ -168,13 +172,13 @@ def open_without_accounts(writes: DriverWrites, run_id: int) -> bool:
 
 
 def insert_new_run(
-    writes: DriverWrites, values: dict[str, Any], owner: Callable[[bool], str] | None = None
+    writes: DriverWrites, values: dict[str, Any], check: Callable[[bool], object] | None = None
 ) -> int | None:
     """Insert a run row with its index rows and words and mark the store changed (the caller's transaction);
     None when the values leave a column to its default (then the caller inserts it through SQLAlchemy).
 
-    `owner`, told whether the store has accounts, names the run's owner (it checks the actor, and raises when
-    it may not log); without it `values["owner"]` stays.
+    `check`, told after the insert whether the store has accounts, checks that the run's owner may log (it
+    raises, and the caller's transaction rolls back); so the insert and what it needs take one round trip.
     """
     keys = tuple(values)
     statement = _INSERT_RUNS.get(keys)
@@ -182,14 +186,15 @@ def insert_new_run(
         statement = _INSERT_RUNS[keys] = Prepared(insert(Run).returning(Run.id), keys)
     if not statement.takes(writes.dialect, keys):
         return None
-    with writes.pipeline():  # one round trip for what the insert needs to know
-        accounts = writes.query(_ANY_ACCOUNT) if owner is not None else None
+    with writes.pipeline():
+        accounts = writes.query(_ANY_ACCOUNT) if check is not None else None
         names = writes.query(_NAMES, {"b_experiment": values["experiment_id"], "b_sweep": values["sweep_id"]})
-        any_account = writes.fetchone(accounts) is not None if accounts is not None else None
+        inserted = writes.query(statement, values)
+        any_account = writes.fetchone(accounts) is not None if accounts is not None else False
         experiment, sweep = writes.fetchone(names) or (None, None)
-    if owner is not None:
-        values["owner"] = owner(bool(any_account))
-    run_id = int(writes.fetchone(writes.query(statement, values))[0])
+        run_id = int(writes.fetchone(inserted)[0])
+    if check is not None:
+        check(any_account)
     name = values["name"] or (f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}")
     found = words(name, experiment, sweep, *values["params"].values())
     with writes.pipeline():

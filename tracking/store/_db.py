@@ -9,6 +9,7 @@ which waits (busy_timeout) for the write lock up front. Reads use a plain `BEGIN
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -285,7 +286,12 @@ def _make_engine(url: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+        # On the driver: SQLAlchemy's execution layer costs more than the BEGIN (every write of a run opens one).
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        try:
+            conn.connection.driver_connection.execute(statement)
+        except sqlite3.Error as err:  # raised as SQLAlchemy's, as exec_driver_sql raises it ("database is locked")
+            raise exc.DBAPIError.instance(statement, (), err, sqlite3.Error) from err
 
     return engine
 
