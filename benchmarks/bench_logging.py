@@ -60,6 +60,9 @@ CREATE TABLE metric_points (
     timestamp REAL NOT NULL, PRIMARY KEY (run_id, key, step)
 ) WITHOUT ROWID;
 """
+# The pragmas the store sets on each connection (`tracking.store._db`): the baselines set the same, so no side
+# skips work the other does (foreign keys on: every point is checked against its run, as in the store).
+STORE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000", "foreign_keys=ON")
 RAW_UPSERT = (
     "INSERT INTO metric_points (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
@@ -211,13 +214,13 @@ def bench_ours_postgres(work: Workload, server_url: str) -> Timed:
 
 
 def bench_raw(work: Workload) -> Timed:
-    """One pass of plain sqlite3 (WAL, synchronous=NORMAL): per run an insert, an executemany, an update, a commit."""
+    """One pass of plain sqlite3 (the store's pragmas): per run an insert, an executemany, an update, a commit."""
     keys = work.metric_keys()
     with tempfile.TemporaryDirectory(prefix="bench_logging_") as tmp:
         conn = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            for pragma in STORE_PRAGMAS:
+                conn.execute(f"PRAGMA {pragma}")
             conn.executescript(RAW_SCHEMA)
             with stopwatch() as timed:
                 for r in range(work.runs):
@@ -262,7 +265,7 @@ def bench_raw_same_writes(work: Workload) -> Timed:
         store.dispose()
         conn = sqlite3.connect(Path(tmp) / "tracking.db", isolation_level=None)
         try:
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000", "foreign_keys=ON"):
+            for pragma in STORE_PRAGMAS:
                 conn.execute(f"PRAGMA {pragma}")
             environment = json.dumps({"host": "h", "python": sys.version})
             with stopwatch() as timed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import subprocess
 import sys
 
@@ -56,3 +57,12 @@ def test_bench_logging_variants_write_the_whole_workload(tmp_path, monkeypatch):
         run.log_metrics({"m0": 1.0, "m1": 2.0}, step=0)
     with pytest.raises(RuntimeError, match="expected 3 points in 1 runs, found 2 in 1"):
         bench._check_ours(store, bench.Workload(runs=1, params=0, metrics=1, steps=3))
+    # The baselines run with the store's pragmas (a fair comparison): the same settings read back on both sides.
+    names = [pragma.split("=")[0] for pragma in bench.STORE_PRAGMAS]
+    with store.connect() as conn:
+        ours = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names]
+    raw = sqlite3.connect(tmp_path / "raw.db")
+    for pragma in bench.STORE_PRAGMAS:
+        raw.execute(f"PRAGMA {pragma}")
+    assert [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in names] == ours
+    raw.close()
