@@ -186,24 +186,25 @@ def insert_new_run(
         statement = _INSERT_RUNS[keys] = Prepared(insert(Run).returning(Run.id), keys)
     if not statement.takes(writes.dialect, keys):
         return None
-    with writes.pipeline():
+    with writes.pipeline():  # on PostgreSQL: one round trip for the insert and what it needs, one for the rest
         accounts = writes.query(_ANY_ACCOUNT) if check is not None else None
         names = writes.query(_NAMES, {"b_experiment": values["experiment_id"], "b_sweep": values["sweep_id"]})
         inserted = writes.query(statement, values)
         any_account = writes.fetchone(accounts) is not None if accounts is not None else False
         experiment, sweep = writes.fetchone(names) or (None, None)
         run_id = int(writes.fetchone(inserted)[0])
-    if check is not None:
-        check(any_account)
-    name = values["name"] or (f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}")
-    found = words(name, experiment, sweep, *values["params"].values())
-    with writes.pipeline():
+        name = values["name"] or (
+            f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
+        )
         if not values["name"]:
             writes.execute(_NAME_RUN, {"b_id": run_id, "b_name": name})
         rows = value_rows(run_id, "params", values["params"]) + value_rows(run_id, "metrics", values["metrics"])
         writes.execute_many(_INSERT_VALUES, rows)
+        found = words(name, experiment, sweep, *values["params"].values())
         writes.execute_many(_INSERT_WORDS, [{"run_id": run_id, "word": word} for word in sorted(found)])
         writes.execute_sql(*change_counter_bump(writes.conn))
+    if check is not None:  # after the pipeline (it may query through SQLAlchemy); a refusal rolls all this back
+        check(any_account)
     return run_id
 
 
