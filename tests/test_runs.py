@@ -338,3 +338,43 @@ def test_logging_on_a_team_store_needs_a_token(file_store, monkeypatch):
     assert (logged.status, logged.tags, logged.owner) == ("complete", {"team": "risk"}, "root")
     with pytest.raises(tracking.PermissionDenied):  # a library call without a credential is still refused
         tracking.add_note(file_store, run.id, "drive-by")
+
+
+def _raw_rows(conn, table, column, value):
+    """A table's rows for one key, as the database stores them (no type processing), sorted."""
+    result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE {column} = {int(value)}")
+    return sorted(tuple(row) for row in result)
+
+
+def test_driver_writes_store_what_core_writes(store):
+    """A run's start and end run on the DBAPI cursor (`_writes`): its row, read as stored, equals the row Core's
+    insert and update write from the same values, and its index rows equal a rebuild from its JSON."""
+    from sqlalchemy import insert
+
+    from tracking.runs._index import index_runs
+    from tracking.runs._runs import ActiveRun, get_or_create_experiment, insert_run, run_row
+    from tracking.store import Run, RunStatus
+
+    params = {"lr": 0.1, "opt": "adam", "on": True, "big": 10**30, "none": None, "long": "x" * 300}
+    values = run_row(experiment_id=get_or_create_experiment(store, "same"), worker_id=None, params=params, seed=3)
+    values["name"] = "twin"
+    with store.connect(write=True) as conn:
+        driver_id = insert_run(conn, dict(values))
+        core_id = int(conn.execute(insert(Run).returning(Run.id), values).scalar_one())
+    run = ActiveRun(store, driver_id)
+    run.log_metrics({"loss": 0.5, "acc": float("nan")}, step=3)
+    run.end(RunStatus.failed, error="boom")
+    with store.connect(write=True) as conn:
+        finished = conn.execute(select(Run.finished_at, Run.metrics).where(Run.id == driver_id)).one()
+        assert finished.metrics == {"loss": 0.5, "acc": None}
+        conn.execute(
+            update(Run)
+            .where(Run.id == core_id)
+            .values(status=RunStatus.failed, error="boom", finished_at=finished.finished_at, metrics=finished.metrics)
+        )
+        driver_row, core_row = (_raw_rows(conn, "runs", "id", run_id)[0] for run_id in (driver_id, core_id))
+        assert driver_row[1:] == core_row[1:] and driver_row[0] == driver_id
+        indexed = [_raw_rows(conn, table, "run_id", driver_id) for table in ("run_values", "run_words")]
+        index_runs(conn, [driver_id])
+        assert [_raw_rows(conn, table, "run_id", driver_id) for table in ("run_values", "run_words")] == indexed
+        assert len(indexed[0]) == 6  # 5 params (not the null) and the one finite metric

@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sqlite3
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,13 @@ from sqlalchemy.engine import Connection
 from sqlmodel import select as orm_select
 
 from tracking._errors import NotFoundError, PermissionDenied, StoreError, ValidationError
-from tracking.governance import Action, UserRecord, actor_from_env, authorize, require
+from tracking.governance import Action, UserRecord, actor_from_env, authorize, local_actor, require
 from tracking.runs._annotations import add_note, set_tags
 from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._index import new_run_words, refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
+from tracking.runs._writes import DriverWrites, finish_run, insert_new_run, open_without_accounts
 from tracking.store import (
     POINTS_STAGING,
     Artifact,
@@ -195,27 +197,37 @@ class ActiveRun:
         step, in the run's summary. This is the hot path of logging: it only appends to a buffer.
         """
         now = time.time()
-        values: list[tuple[str, float | None]] = []
-        for key, raw in metrics.items():  # check the whole batch first: a refused batch logs nothing
-            value = raw if type(raw) is float else _number(key, raw)
-            # x - x is 0.0 for every finite float and NaN for NaN and the infinities (cheaper than isfinite)
-            values.append((key if type(key) is str else str(key), value if value - value == 0.0 else None))
-        with self._lock:
-            top, latest, buffer, run_id = self._top, self._latest, self._buffer, self.id
-            if step is None:
+        if step is not None:  # the usual call: its rows are built before the lock, in the loop that checks them
+            at, run_id = (step if type(step) is int else int(step)), self.id
+            rows = []
+            for key, raw in metrics.items():  # check the whole batch first: a refused batch logs nothing
+                value = raw if type(raw) is float else _number(key, raw)
+                # x - x is 0.0 for every finite float and NaN for NaN and the infinities (cheaper than isfinite)
+                rows.append(
+                    (run_id, key if type(key) is str else str(key), at, value if value - value == 0.0 else None, now)
+                )
+            with self._lock:
+                top, latest, buffer = self._top, self._latest, self._buffer
+                buffer.extend(rows)
+                for row in rows:
+                    if at >= top.get(row[1], -1):
+                        top[row[1]] = at
+                        latest[row[1]] = row[3]
+                self._dirty_summary = True
+                due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
+        else:
+            values = []
+            for key, raw in metrics.items():
+                value = raw if type(raw) is float else _number(key, raw)
+                values.append((key if type(key) is str else str(key), value if value - value == 0.0 else None))
+            with self._lock:
+                top, latest, buffer, run_id = self._top, self._latest, self._buffer, self.id
                 for key, value in values:
                     top[key] = at = top.get(key, -1) + 1
                     latest[key] = value
                     buffer.append((run_id, key, at, value, now))
-            else:
-                at = step if type(step) is int else int(step)
-                buffer.extend([(run_id, key, at, value, now) for key, value in values])
-                for key, value in values:
-                    if at >= top.get(key, -1):
-                        top[key] = at
-                        latest[key] = value
-            self._dirty_summary = True
-            due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
+                self._dirty_summary = True
+                due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
         if due:
             self.flush()
 
@@ -294,12 +306,10 @@ class ActiveRun:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
         with self._restored_on_error(points, True), self.store.connect(write=True) as conn:
-            check_open(conn, self.id, self.actor)
-            insert_points(conn, points)
-            values = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary}
-            conn.execute(_FINISH, {"b_id": self.id, **values})
-            write_values(conn, self.id, metrics=summary)
-            bump_change_counter(conn)
+            writes = DriverWrites(conn)
+            if self.actor is not None or not open_without_accounts(writes, self.id):
+                check_open(conn, self.id, self.actor)
+            finish_run(writes, self.id, points, summary, status, error, lambda batch: insert_points(conn, batch))
 
     @contextmanager
     def _restored_on_error(self, points: list[tuple], summary: bool) -> Iterator[None]:
@@ -342,7 +352,12 @@ def insert_points(conn: Connection, points: list[tuple]) -> None:
     if not points:
         return
     try:
-        if conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
+        if conn.dialect.name == "sqlite":  # on the driver: SQLAlchemy's execution layer costs more than it needs
+            try:
+                conn.connection.driver_connection.executemany(_UPSERT_QMARK, points)
+            except sqlite3.Error as err:
+                raise exc.DBAPIError.instance(_UPSERT_QMARK, points[:1], err, sqlite3.Error) from err
+        elif conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
             _copy_points(conn, points)
         else:
             conn.exec_driver_sql(_UPSERT_QMARK if conn.dialect.paramstyle == "qmark" else _UPSERT_FORMAT, points)
@@ -413,8 +428,17 @@ def _script_code_version(argv0: str, cwd: str) -> str | None:
     return code_version(script_path())
 
 
-def insert_run(conn: Connection, values: dict[str, Any]) -> int:
-    """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed."""
+def insert_run(conn: Connection, values: dict[str, Any], check: Callable[[bool], object] | None = None) -> int:
+    """Insert a run row (inside the caller's write transaction) and name it `run-<id>` if unnamed.
+
+    `check`, told whether the store has accounts, checks that `values["owner"]` may log the run (it raises,
+    and the caller's transaction rolls back).
+    """
+    run_id = insert_new_run(DriverWrites(conn), values, check)
+    if run_id is not None:
+        return run_id
+    if check is not None:
+        check(True)  # authorize asks the store itself
     run_id = int(conn.execute(_INSERT_RUN, values).scalar_one())
     if not values["name"]:
         default = f"run-{run_id}" if values["trial_number"] is None else f"trial-{values['trial_number']}"
@@ -484,8 +508,12 @@ def start_run(
         dataset_version_id=dataset_version_id,
     )
     with store.connect(write=True) as conn:
-        values["owner"] = authorize(conn, actor, Action.run_log)
-        run_id = insert_run(conn, values)
+        # `authorize` names the actor (or the OS user on a store without accounts); it runs after the insert (one
+        # round trip for both on PostgreSQL) and a refusal rolls the insert back.
+        values["owner"] = actor.name if actor is not None else local_actor()
+        run_id = insert_run(
+            conn, values, lambda accounts: authorize(conn, actor, Action.run_log) if accounts or actor else None
+        )
     run = ActiveRun(store, run_id, actor, _checked=True)
     if tags:
         run.set_tags(tags)

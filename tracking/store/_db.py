@@ -9,6 +9,7 @@ which waits (busy_timeout) for the write lock up front. Reads use a plain `BEGIN
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -182,10 +183,15 @@ def bump_change_counter(conn: Connection | Session) -> None:
     """Mark the store as changed (in the caller's write transaction), so cached views re-read it."""
     if isinstance(conn, Session):
         conn = conn.connection()
+    conn.exec_driver_sql(*change_counter_bump(conn))
+
+
+def change_counter_bump(conn: Connection) -> tuple[str, tuple]:
+    """The driver SQL (format paramstyle on PostgreSQL) and parameters of `bump_change_counter`, for writes that
+    run on the DBAPI cursor."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_BUMP_SQLITE)
-    else:
-        conn.exec_driver_sql(_BUMP_SLOT, (conn.info.get(_SLOT, 1),))
+        return _BUMP_SQLITE, ()
+    return _BUMP_SLOT, (conn.info.get(_SLOT, 1),)
 
 
 # Each PostgreSQL connection's own table to COPY metric points into before they are upserted (COPY cannot
@@ -292,7 +298,12 @@ def _make_engine(url: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+        # On the driver: SQLAlchemy's execution layer costs more than the BEGIN (every write of a run opens one).
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        try:
+            conn.connection.driver_connection.execute(statement)
+        except sqlite3.Error as err:  # raised as SQLAlchemy's, as exec_driver_sql raises it ("database is locked")
+            raise exc.DBAPIError.instance(statement, (), err, sqlite3.Error) from err
 
     return engine
 
