@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,6 +168,27 @@ def test_dask_unreachable_scheduler_is_one_clear_sentence(team, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: Could not reach the Dask scheduler at 'nonsense://x'"), err
     assert len(err.splitlines()) == 1
+
+
+def test_dask_scheduler_without_the_package_is_one_clear_sentence_not_a_silent_wait(team, tmp_path):
+    """A scheduler started where this package is not importable drops the tasks it cannot unpickle, saying so only
+    in its own log: the launch says it, and the sweep waits to be resumed."""
+    store, users, url, _ = team
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # run from tmp_path: `tracking` not importable
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        sweep = create_sweep(store, SweepSpec(model="knn", task="iris", n_trials=2), actor=users["engineer"])
+        with pytest.raises(tracking.ValidationError, match=r"could not unpickle the sweep's worker tasks: the sched"):
+            launch_dask_workers(store, sweep.id, 1, f"tcp://127.0.0.1:{port}", url, actor=users["engineer"],
+                                connect_seconds=60, accept_seconds=60)  # fmt: skip
+        assert _runs(store, sweep.id) == [] and get_sweep(store, sweep.id).status == "pending"
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)
 
 
 def test_dask_missing_server_url_or_scheduler_is_one_clear_sentence(team, capsys, monkeypatch):

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ from tracking.sweeps._sweeps import get_sweep, launch_workers
 
 EXECUTORS = ("local", "dask")
 CONNECT_SECONDS = 10.0  # how long a launch waits for the scheduler to answer
+# How long a launch watches its tasks for a refusal: a scheduler that cannot unpickle them (it lacks this package)
+# fails them within a second, and otherwise only says so in its own log.
+ACCEPT_SECONDS = 3.0
+_REFUSED = "Error during deserialization of the task graph"  # distributed's RuntimeError for a graph it cannot load
 
 
 @dataclass
@@ -64,6 +69,7 @@ def launch_dask_workers(
     actor: UserRecord | None = None,
     connect_seconds: float = CONNECT_SECONDS,
     watch: bool = False,
+    accept_seconds: float = ACCEPT_SECONDS,
 ) -> DaskLaunch:
     """Start `count` workers of a sweep as tasks on the Dask cluster whose scheduler is at `scheduler`
     (default `TRACKING_DASK_SCHEDULER`); they log through the tracking server at `server_url` (default
@@ -72,7 +78,8 @@ def launch_dask_workers(
 
     Raises:
         NotFoundError, PermissionDenied (the actor may not launch sweeps),
-        ValidationError: no or a bad server URL, no scheduler address, a scheduler that does not answer.
+        ValidationError: no or a bad server URL, no scheduler address, a scheduler that does not answer or that
+            refused the tasks (the sweep stays pending and can be resumed).
     """
     require(store, actor, Action.sweep_launch)
     if count < 1:
@@ -87,6 +94,7 @@ def launch_dask_workers(
         keys = [f"tracking-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}-worker-{k}" for k in range(count)]
         futures = [client.submit(dask_worker_task, url, token, sweep_id, key=key, pure=False) for key in keys]
         distributed.fire_and_forget(futures)  # the scheduler runs them after this client has gone
+        _check_accepted(futures, address, accept_seconds)
     except BaseException:
         client.close()
         raise
@@ -94,6 +102,21 @@ def launch_dask_workers(
         return DaskLaunch(keys, client, futures)
     client.close()
     return DaskLaunch(keys)
+
+
+def _check_accepted(futures: list[Any], address: str, seconds: float) -> None:
+    """Raise one sentence when the scheduler fails the tasks at once (it could not unpickle them)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(f.done() for f in futures):
+        time.sleep(0.1)  # the futures' states arrive on the client's own thread
+    # A task that ran and failed (a wrong server URL) is the watcher's to report; only the scheduler's refusal of
+    # the graph is raised here, in Dask's own words.
+    refused = [f for f in futures if f.status == "error" and str(f.exception()).startswith(_REFUSED)]
+    if refused:
+        raise ValidationError(
+            f"The Dask scheduler at {address!r} could not unpickle the sweep's worker tasks: the scheduler and its "
+            "workers need this package installed, in the same version as here; the sweep waits and can be resumed."
+        )
 
 
 def check_dask_target(scheduler: str | None = None, server_url: str | None = None) -> tuple[str, str]:
