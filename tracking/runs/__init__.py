@@ -28,6 +28,10 @@ from tracking.runs._bulk import (
     BULK_BATCH,
     bulk_log_runs,
 )
+from tracking.runs._bulk_points import (
+    POINTS_BATCH,
+    bulk_log_points,
+)
 from tracking.runs._collect import (
     CollectReport,
     Garbage,
@@ -118,6 +122,7 @@ __all__ = [
     "KINDS",
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "POINTS_BATCH",
     "SHIPPED",
     "TRUSTED_TYPES",
     "ActiveRun",
@@ -132,6 +137,7 @@ __all__ = [
     "TrashRecord",
     "add_note",
     "artifact_file",
+    "bulk_log_points",
     "bulk_log_runs",
     "check_open",
     "code_version",
