@@ -89,18 +89,24 @@ def progress(points: Iterator[Any], start: float, every: int = 10_000_000) -> It
 
 @contextlib.contextmanager
 def secondary_indexes_deferred(store: Any, tables: tuple[str, ...]) -> Iterator[None]:
-    """On PostgreSQL, drop the tables' plain (not unique) indexes for the fill and build them after: one sort
-    per index instead of a random insertion per row. SQLite keeps them (its fill is not slowed as much)."""
+    """Drop the tables' plain (not unique) indexes for the fill and build them after: one sort per index
+    instead of a random insertion per row, which thrashes the cache once an index outgrows it."""
     if store.is_sqlite:
-        yield
-        return
-    sql = (
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
-        "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() "
-        "AND i.tablename = ANY(%(tables)s) AND NOT x.indisunique"
-    )
+        marks = ", ".join("?" * len(tables))
+        sql = (
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) "
+            "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'"
+        )
+        params: Any = tables
+    else:
+        sql = (
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
+            "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() "
+            "AND i.tablename = ANY(%(tables)s) AND NOT x.indisunique"
+        )
+        params = {"tables": list(tables)}
     with store.connect(write=True) as conn:
-        found = conn.exec_driver_sql(sql, {"tables": list(tables)}).all()
+        found = conn.exec_driver_sql(sql, params).all()
         for name, _ in found:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
     try:
@@ -108,11 +114,26 @@ def secondary_indexes_deferred(store: Any, tables: tuple[str, ...]) -> Iterator[
     finally:
         start = time.perf_counter()
         with store.connect(write=True) as conn:
-            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
+            if store.is_sqlite:
+                conn.exec_driver_sql("PRAGMA cache_size = -1048576")
+            else:
+                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
             for _, definition in found:
                 conn.exec_driver_sql(definition)
-            conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+            conn.exec_driver_sql("ANALYZE" if store.is_sqlite else f"ANALYZE {', '.join(tables)}")
         print(f"  {len(found)} indexes built in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def continue_fill(store: Any, bench: Any, existing: int, args: argparse.Namespace) -> None:
+    """The runs after the first `existing` of the fill (a fill that was stopped goes on where it stopped)."""
+    from itertools import islice
+
+    from tracking.runs import bulk_log_runs
+
+    rng, started = random.Random(7), datetime(2026, 1, 1, tzinfo=UTC)
+    runs = bench.generate_runs(rng, args.runs, args.params, args.metrics, 10, 1000, started)
+    print(f"Continuing {store.display_url}: runs {existing + 1:,} to {args.runs:,}", flush=True)
+    bulk_log_runs(store, islice(runs, existing, None))
 
 
 def ours(url: str, home: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -130,12 +151,17 @@ def ours(url: str, home: Path, args: argparse.Namespace) -> dict[str, float]:
     home.mkdir(parents=True, exist_ok=True)
     saved = home / f"fill-{'sqlite' if store.is_sqlite else 'postgresql'}.json"
     figures: dict[str, float] = json.loads(saved.read_text()) if saved.exists() else {}
-    if existing == 0:
+    if existing < args.runs:
         print(f"Filling {store.display_url}: {args.runs:,} runs", flush=True)
         start = time.perf_counter()
         with secondary_indexes_deferred(store, ("runs", "run_values", "run_words", "run_tags")):
-            bench.fill(url, home, args.runs, 0, args.params, args.metrics)
-        figures[f"fill: {args.runs:,} runs (bulk_log_runs)"] = time.perf_counter() - start
+            if existing:
+                continue_fill(store, bench, existing, args)
+            else:
+                bench.fill(url, home, args.runs, 0, args.params, args.metrics)
+        figures[f"fill: {args.runs:,} runs (bulk_log_runs)"] = figures.get("fill: runs so far", 0) + (
+            time.perf_counter() - start
+        )
         saved.write_text(json.dumps(figures))
     else:
         print(f"Reusing {store.display_url} with {existing:,} runs", flush=True)
