@@ -2,7 +2,7 @@
 
 Fills a store with `--runs` runs (20 params and 10 final metrics each) through the library's bulk path
 (`tracking.runs.bulk_log_runs`: batched transactions, the index rows and search words with them) and
-`--points` metric-history points (the store's own batched insert of points), then times, best of
+`--points` metric-history points (`tracking.runs.bulk_log_points`: streamed, batched), then times, best of
 `--repeat`, each against the 0.5 s target:
 
 - the runs table newest first, and sorted by a metric (first page of 100, 8 keyed columns);
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib.util
 import json
 import os
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 TARGET = 0.5
 FILTER = "metrics.m0 > 0.5 and params.p1 = 2"  # a question MLflow can ask too (its params are text: = only)
 PAGE = 100
-POINT_BATCH = 200_000
 
 
 def _bench_runs_table() -> Any:
@@ -64,27 +64,76 @@ def best_of(repeat: int, action: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def fill_points(store: Any, n_runs: int, n_points: int, n_metrics: int) -> int:
-    """`n_points` metric points spread over the runs, through the store's batched insert of points."""
-    from tracking.runs._runs import insert_points
-
+def generate_points(n_runs: int, n_points: int, n_metrics: int) -> Iterator[tuple[int, str, int, float, float]]:
+    """`n_points` metric points spread evenly over the runs, in (run, key, step) order, one at a time."""
     keys = [f"m{i}" for i in range(n_metrics)]
-    per_run = max(1, n_points // max(1, n_runs))
-    steps = max(1, per_run // len(keys))
-    written, run_id, now, rng = 0, 1, time.time(), random.Random(11)
-    while written < n_points and run_id <= n_runs:
-        batch: list[tuple] = []
-        while len(batch) < POINT_BATCH and written + len(batch) < n_points and run_id <= n_runs:
-            level = rng.random()
-            batch += [
-                (run_id, key, step, level * (1 - 0.5 ** (step + 1)), now) for key in keys for step in range(steps)
-            ]
-            run_id += 1
-        batch = batch[: n_points - written]
+    steps = max(1, n_points // max(1, n_runs) // len(keys))
+    written, now, rng = 0, time.time(), random.Random(11)
+    for run_id in range(1, n_runs + 1):
+        level = rng.random()
+        for key in keys:
+            for step in range(steps):
+                if written == n_points:
+                    return
+                yield run_id, key, step, level * (1 - 0.5 ** (step + 1)), now
+                written += 1
+
+
+def progress(points: Iterator[Any], start: float, every: int = 10_000_000) -> Iterator[Any]:
+    """The points, printing how many went by and when (a long fill can be stopped and measured as it stands)."""
+    for i, point in enumerate(points, 1):
+        yield point
+        if i % every == 0:
+            print(f"  {i:,} points in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+@contextlib.contextmanager
+def secondary_indexes_deferred(store: Any, tables: tuple[str, ...]) -> Iterator[None]:
+    """Drop the tables' plain (not unique) indexes for the fill and build them after: one sort per index
+    instead of a random insertion per row, which thrashes the cache once an index outgrows it."""
+    if store.is_sqlite:
+        marks = ", ".join("?" * len(tables))
+        sql = (
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) "
+            "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'"
+        )
+        params: Any = tables
+    else:
+        sql = (
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
+            "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() "
+            "AND i.tablename = ANY(%(tables)s) AND NOT x.indisunique"
+        )
+        params = {"tables": list(tables)}
+    with store.connect(write=True) as conn:
+        found = conn.exec_driver_sql(sql, params).all()
+        for name, _ in found:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    try:
+        yield
+    finally:
+        start = time.perf_counter()
         with store.connect(write=True) as conn:
-            insert_points(conn, batch)
-        written += len(batch)
-    return written
+            if store.is_sqlite:
+                conn.exec_driver_sql("PRAGMA cache_size = -1048576")
+            else:
+                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
+            for _, definition in found:
+                conn.exec_driver_sql(definition)
+            conn.exec_driver_sql("ANALYZE" if store.is_sqlite else f"ANALYZE {', '.join(tables)}")
+        print(f"  {len(found)} indexes built in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def continue_fill(store: Any, bench: Any, existing: int, args: argparse.Namespace) -> None:
+    """The runs after the first `existing` of the fill (a fill that was stopped goes on where it stopped)."""
+    from itertools import islice
+
+    from tracking.runs import bulk_log_runs
+
+    rng, started = random.Random(7), datetime(2026, 1, 1, tzinfo=UTC)
+    runs = bench.generate_runs(rng, args.runs, args.params, args.metrics, 10, 1000, started)
+    print(f"Continuing {store.display_url}: runs {existing + 1:,} to {args.runs:,}", flush=True)
+    bulk_log_runs(store, islice(runs, existing, None))
 
 
 def ours(url: str, home: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -92,25 +141,40 @@ def ours(url: str, home: Path, args: argparse.Namespace) -> dict[str, float]:
     from sqlalchemy import func, select
 
     from tracking.explore import list_keys, runs_page
+    from tracking.runs import bulk_log_points
     from tracking.store import Run, open_store
 
     bench = _bench_runs_table()
     store = open_store(url, home=home)
     with store.connect() as conn:
         existing = conn.execute(select(func.count()).select_from(Run)).scalar_one()
-    figures: dict[str, float] = {}
-    if existing == 0:
-        print(f"Filling {store.display_url}: {args.runs:,} runs, {args.points:,} points", flush=True)
+    home.mkdir(parents=True, exist_ok=True)
+    saved = home / f"fill-{'sqlite' if store.is_sqlite else 'postgresql'}.json"
+    figures: dict[str, float] = json.loads(saved.read_text()) if saved.exists() else {}
+    if existing < args.runs:
+        print(f"Filling {store.display_url}: {args.runs:,} runs", flush=True)
         start = time.perf_counter()
-        bench.fill(url, home, args.runs, 0, args.params, args.metrics)
-        figures["fill: runs (bulk_log_runs)"] = time.perf_counter() - start
-        start = time.perf_counter()
-        written = fill_points(store, args.runs, args.points, args.metrics) if args.points else 0
-        figures[f"fill: {written:,} points"] = time.perf_counter() - start
-        with store.connect(write=True) as conn:
-            conn.exec_driver_sql("ANALYZE")
+        with secondary_indexes_deferred(store, ("runs", "run_values", "run_words", "run_tags")):
+            if existing:
+                continue_fill(store, bench, existing, args)
+            else:
+                bench.fill(url, home, args.runs, 0, args.params, args.metrics)
+        figures[f"fill: {args.runs:,} runs (bulk_log_runs)"] = figures.get("fill: runs so far", 0) + (
+            time.perf_counter() - start
+        )
+        saved.write_text(json.dumps(figures))
     else:
         print(f"Reusing {store.display_url} with {existing:,} runs", flush=True)
+    with store.connect() as conn:
+        has_points = conn.exec_driver_sql("SELECT 1 FROM metric_points LIMIT 1").first() is not None
+    if args.points and not has_points:
+        print(f"Filling {store.display_url}: {args.points:,} points", flush=True)
+        start = time.perf_counter()
+        written = bulk_log_points(store, progress(generate_points(args.runs, args.points, args.metrics), start))
+        figures[f"fill: {written:,} points (bulk_log_points)"] = time.perf_counter() - start
+        with store.connect(write=True) as conn:
+            conn.exec_driver_sql("ANALYZE")
+        saved.write_text(json.dumps(figures))
     keys = list_keys(store)
     columns = [f"params.{k}" for k in keys.params[:4]] + [f"metrics.{k}" for k in keys.metrics[:4]]
     sort = "metrics.m0"

@@ -25,6 +25,7 @@ Run from the repository root with the project's venv:
     python benchmarks/bench_pages_browser.py                       # the three pages, best of 3
     python benchmarks/bench_pages_browser.py --runs 10000 --repeat 1
     python benchmarks/bench_pages_browser.py --home /tmp/bench-pages --keep   # fill once, then reuse
+    python benchmarks/bench_pages_browser.py --only runs --runs-store sqlite:////tmp/bench-1m/tracking.db
 """
 
 from __future__ import annotations
@@ -188,14 +189,15 @@ class Timing:
     browser_cpu: float
 
 
-def time_page(home: Path, target: Target) -> tuple[Timing, Timing]:
+def time_page(home: Path, target: Target, store_url: str | None = None) -> tuple[Timing, Timing]:
     """(cold, warm) timings from navigation to the page drawn, on a fresh server signed in through the form.
 
     A target `by_address` is opened signed out, as the server's first page: the cold figure runs from the
     click on "Sign in" on its form to the page drawn (a link followed by someone not signed in yet)."""
     from tests.e2e import chromium, open_app, sign_in, streamlit_server
 
-    with streamlit_server(env={"TRACKING_HOME": str(home)}) as url, chromium() as browser:
+    env = {"TRACKING_HOME": str(home), **({"TRACKING_STORE_URL": store_url} if store_url else {})}
+    with streamlit_server(env=env) as url, chromium() as browser:
         context = browser.new_context(viewport=VIEWPORT)
         page = open_app(context, f"{url}/{target.address}" if target.by_address else url)
         if target.by_address:
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="fresh servers per page; the best is reported (3)")
     parser.add_argument("--home", type=Path, help="a folder for the two stores (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep --home afterwards (reused when already filled)")
+    parser.add_argument("--runs-store", help="time the Runs page on this filled store (a SQLite or PostgreSQL URL, "
+                        "e.g. bench_million.py's) instead of filling one")  # fmt: skip
     parser.add_argument("--only", choices=("sweep", "compare", "runs"), action="append", help="time only these pages")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.runs < 1:
@@ -335,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             charts_home.mkdir(parents=True)
             found = fill_charts_store(charts_home)
         sweep_id, ids = found
-        if "runs" in only and not (runs_home / "tracking.db").exists():
+        runs_url = args.runs_store or f"sqlite:///{runs_home / 'tracking.db'}"
+        if args.runs_store:
+            runs_home.mkdir(parents=True, exist_ok=True)
+            _signed_in_account(runs_url, runs_home)
+        elif "runs" in only and not (runs_home / "tracking.db").exists():
             runs_home.mkdir(parents=True, exist_ok=True)
             fill_runs_store(runs_home, args.runs)
         targets: list[tuple[Path, Target]] = []
@@ -365,14 +373,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"compare page, {len(ids)} runs with histories: Charts tab",
                 f"compare?runs={','.join(map(str, ids))}&history=loss&tab=Charts", 1, 2.0, compare_check(ids))))  # fmt: skip
         if "runs" in only:
-            total = _count_runs(runs_home)
+            total = _count_runs(runs_url, runs_home)
             targets.append((runs_home, Target(f"runs page, {total:,} runs", "runs", 0, 1.5, runs_check(total))))
         print(f"\nNavigation to the last chart drawn, fresh server each time (best of {args.repeat}):", flush=True)
         print("  (wall clock: navigation to the last chart drawn; cpu: seconds of the server / the browser on it)")
         for store_home, target in targets:
             cold, warm = [], []
             for _ in range(args.repeat):
-                first, again = time_page(store_home, target)
+                first, again = time_page(store_home, target, args.runs_store if store_home == runs_home else None)
                 cold.append(first)
                 warm.append(again)
             best, worst = min(cold, key=lambda t: t.wall), max(t.wall for t in cold)
@@ -400,10 +408,20 @@ def _complete_trials(home: Path, sweep_id: int) -> int:
         store.dispose()
 
 
-def _count_runs(home: Path) -> int:
+def _signed_in_account(url: str, home: Path) -> None:
     import tracking
 
-    store = tracking.open_store(f"sqlite:///{home / 'tracking.db'}", home=home)
+    store = tracking.open_store(url, home=home)
+    try:
+        make_account(store)
+    finally:
+        store.dispose()
+
+
+def _count_runs(url: str, home: Path) -> int:
+    import tracking
+
+    store = tracking.open_store(url, home=home)
     try:
         return _bench_runs_table()._count_runs(store)
     finally:

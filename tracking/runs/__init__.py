@@ -30,6 +30,10 @@ from tracking.runs._bulk import (
     BULK_BATCH,
     bulk_log_runs,
 )
+from tracking.runs._bulk_points import (
+    POINTS_BATCH,
+    bulk_log_points,
+)
 from tracking.runs._collect import (
     CollectReport,
     Garbage,
@@ -123,6 +127,7 @@ __all__ = [
     "KINDS",
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "POINTS_BATCH",
     "SHIPPED",
     "TRUSTED_TYPES",
     "ActiveRun",
@@ -138,6 +143,7 @@ __all__ = [
     "add_note",
     "artifact_exists",
     "artifact_file",
+    "bulk_log_points",
     "bulk_log_runs",
     "check_open",
     "code_version",

@@ -177,11 +177,13 @@ def _holds(table: Any, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """The runs for which some row of `table` (run_values or run_words) meets `condition`.
 
     A rare condition becomes `runs.id IN (rows)`, read once from an index; a frequent one an EXISTS on the
-    run's own rows (by primary key), so a page read in sort order stops after its rows are found.
+    run's own rows (by primary key), so a page read in sort order stops after its rows are found. Its
+    `OFFSET 0` keeps PostgreSQL from turning the EXISTS into a join: misled by its estimates on a million
+    runs, it joined every matching row and sorted them (0.26 s at 100,000 runs, 30 ms run by run).
     """
     frequent = _FREQUENT.get()
     if frequent is not None and frequent(condition):
-        return select(table.run_id).where(table.run_id == Run.id, condition).correlate(Run).exists()
+        return select(table.run_id).where(table.run_id == Run.id, condition).correlate(Run).offset(0).exists()
     return Run.id.in_(select(table.run_id).where(condition))
 
 
