@@ -9,18 +9,25 @@ from typing import Any
 def specs(at: Any) -> list[dict[str, Any]]:
     """The Vega-Lite spec of each Altair chart the app drew, in page order, with the chart's data put back in.
 
-    Streamlit sends a chart's top-level data beside its spec as Arrow bytes; layers' own data stay inline."""
-    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
-
+    Streamlit sends a chart's data frames beside its spec as Arrow bytes (named datasets, or the top-level data);
+    they come back under `datasets` by name, or as the top-level data's values, as in `chart.to_dict()`."""
     out = []
     for chart in at.get("vega_lite_chart"):
         spec = json.loads(chart.proto.spec)
+        named = {dataset.name: _values(dataset.data.data) for dataset in chart.proto.datasets}
+        if named:
+            spec["datasets"] = {**spec.get("datasets", {}), **named}
         if chart.proto.data.data:
-            frame = convert_arrow_bytes_to_pandas_df(chart.proto.data.data)
-            values = [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict("records")]
-            spec["data"] = {**spec.get("data", {}), "values": values}
+            spec["data"] = {**spec.get("data", {}), "values": _values(chart.proto.data.data)}
         out.append(spec)
     return out
+
+
+def _values(arrow: bytes) -> list[dict[str, Any]]:
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    frame = convert_arrow_bytes_to_pandas_df(arrow)
+    return [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def layers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,9 +36,11 @@ def layers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def rows(spec: dict[str, Any], layer: int | None = None) -> list[dict[str, Any]]:
     """The data values of a layer (its own, else the chart's), or of the chart when `layer` is None."""
-    if layer is not None and "values" in layers(spec)[layer].get("data", {}):
-        return layers(spec)[layer]["data"]["values"]
-    return spec.get("data", {}).get("values", [])
+    data = layers(spec)[layer].get("data", {}) if layer is not None else {}
+    data = data or spec.get("data", {})
+    if "values" in data:
+        return data["values"]
+    return spec.get("datasets", {}).get(data.get("name"), [])
 
 
 def y_scale(spec: dict[str, Any]) -> str:
