@@ -125,6 +125,9 @@ def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatc
     tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])  # its worker gets a sweep token
     wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, 180, "a running trial")
     at = _page("pages/sweep.py", id=str(sweep.id))
+    live, history = vega.specs(at)  # while it runs: the live chart above the tabs and the Charts tab's, Vega-Lite
+    assert not at.get("plotly_chart") and live["layer"][0]["encoding"]["y"]["title"] == "value"
+    assert history["layer"][0]["encoding"] == live["layer"][0]["encoding"]  # the same optimisation history
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert tracking.get_sweep(store, sweep.id).cancel_requested
     flag.unlink()
