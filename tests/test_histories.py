@@ -121,4 +121,3 @@ def test_histories_sweep_chart_colours_trials_by_state_with_the_best_so_far():
     assert {"trial", "value", "state", "name", "run"} <= tooltip
     best = trials_chart(trials, "acc", "maximize").to_dict()
     assert [r["best"] for r in vega.rows(best, 1)] == [0.5, 0.5, 0.5]
-
