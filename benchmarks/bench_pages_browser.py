@@ -2,7 +2,7 @@
 
 Chromium (Debian's, driven by Playwright) opens the dashboard started the way users start it
 (`streamlit run app.py`), signs in through the form, then navigates to the page and waits until every
-chart the page draws is plotted (each Plotly chart laid out with its SVG) or its table shows, and the
+chart the page draws is plotted (a Plotly chart laid out with its SVG, a Vega-Lite chart with its marks) or its table shows, and the
 app's script has finished. Each measurement starts a fresh server process, so the server's caches are
 cold; `warm` is the same address opened again on that server.
 
@@ -58,7 +58,7 @@ class Target:
 
     label: str
     address: str  # path and query, after the server's base URL
-    charts: int  # Plotly charts the page draws (0: a table page)
+    charts: int  # charts the page draws, Plotly or Vega-Lite (0: a table page)
     target: float | None
     check: Callable[[Any], None]  # raises WrongPage when the page does not show what the figure claims
     shows: str = ""  # a page without charts or table: drawn once this text shows and its script has finished
@@ -153,13 +153,17 @@ def charts_store_ids(home: Path) -> tuple[int, list[int]] | None:
 
 
 def _charts_drawn(page: Any, count: int) -> None:
-    """Wait until `count` Plotly charts are plotted (laid out, SVG drawn) and the app's script has finished."""
+    """Wait until `count` charts are drawn and the app's script has finished: a Plotly chart laid out with its SVG,
+    a Vega-Lite (Altair) chart with its marks drawn (`.vega-embed` holding its SVG or canvas)."""
     page.wait_for_function(
         """(count) => {
             const app = document.querySelector('[data-testid="stApp"]');
-            const charts = [...document.querySelectorAll('.js-plotly-plot')];
+            const plotly = [...document.querySelectorAll('.js-plotly-plot')];
+            const vega = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
             return app && app.getAttribute('data-test-script-state') === 'notRunning'
-                && charts.length === count && charts.every((c) => c._fullLayout && c.querySelector('.main-svg'));
+                && plotly.length + vega.length === count
+                && plotly.every((c) => c._fullLayout && c.querySelector('.main-svg'))
+                && vega.every((c) => c.querySelector('.vega-embed svg.marks, .vega-embed canvas'));
         }""",
         arg=count,
         timeout=WAIT_MS,
@@ -262,10 +266,24 @@ def _main_text(page: Any) -> str:
 
 
 def _chart_data(page: Any) -> list[list[dict[str, Any]]]:
-    """Each drawn chart's traces: their type, name and number of points."""
+    """Each drawn chart's traces: their type, name and number of points. A Vega-Lite chart's are read from its
+    SVG: one trace of points per layer of symbols (a path each; legends' left out), one trace per drawn line (its
+    path's vertices)."""
     return page.evaluate(
-        """() => [...document.querySelectorAll('.js-plotly-plot')].map((c) => c.data.map((t) => ({
-            type: t.type, name: t.name, n: (t.x || t.dimensions || []).length })))"""
+        """() => [...document.querySelectorAll('.js-plotly-plot, [data-testid="stVegaLiteChart"]')].map((c) => {
+            if (c.classList.contains('js-plotly-plot')) {
+                return c.data.map((t) => ({ type: t.type, name: t.name, n: (t.x || t.dimensions || []).length }));
+            }
+            const traces = [];
+            for (const group of c.querySelectorAll('svg.marks g.mark-symbol.role-mark')) {
+                traces.push({ type: 'points', name: group.getAttribute('class'), n: group.querySelectorAll('path').length });
+            }
+            for (const line of c.querySelectorAll('svg.marks g.mark-line.role-mark path')) {
+                traces.push({ type: 'line', name: line.getAttribute('aria-label') || '',
+                              n: ((line.getAttribute('d') || '').match(/[ML]/g) || []).length });
+            }
+            return traces;
+        })"""
     )
 
 
@@ -301,7 +319,9 @@ def compare_check(ids: list[int], with_history: bool = True) -> Callable[[Any], 
             return
         history = _chart_data(page)[0]
         if len(history) != len(ids) or any(trace["n"] != HISTORY_STEPS for trace in history):
-            raise WrongPage(f"the Compare page's history chart does not draw {len(ids)} runs of {HISTORY_STEPS} steps.")
+            raise WrongPage(
+                f"the Compare page's history chart does not draw {len(ids)} runs of {HISTORY_STEPS} steps: {history}"
+            )
 
     return check
 

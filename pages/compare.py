@@ -16,7 +16,7 @@ from tracking.explore import (
     delta_figure,
     escape_markdown,
     get_report,
-    history_figure,
+    history_chart,
     parallel_figure,
     parse_ids,
     scatter_figure,
@@ -136,7 +136,8 @@ if charts_tab.open:
                 smoothing, log_y = history_controls("cmp")
                 if history:
                     points = cached_histories(tuple(comparison.ids), history)
-                    st.plotly_chart(history_figure(comparison, points, history, smoothing, log_y), key="chart_history")
+                    chart = history_chart(comparison, points, history, smoothing, log_y)  # Vega-Lite: loads fast
+                    st.altair_chart(chart, width="stretch", key="chart_history")
         if chosen[1].open:
             with chosen[1]:
                 params = st.multiselect("Params (axes)", comparison.fields("params"), key="cmp_params")

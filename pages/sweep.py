@@ -16,7 +16,7 @@ from tracking.sweeps import resume_blockers
 from ui.address import query_id
 from ui.data import get_store, sweep_runs
 from ui.frame import in_frame
-from ui.sweeps import executor_section, launch, progress_panel, start_where, sweep_chart
+from ui.sweeps import executor_section, launch, progress_panel, show_chart, start_where, sweep_chart
 from ui.trash import trash_block
 
 user = in_frame()
@@ -125,7 +125,7 @@ if charts.open:
                     if isinstance(figure, str):
                         st.caption(escape_markdown(figure))
                     else:
-                        st.plotly_chart(figure, key=f"chart-{title}")
+                        show_chart(figure, key=f"chart-{title}")
 if trials.open:
     with trials:
         runs = sweep_runs(sweep.id)

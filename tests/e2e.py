@@ -21,6 +21,8 @@ CHROMIUM = "/usr/bin/chromium"
 # ms: the longest a page waits for one thing (an element, a rerun). A bound against hangs, not a pause: on a
 # machine whose cores are shared many times over, a rerun that scores models took over a minute.
 SLOW = 120_000
+# One element per chart shown and drawn: a Plotly chart, a Vega-Lite (Altair) chart once its marks are drawn.
+CHARTS = '.js-plotly-plot:visible, [data-testid="stVegaLiteChart"]:has(svg.marks):visible'
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

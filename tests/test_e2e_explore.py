@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 import tracking
-from tests.e2e import SLOW, controls_ready, idle, open_app, rerun, sign_in
+from tests.e2e import CHARTS, SLOW, controls_ready, idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each wait has its own bound
@@ -89,7 +89,7 @@ def test_e2e_filter_select_compare_share_and_export(six_runs, app_url, browser, 
     assert _view(other) == mine
 
     other.get_by_role("tab", name="Charts").click()  # its chosen chart (the last one _view opened) is drawn
-    other.locator(".js-plotly-plot").first.wait_for(timeout=SLOW)
+    other.locator(CHARTS).first.wait_for(timeout=SLOW)
     other.get_by_role("tab", name="Share").click()
     title = other.get_by_label("Report title")
     title.fill("Alpha: three runs <script>alert(2)</script>")
@@ -139,7 +139,7 @@ def _view(page) -> dict[str, list[str]]:
         page.get_by_role("tab", name=tab).click()
         page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=SLOW)  # its panel is the one shown
         expect(main.locator('[data-testid="stDataFrame"]:visible')).to_have_count(tables, timeout=SLOW)
-        expect(main.locator(".js-plotly-plot:visible")).to_have_count(charts, timeout=SLOW)
+        expect(main.locator(CHARTS)).to_have_count(charts, timeout=SLOW)  # Plotly's, or Vega-Lite's once drawn
         seen[tab], before = _choices(main), None
         while seen[tab] != before:  # a lazy tab's controls draw in over the run that builds it: read till it holds
             idle(page)

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 import tracking
-from tests.e2e import SLOW, idle, open_app, rerun, sign_in
+from tests.e2e import CHARTS, SLOW, idle, open_app, rerun, sign_in
 from tests.governance import PASSWORD
 from tests.polling import wait_until
 from tracking.store._tables import Worker
@@ -66,7 +66,7 @@ def test_e2e_launch_from_the_form_reaches_5_of_5_and_draws_charts(app_url, brows
                   "Contour", "Timeline by worker"):  # fmt: skip
         page.get_by_role("tab", name=title).click()  # only the open chart is built (the live one left with the run)
         page.get_by_role("tab", name=title, selected=True).wait_for(timeout=SLOW)
-        expect(page.locator(".js-plotly-plot:visible")).to_have_count(1, timeout=SLOW)
+        expect(page.locator(CHARTS)).to_have_count(1, timeout=SLOW)  # the history with Vega-Lite, the others Plotly
         idle(page)  # a chart that could not be drawn says so by now
         assert page.get_by_text("Not drawn").count() == 0, title
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-HEAVY = ("streamlit", "pandas", "sklearn", "optuna", "plotly", "fastapi", "dask", "distributed")
+HEAVY = ("streamlit", "pandas", "sklearn", "optuna", "plotly", "altair", "fastapi", "dask", "distributed")
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess:

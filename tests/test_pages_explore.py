@@ -3,12 +3,11 @@ real store filled with `tracking.start_run`."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
+from tests import vega
 from tests.pages import signed_in_app
 from tracking.explore._compare import CompareView
 from tracking.explore._reports import list_reports, save_report
@@ -50,7 +49,7 @@ def _ok(at: AppTest) -> AppTest:
 
 
 def _charts(at: AppTest) -> int:
-    return len(at.get("plotly_chart"))
+    return len(at.get("plotly_chart")) + len(at.get("vega_lite_chart"))
 
 
 def test_pages_runs_on_an_empty_store_shows_an_empty_table():
@@ -159,8 +158,12 @@ def test_pages_run_opens_on_the_learning_curve_and_keeps_smoothing_in_the_url():
     assert at.query_params["smooth"] == "0.6" and at.query_params["logy"] == "1"
     again = _ok(_page("pages/run.py", **dict(at.query_params)))  # a reload: the state comes from the URL
     assert again.slider(key="run_smooth").value == 0.6 and again.toggle(key="run_logy").value is True
-    figure = json.loads(again.get("plotly_chart")[0].proto.spec)
-    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 2  # raw and smoothed
+    (chart,) = vega.specs(again)  # Vega-Lite: the browser loads it far faster than Plotly
+    assert vega.y_scale(chart) == "log" and [layer["encoding"]["y"]["field"] for layer in chart["layer"]] == [
+        "raw",
+        "value",
+    ]
+    assert vega.lines(chart) == ["this run"] and len(vega.rows(chart)) == 30  # raw and smoothed of each step
 
 
 def test_pages_run_overlays_the_other_trials_of_its_sweep():
@@ -172,10 +175,10 @@ def test_pages_run_overlays_the_other_trials_of_its_sweep():
     first = tracking.list_runs(store, sweep_id=sweep.id)[0]
     at = _ok(_page("pages/run.py", id=str(first.id), overlay="1"))
     assert at.multiselect(key="run_keys").value == ["curve"] and at.toggle(key="run_overlay").value is True
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert figure["data"][0]["name"] == "this run" and len(figure["data"]) == 3  # this run and the two others
+    (chart,) = vega.specs(at)
+    assert vega.lines(chart)[0] == "this run" and len(vega.lines(chart)) == 3  # this run and the two others
     at.toggle(key="run_overlay").set_value(False).run()
-    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 1 and "overlay" not in at.query_params
+    assert vega.lines(vega.specs(at)[0]) == ["this run"] and "overlay" not in at.query_params
 
 
 def test_pages_run_of_a_failed_run_shows_its_traceback_and_artifact(runs):
@@ -220,7 +223,7 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     assert _charts(at) == 1
     charts = _ok(_page("pages/compare.py", runs=ids, baseline=str(runs[1]), metric="metrics.fit_seconds", tab="Charts"))
     assert _charts(charts) == 1 and not charts.dataframe  # the chosen chart only: the metric histories
-    assert "History of loss" in charts.get("plotly_chart")[0].proto.spec
+    assert vega.specs(charts)[0]["title"] == "History of loss"
     assert charts.query_params["tab"] == "Charts"  # the address keeps the open tab: a copy of it reopens it
     for view in (at, charts):  # choices of tabs not open stay in the address
         assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
@@ -255,9 +258,9 @@ def test_pages_compare_warns_when_runs_come_from_different_data():
 def test_pages_compare_history_keeps_smoothing_and_log_scale_from_the_url(runs):
     at = _ok(_page("pages/compare.py", runs=",".join(map(str, runs[:3])), smooth="0.5", logy="1", tab="Charts"))
     assert at.slider(key="cmp_smooth").value == 0.5 and at.toggle(key="cmp_logy").value is True
-    history = next(c for c in at.get("plotly_chart") if '"History of loss"' in c.proto.spec)
-    figure = json.loads(history.proto.spec)
-    assert figure["layout"]["yaxis"]["type"] == "log" and len(figure["data"]) == 6  # three runs, raw and smoothed
+    (history,) = vega.specs(at)
+    assert history["title"] == "History of loss" and vega.y_scale(history) == "log"
+    assert len(vega.lines(history)) == 3 and len(history["layer"]) == 2  # three runs, raw and smoothed
     assert at.query_params["smooth"] == "0.5" and at.query_params["logy"] == "1"
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import tracking
+from tests import vega
 from tests.conftest import ROOT
 from tests.governance import PASSWORD
 from tests.pages import shown_text, signed_in_app
@@ -126,6 +125,9 @@ def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatc
     tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])  # its worker gets a sweep token
     wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, 180, "a running trial")
     at = _page("pages/sweep.py", id=str(sweep.id))
+    live, history = vega.specs(at)  # while it runs: the live chart above the tabs and the Charts tab's, Vega-Lite
+    assert not at.get("plotly_chart") and live["layer"][0]["encoding"]["y"]["title"] == "value"
+    assert history["layer"][0]["encoding"] == live["layer"][0]["encoding"]  # the same optimisation history
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert tracking.get_sweep(store, sweep.id).cancel_requested
     flag.unlink()
@@ -158,7 +160,8 @@ def test_pages_sweep_detail_draws_every_chart():
     for title in titles:  # one chart at a time: the live history and the chosen one
         at.session_state["chart"] = title
         at.run()
-        assert not at.exception and len(at.get("plotly_chart")) == 1, title  # the live chart only while it runs
+        charts = len(at.get("plotly_chart")) + len(at.get("vega_lite_chart"))
+        assert not at.exception and charts == 1, title  # the live chart only while it runs
         assert not [c.value for c in at.caption if c.value.startswith("Not drawn")], title
     assert not at.code  # the workers' command is built when its expander opens (a code block is heavy to draw)
     at.session_state["workers_box"] = True  # a click on the expander
@@ -183,14 +186,18 @@ def test_pages_sweep_builds_only_the_open_tab_and_chart_once_per_change(monkeypa
     sweep = _quadratic_sweep(n_trials=2)  # two trials: Plotly alone would tick the trial axis at 0, 0.5, 1
     at = _page("pages/sweep.py", id=str(sweep.id))
     assert not at.exception and drawn == []  # the optimisation history is drawn from the runs, without Optuna
-    (history,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]  # no live chart: it ended
-    assert history["layout"]["xaxis"]["dtick"] == 1 and len(history["data"][0]["x"]) == 2
+    (history,) = vega.specs(at)  # Vega-Lite, no Plotly; no live chart: it ended
+    assert not at.get("plotly_chart") and [row["trial"] for row in vega.rows(history, 0)] == [0, 1]
+    assert history["layer"][0]["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}  # never a trial 0.5
+    assert {row["run"] for row in vega.rows(history, 0)} == {
+        r.id for r in tracking.list_runs(tracking.open_store(), sweep_id=sweep.id)
+    }
     assert f"(run?id={sweep.best_run_id})" in at.success[0].value  # the best banner links its run
     store = tracking.open_store()
     actor = authenticate(store, "data_scientist", PASSWORD)
     at.session_state["chart"] = "Slice"
     at.run()
-    assert drawn == ["Slice"] and len(at.get("plotly_chart")) == 1
+    assert drawn == ["Slice"] and len(at.get("plotly_chart")) == 1 and not at.get("vega_lite_chart")
     with tracking.start_run("elsewhere", params={"x": 1.0}, actor=actor) as run:  # a write outside the sweep
         run.log_metrics({"value": 1.0})
     at.run()

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.explore import MAX_COMPARE, MAX_SMOOTHING, curves_figure
+from tracking.explore import MAX_COMPARE, MAX_SMOOTHING, curves_chart
 from tracking.runs import artifact_exists
 from tracking.store import ArtifactRecord, RunRecord
 from ui.data import sweep_runs
@@ -92,6 +92,5 @@ def history_charts(
             if overlay:
                 points = cached_histories(tuple(run_id for run_id, _ in overlay), key)
                 curves += [(label, points.get(run_id) or []) for run_id, label in overlay]
-            fig = curves_figure(curves, key, smoothing=smoothing, log_y=log_y, title=key, height=300)
-            fig.update_layout(showlegend=False, margin={"l": 40, "r": 10, "t": 40, "b": 30})
-            column.plotly_chart(fig, key=f"history_{key}")
+            chart = curves_chart(curves, key, smoothing=smoothing, log_y=log_y, title=key, height=300, legend=False)
+            column.altair_chart(chart, width="stretch", key=f"history_{key}")

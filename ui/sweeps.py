@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking.explore import escape_markdown, sweep_figure, text, whole_number_axis
+from tracking.explore import escape_markdown, sweep_figure, trials_chart
 from tracking.governance import UserRecord
 from tracking.ml import (
     COST_METRICS,
@@ -201,23 +201,13 @@ def _duration(seconds: float | None) -> str:
 
 def history_figure(runs: list[Any], key: str, direction: str) -> Any:
     """Objective value per trial, with the best-so-far line: grows as trials finish (Optuna's optimisation history,
-    drawn from the runs)."""
-    import plotly.graph_objects as go  # on first use: the page's header and numbers show before Plotly loads
-
-    done = sorted(
-        (r for r in runs if r.status == "complete" and r.metrics.get(key) is not None), key=lambda r: r.trial_number
-    )
-    xs = [r.trial_number for r in done]
-    ys = [r.metrics[key] for r in done]
-    best, line = None, []
-    for y in ys:
-        best = y if best is None else (max(best, y) if direction == "maximize" else min(best, y))
-        line.append(best)
-    figure = go.Figure(
-        [go.Scatter(x=xs, y=ys, mode="markers", name=text(key)), go.Scatter(x=xs, y=line, name="best so far")]
-    )
-    figure.update_layout(height=320, margin={"t": 30, "b": 30}, xaxis_title="trial", yaxis_title=text(key))
-    return whole_number_axis(figure, "x")
+    drawn from the runs with Vega-Lite, which the browser loads far faster than Plotly)."""
+    trials = [
+        {"trial": r.trial_number, "value": r.metrics.get(key), "state": r.status, "run": r.id, "name": r.name}
+        for r in runs
+        if r.status in ("complete", "pruned")
+    ]
+    return trials_chart(trials, key, direction)
 
 
 def progress_panel(sweep_id: int) -> None:
@@ -243,7 +233,8 @@ def progress_panel(sweep_id: int) -> None:
         st.success(f"Best {escape_markdown(metrics[0]['key'])} = **{sweep.best_value:.5g}** (trial {best.trial_number}, "
                    f"[run {best.id}](run?id={best.id})) with {escape_markdown(params)}")  # fmt: skip
     if sweep.status in ("pending", "running"):  # once it ended, the Charts tab shows the same history
-        st.plotly_chart(history_figure(runs, metrics[0]["key"], metrics[0]["direction"]), key=f"live-{marker()}")
+        chart = history_figure(runs, metrics[0]["key"], metrics[0]["direction"])
+        st.altair_chart(chart, width="stretch", key=f"live-{marker()}")
     if st.session_state.get(f"live-{sweep_id}") != (sweep.status in ("pending", "running")):
         st.rerun()  # the sweep started or ended: redraw the page, which turns polling on or off
 
@@ -253,8 +244,17 @@ def _sweep_chart(url: str, sweep_id: int, title: str, state: int) -> Any:
     return sweep_figure(get_store(), sweep_id, title)
 
 
+def show_chart(figure: Any, key: str) -> None:
+    """Draw a chart of the sweep page: an Altair chart (the optimisation history, Vega-Lite: the browser loads it
+    far faster than Plotly) or a Plotly figure (the analysis charts), as wide as the page."""
+    if type(figure).__module__.startswith("altair"):
+        st.altair_chart(figure, width="stretch", key=key)
+    else:
+        st.plotly_chart(figure, key=key)
+
+
 def sweep_chart(sweep: Any, title: str) -> Any:
-    """One chart of the sweep page (a Plotly figure or why it is missing), drawn once per change of the sweep.
+    """One chart of the sweep page (an Altair chart, a Plotly figure or why it is missing), drawn once per change of the sweep.
 
     The key is the sweep's own state (its status and each run's status and end), not the store's change
     marker: the importances and the contour of a finished sweep are computed once, whatever else is written

@@ -83,6 +83,11 @@ from tracking.explore._table import (
     runs_table_csv,
     runs_table_json,
 )
+from tracking.explore._vega import (
+    curves_chart,
+    history_chart,
+    trials_chart,
+)
 
 __all__ = [
     "BASE_COLUMNS",
@@ -106,6 +111,7 @@ __all__ = [
     "comparison_json",
     "complete_view",
     "count_runs",
+    "curves_chart",
     "curves_figure",
     "default_columns",
     "default_history_keys",
@@ -116,6 +122,7 @@ __all__ = [
     "get_report",
     "guess_direction",
     "histories",
+    "history_chart",
     "history_figure",
     "history_keys",
     "html_document",
@@ -144,6 +151,7 @@ __all__ = [
     "sweep_figure",
     "sweep_figures",
     "text",
+    "trials_chart",
     "update_report",
     "view_figures",
     "warm_chart_imports",

@@ -173,7 +173,7 @@ _warmed = threading.Event()
 
 
 def warm_chart_imports() -> None:
-    """Import what the charts need (Optuna's plots, the importance evaluator's forest, Plotly Express) in a
+    """Import what the charts need (Altair, Optuna's plots, the importance evaluator's forest, Plotly Express) in a
     background thread, once per process: a server's first chart page then does not wait seconds for imports.
     A page that needs a module meanwhile waits for that one import only (Python's import lock), never twice."""
     if _warmed.is_set():
@@ -183,10 +183,14 @@ def warm_chart_imports() -> None:
     def load() -> None:
         import importlib
 
-        for name in ("optuna.visualization", "optuna.importance", "sklearn.ensemble", "plotly.express"):
+        for name in ("altair", "optuna.visualization", "optuna.importance", "sklearn.ensemble", "plotly.express"):
             try:
                 importlib.import_module(name)
             except Exception:  # a head start only: the page imports (and reports) what it needs itself
                 return
+            if name == "altair":  # its first chart loads and compiles Vega-Lite's schema: 1.5 s of CPU
+                from tracking.explore._vega import warm_altair
+
+                warm_altair()
 
     threading.Thread(target=load, name="warm-chart-imports", daemon=True).start()
