@@ -254,6 +254,20 @@ def test_sweep_cancel_now_interrupts_the_running_trial(store, tmp_path, monkeypa
     assert trial.state == optuna.trial.TrialState.FAIL
 
 
+@pytest.mark.slow
+def test_sweep_cancel_now_reaches_a_worker_started_with_sigint_ignored(file_store, tmp_path, monkeypatch):
+    """A dashboard started in the background by a script (`streamlit run app.py &`) ignores SIGINT, and so do the
+    workers it launches: "stop now" must still interrupt their trial (it did nothing there before)."""
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the launcher's own process had
+    try:
+        sweep, proc, _ = _worker_inside_a_slow_trial(file_store, tmp_path, monkeypatch, n_trials=5)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    cancel_sweep(file_store, sweep.id, now=True)
+    assert proc.wait(timeout=60) == 0
+    assert [r.status for r in list_runs(file_store, sweep_id=sweep.id)] == ["killed"]
+
+
 def test_sweep_on_sqlite_keeps_optunas_journal_in_the_store(file_store, tmp_path):
     from sqlalchemy import select
 

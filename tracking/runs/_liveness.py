@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import socket
 import threading
 import time
@@ -35,6 +36,22 @@ def grace_seconds() -> float:
     return 3 * heartbeat_seconds()
 
 
+def interruptible_main() -> Callable[[], None]:
+    """`_thread.interrupt_main`, made to work in this process: call it from the main thread.
+
+    `interrupt_main` raises KeyboardInterrupt only while Python handles SIGINT; it does nothing when SIGINT is
+    ignored, as it is in any process a non-interactive shell started in the background (`streamlit run app.py &`
+    in a script) and in every worker such a dashboard launches (they inherit it). A worker's "stop now" relies
+    on it, so the worker takes Python's own handler back.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN,
+        signal.SIG_DFL,
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return _thread.interrupt_main
+
+
 class Heartbeat:
     """A registered worker row plus the daemon thread that keeps it fresh.
 
@@ -55,6 +72,7 @@ class Heartbeat:
         self.store = store
         self.interrupted = False
         self._interrupt_when = interrupt_when
+        self._interrupt_main = interruptible_main() if interrupt_when is not None else _thread.interrupt_main
         with store.session_scope(write=True) as session:
             row = session.get(Worker, adopt) if adopt is not None else None
             if row is None or row.sweep_id != sweep_id or row.stopped_at is not None:
@@ -74,7 +92,7 @@ class Heartbeat:
             try:
                 if self._interrupt_when is not None and not self.interrupted and self._interrupt_when():
                     self.interrupted = True
-                    _thread.interrupt_main()
+                    self._interrupt_main()
                 if time.monotonic() - last >= interval:
                     with self.store.connect(write=True) as conn:
                         conn.execute(update(Worker).where(Worker.id == self.worker_id).values(last_seen=utcnow()))

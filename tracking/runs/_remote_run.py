@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from tracking._settings import setting
 from tracking.remote import ServerClient, connect_server, server_configured
+from tracking.runs._liveness import interruptible_main
 from tracking.runs._provenance import code_version, environment, script_path
 from tracking.runs._runs import ActiveRun, artifact_source, json_safe
 from tracking.store import RunStatus
@@ -45,7 +46,7 @@ class RemoteHeartbeat:
         self.client = client
         self.interrupted = False
         self._interrupt = interrupt
-        self._on_stop_now = on_stop_now or _thread.interrupt_main
+        self._on_stop_now = on_stop_now or (interruptible_main() if interrupt else _thread.interrupt_main)
         answer = client.call("POST", "/api/workers", json={"sweep_id": sweep_id, "host": socket.gethostname(),
                                                              "pid": os.getpid()})  # fmt: skip
         self.worker_id = int(answer["worker_id"])
