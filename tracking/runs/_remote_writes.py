@@ -16,7 +16,8 @@ from sqlalchemy import insert, select, update
 from tracking._errors import NotFoundError
 from tracking.governance import Action, UserRecord, authorize
 from tracking.runs._index import write_values
-from tracking.runs._runs import _FINISH, _SET_METRICS, check_open, insert_points
+from tracking.runs._runs import _SET_METRICS, check_open, insert_points
+from tracking.runs._writes import _FINISH
 from tracking.store import MetricBatch, Run, RunStatus, Store, Sweep, Worker, bump_change_counter, utcnow
 
 MAX_BATCH_ID = 64
@@ -51,7 +52,7 @@ def write_batch(
             insert_points(conn, [(run_id, key, int(step), value, float(at)) for key, step, value, at in points])
         if end is not None:
             status, error = end
-            conn.execute(_FINISH, {"b_id": run_id, "b_status": status, "b_error": error, "b_finished": utcnow(),
+            conn.execute(_FINISH.statement, {"b_id": run_id, "b_status": status, "b_error": error, "b_finished": utcnow(),
                                    "b_metrics": dict(latest or {})})  # fmt: skip
         elif latest is not None:
             conn.execute(_SET_METRICS, {"b_id": run_id, "b_metrics": dict(latest)})

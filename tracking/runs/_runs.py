@@ -70,16 +70,6 @@ _UNSTAGE = (
 )
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
-_FINISH = (
-    update(Run)
-    .where(Run.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        error=bindparam("b_error"),
-        finished_at=bindparam("b_finished"),
-        metrics=bindparam("b_metrics"),
-    )
-)
 _INSERT_RUN = insert(Run).returning(Run.id)
 _RUN_STATE = select(Run.status, Run.sweep_id, Run.owner).where(Run.id == bindparam("b_id"))
 _NAME_RUN = update(Run).where(Run.id == bindparam("b_id")).values(name=bindparam("b_name"))

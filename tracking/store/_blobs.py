@@ -144,13 +144,7 @@ class LocalBlobs:
         return info.st_size, info.st_mtime
 
     def delete(self, sha256: str) -> bool:
-        path = self.path(sha256)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        _remove_if_empty(path.parent)
-        return True
+        return _unlink(self.path(sha256))
 
     def entries(self) -> Iterator[BlobEntry]:
         """The regular files the store names (`<xx>/<sha256>`, `<xx>/.tmp-*`), never through links."""
@@ -178,13 +172,17 @@ class LocalBlobs:
                     yield BlobEntry(path, sha, info.st_size, info.st_mtime)
 
     def remove(self, entry: BlobEntry) -> bool:
-        path = Path(entry.where)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        _remove_if_empty(path.parent)
-        return True
+        return _unlink(Path(entry.where))
+
+
+def _unlink(path: Path) -> bool:
+    """Delete a file of the folder and its `<xx>` folder once empty; False when it was already gone."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    _remove_if_empty(path.parent)
+    return True
 
 
 def _remove_if_empty(folder: Path) -> None:
