@@ -65,3 +65,18 @@ def shown_text(markdown: str) -> str:
 def button(at: AppTest, label: str):
     """The button with this label."""
     return next(b for b in at.button if b.label == label)
+
+
+def tiny_sweep_form(at: AppTest, workers: int) -> AppTest:
+    """The launch form filled for a sweep that ends in seconds: knn on its default dataset with 3 to 7
+    neighbours only, 3 trials, 2 CV folds and `workers` workers (not launched yet)."""
+    at.selectbox(key="family_classification").set_value("knn").run()
+    at.session_state["space_editor_knn_classification"] = {
+        "edited_rows": {0: {"low": 3.0, "high": 7.0}}, "added_rows": [], "deleted_rows": [1, 2],
+    }  # fmt: skip
+    at.run()
+    inputs = {n.label: n for n in at.number_input}
+    inputs["Trials"].set_value(3)
+    inputs["Workers"].set_value(workers)
+    inputs["CV folds"].set_value(2)
+    return at

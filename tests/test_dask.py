@@ -16,7 +16,7 @@ from sqlalchemy import select
 import tracking
 from tests.e2e import free_port, tracking_server
 from tests.governance import PASSWORD, make_accounts
-from tests.pages import button, shown_text, signed_in_app
+from tests.pages import button, shown_text, signed_in_app, tiny_sweep_form
 from tests.polling import wait_until
 from tracking.cli._main import main
 from tracking.governance._access import authenticate
@@ -228,17 +228,8 @@ def _worker_pids(store, sweep_id) -> set[int]:
         )
 
 
-def _form(at, family="knn"):
-    at.selectbox(key="family_classification").set_value(family).run()
-    at.session_state["space_editor_knn_classification"] = {
-        "edited_rows": {0: {"low": 3.0, "high": 7.0}}, "added_rows": [], "deleted_rows": [1, 2],
-    }  # fmt: skip
-    at.run()
-    inputs = {n.label: n for n in at.number_input}
-    inputs["Trials"].set_value(3)
-    inputs["Workers"].set_value(2)
-    inputs["CV folds"].set_value(2)
-    return at.run()
+def _form(at):
+    return tiny_sweep_form(at, workers=2).run()
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import tracking
 from tests import vega
 from tests.conftest import ROOT
 from tests.governance import PASSWORD
-from tests.pages import shown_text, signed_in_app
+from tests.pages import shown_text, signed_in_app, tiny_sweep_form
 from tests.polling import wait_until
 from tracking.governance._access import authenticate
 from tracking.sweeps._sweeps import SweepSpec
@@ -87,16 +87,7 @@ def test_pages_sweeps_broken_csv_gets_one_sentence():
 
 @pytest.mark.slow
 def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
-    at = _page("pages/sweeps.py")
-    at.selectbox(key="family_classification").set_value("knn").run()
-    at.session_state["space_editor_knn_classification"] = {
-        "edited_rows": {0: {"low": 3.0, "high": 7.0}}, "added_rows": [], "deleted_rows": [1, 2],
-    }  # fmt: skip
-    at.run()
-    inputs = {n.label: n for n in at.number_input}
-    inputs["Trials"].set_value(3)
-    inputs["Workers"].set_value(1)
-    inputs["CV folds"].set_value(2)
+    at = tiny_sweep_form(_page("pages/sweeps.py"), workers=1)
     at.text_input[-1].set_value("from-the-page")
     at.run()
     assert not at.error, [e.value for e in at.error]

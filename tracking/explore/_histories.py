@@ -133,5 +133,11 @@ def history_figure(
     log_y: bool = False,
 ) -> Any:
     """One line per compared run: the metric's value at each step."""
-    curves = [(label, points.get(run.id) or []) for run, label in zip(comparison.runs, comparison.labels, strict=True)]
-    return curves_figure(curves, key, smoothing=smoothing, log_y=log_y)
+    return curves_figure(comparison_curves(comparison, points), key, smoothing=smoothing, log_y=log_y)
+
+
+def comparison_curves(
+    comparison: Comparison, points: Mapping[int, Sequence[tuple[int, float | None]]]
+) -> list[tuple[str, Sequence[tuple[int, float | None]]]]:
+    """Each compared run's points under its full label, in the comparison's order (the lines of a history chart)."""
+    return [(label, points.get(run.id) or []) for run, label in zip(comparison.runs, comparison.labels, strict=True)]

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracking.explore._histories import smooth
+from tracking.explore._histories import comparison_curves, smooth
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -174,5 +174,4 @@ def history_chart(
     log_y: bool = False,
 ) -> Any:
     """One line per compared run (up to 50): the metric's value at each step, labelled with the run's full name."""
-    curves = [(label, points.get(run.id) or []) for run, label in zip(comparison.runs, comparison.labels, strict=True)]
-    return curves_chart(curves, key, smoothing=smoothing, log_y=log_y)
+    return curves_chart(comparison_curves(comparison, points), key, smoothing=smoothing, log_y=log_y)
