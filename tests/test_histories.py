@@ -121,3 +121,7 @@ def test_histories_sweep_chart_colours_trials_by_state_with_the_best_so_far():
     assert {"trial", "value", "state", "name", "run"} <= tooltip
     best = trials_chart(trials, "acc", "maximize").to_dict()
     assert [r["best"] for r in vega.rows(best, 1)] == [0.5, 0.5, 0.5]
+    assert chart["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["complete", "pruned", "best so far"]
+    unvalued = [t | {"value": None} if t["state"] == "pruned" else t for t in trials]  # pruned before reporting
+    legend = trials_chart(unvalued, "loss", "minimize").to_dict()["layer"][0]["encoding"]["color"]["scale"]
+    assert legend["domain"] == ["complete", "best so far"] and len(legend["range"]) == 2  # no entry without a dot

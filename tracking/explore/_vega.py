@@ -76,7 +76,14 @@ def trials_chart(trials: Sequence[Mapping[str, Any]], key: str, direction: str, 
         best = value if best is None else (max(best, value) if direction == "maximize" else min(best, value))
         line.append({"trial": trial["trial"], "best": best, "state": "best so far"})
     x = alt.X("trial:Q", title="trial", axis=alt.Axis(format="d", tickMinStep=1))
-    colour = alt.Color("state:N", title=None, scale=alt.Scale(domain=list(_STATES), range=list(_STATE_COLOURS)))
+    # The legend names only what is drawn: pruned trials usually report no objective value, and a "pruned" entry
+    # with no dot had a reader look for them.
+    shown = [
+        (s, c) for s, c in zip(_STATES, _STATE_COLOURS, strict=True) if any(p["state"] == s for p in points + line)
+    ]
+    colour = alt.Color(
+        "state:N", title=None, scale=alt.Scale(domain=[s for s, _ in shown], range=[c for _, c in shown])
+    )
     dots = (
         alt.Chart(_frame(points, ("trial", "value", "state", "run", "name")))
         .mark_circle(size=40, opacity=0.8)
