@@ -7,7 +7,7 @@ The workload is `runs` runs, each with `params` params and `metrics` metrics log
 - ours (SQLite) is within 1.5x of raw `sqlite3` executemany into the same shape of tables;
   (also shown, not a target: raw `sqlite3` doing the run API's own writes into its schema: the run's row at
   its start, index rows and words, the open check; what ours costs over that is Python);
-- ours (PostgreSQL: a run's statements pipelined, its last points one upsert) logs at least 100,000 points per second
+- ours (PostgreSQL: a run's statements pipelined, its last points one COPY) logs at least 100,000 points per second
   (with `--postgres`).
 
 Run from the repo root with the project's venv:

@@ -39,6 +39,7 @@ FILE_BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (still run in CI)")
     config.addinivalue_line("markers", "file_backends: needs a store that several processes can share")
+    config.addinivalue_line("markers", "postgres_only: tests what only PostgreSQL does (row locks between writers)")
     # Cheap argon2 for the whole session, in this process and in every process it starts (CLI, workers, the
     # Streamlit servers): hashing at full cost is tested once, in test_access.py, and is not the point elsewhere.
     os.environ["TRACKING_TEST_FAST_HASHES"] = "1"
@@ -159,9 +160,12 @@ def file_store(tmp_path: Path, migrated_sqlite: Path) -> Store:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`store`/`backend_url` run on every backend; tests marked `file_backends` skip the in-memory one."""
+    """`store`/`backend_url` run on every backend; tests marked `file_backends` skip the in-memory one, and those
+    marked `postgres_only` run on PostgreSQL alone."""
     if "backend" in metafunc.fixturenames:
         backends = FILE_BACKENDS if metafunc.definition.get_closest_marker("file_backends") else BACKENDS
+        if metafunc.definition.get_closest_marker("postgres_only"):
+            backends = [backend for backend in backends if backend == "postgresql"]
         metafunc.parametrize("backend", backends)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 import tracking
 from tests.migrations import legacy_run, store_at_revision
@@ -70,13 +72,97 @@ def test_points_history_reads_in_step_order(store):
 
 @pytest.mark.parametrize("size", [1, COPY_POINTS])
 def test_points_refused_batch_is_one_sentence_and_writes_nothing(store, size):
-    points = [(424242, "loss", step, 0.5, 0.0) for step in range(size)]  # a run that does not exist
+    with start_run("exp", store=store) as run:
+        pass
+    points = [(run.id, "loss", step, 0.5, 0.0) for step in range(size)] + [(run.id, None, 0, 0.5, 0.0)]  # no key
     with (
-        pytest.raises(tracking.StoreError, match=rf"refused a batch of {size} metric points"),
+        pytest.raises(tracking.StoreError, match=rf"refused a batch of {size + 1} metric points"),
         store.connect(write=True) as conn,
     ):
         insert_points(conn, points)
+    assert _rows(store, run.id) == 0
+
+
+def test_points_for_a_run_that_does_not_exist_are_refused_by_its_check(store):
+    # No foreign key checks each point (schema 0017): the write's own check of its run, in its transaction, does.
+    with start_run("exp", store=store) as run:
+        pass
+    ghost = tracking.ActiveRun(store, run.id, _checked=True)
+    ghost.id = 424242
+    ghost.log_metric("loss", 0.5, step=0)
+    with pytest.raises(tracking.NotFoundError, match="There is no run 424242"):
+        ghost.flush()
+    with pytest.raises(tracking.NotFoundError, match="There is no run 424242"):
+        ghost.end()
     assert _rows(store, 424242) == 0
+
+
+def test_points_a_step_another_writer_logged_meanwhile_is_replaced_not_refused(store):
+    # The run's own points look fresh to it, so PostgreSQL copies them; the other writer's step makes that COPY
+    # fail, and the batch is written again as an upsert: the last write wins, nothing is lost or doubled.
+    with start_run("exp", store=store) as run:
+        other = tracking.ActiveRun(store, run.id)
+        other.log_metrics({"loss": 1.0, "acc": 0.1}, step=0)
+        other.flush()
+        for step in range(COPY_POINTS):
+            run.log_metrics({"loss": 2.0 + step}, step=step)
+        run.flush()
+        other.log_metrics({"loss": -1.0}, step=COPY_POINTS)
+        other.flush()
+        run.log_metrics({"loss": 9.0}, step=COPY_POINTS)  # fresh to `run`, held by the store: at the run's end
+    history = metric_history(store, run.id)
+    assert history["loss"] == [(step, 2.0 + step) for step in range(COPY_POINTS)] + [(COPY_POINTS, 9.0)]
+    assert history["acc"] == [(0, 0.1)]
+    assert _rows(store, run.id) == COPY_POINTS + 2
+    assert tracking.get_run(store, run.id).status == "complete"
+
+
+@pytest.mark.postgres_only
+def test_points_purge_waits_for_a_writer_that_has_checked_the_run(store):
+    """A writer past its check holds the run (FOR KEY SHARE) until it commits; a purge waits, then deletes the
+    points that writer added: none outlives its run, with no foreign key to say so."""
+    with start_run("exp", store=store) as run:
+        pass
+    tracking.trash_run(store, run.id)
+    purged = []
+    with store.engine.connect() as writer:  # a writer between its check and its points
+        writer.execute(text("SELECT id FROM runs WHERE id = :r FOR KEY SHARE"), {"r": run.id})
+        thread = threading.Thread(target=lambda: purged.append(tracking.purge_run(store, run.id)))
+        thread.start()
+        _wait_for(lambda: _waiting_for_locks(store) > 0 or not thread.is_alive())
+        assert thread.is_alive() and not purged  # the purge waits for the writer
+        writer.execute(text("INSERT INTO metric_points VALUES (:r, 'loss', 0, 0.5, 0)"), {"r": run.id})
+        writer.commit()
+    thread.join(timeout=60)
+    assert purged and purged[0].runs == 1
+    assert _rows(store, run.id) == 0
+
+
+def _waiting_for_locks(store) -> int:
+    with store.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one()
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+def test_points_migration_0017_drops_the_foreign_key_and_keeps_the_points(backend_url, tmp_path):
+    old = store_at_revision(backend_url, tmp_path, "0016")
+    run_id = legacy_run(old, "legacy", "kept", {}, {"loss": 1.0})
+    with old.connect(write=True) as conn:
+        conn.execute(text("INSERT INTO metric_points VALUES (:r, 'loss', 1, 0.5, 1)"), {"r": run_id})
+    assert inspect(old.engine).get_foreign_keys("metric_points")  # before: run_id -> runs.id
+    migrate(old)
+    assert inspect(old.engine).get_foreign_keys("metric_points") == []
+    assert metric_history(old, run_id, "loss") == {"loss": [(0, 1.0), (1, 0.5)]}
+    if old.is_sqlite:  # the stored definition was edited in place: the file is still sound
+        with old.connect() as conn:
+            assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+    old.dispose()
 
 
 def test_points_failed_flush_keeps_the_points_for_the_next_one(store):

@@ -91,7 +91,8 @@ def _point(point: Any) -> tuple[int, str, int, float | None, float]:
 
 
 def _check_runs(conn: Connection, run_ids: set[int]) -> None:
-    """Every run of the batch exists (PostgreSQL's foreign key would say so too, SQLite's is not enforced)."""
+    """Every run of the batch exists (no foreign key checks it); on PostgreSQL their rows are held until commit,
+    so a purge waits for the batch rather than leave its points behind."""
     ids = sorted(run_ids)
     found: set[int] = set()
     for start in range(0, len(ids), 10_000):
@@ -101,7 +102,10 @@ def _check_runs(conn: Connection, run_ids: set[int]) -> None:
             found.update(r[0] for r in conn.connection.driver_connection.execute(sql, part))
         else:
             found.update(
-                r[0] for r in conn.exec_driver_sql("SELECT id FROM runs WHERE id = ANY(%(ids)s)", {"ids": part})
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT id FROM runs WHERE id = ANY(%(ids)s) FOR KEY SHARE", {"ids": part}
+                )
             )
     missing = [run_id for run_id in ids if run_id not in found]
     if missing:

@@ -40,7 +40,15 @@ from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._index import new_run_words, refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.runs._writes import DriverWrites, finish_run, insert_new_run, open_without_accounts
+from tracking.runs._writes import (
+    COPY_NEW_POINTS,
+    DriverWrites,
+    RepeatedPoint,
+    finish_run,
+    insert_new_run,
+    is_unique_violation,
+    open_without_accounts,
+)
 from tracking.store import (
     POINTS_STAGING,
     Artifact,
@@ -71,7 +79,13 @@ _UNSTAGE = (
 # Statements of the logging hot path, built once (building them per call costs more than running them).
 _SET_METRICS = update(Run).where(Run.id == bindparam("b_id")).values(metrics=bindparam("b_metrics"))
 _INSERT_RUN = insert(Run).returning(Run.id)
-_RUN_STATE = select(Run.status, Run.sweep_id, Run.owner).where(Run.id == bindparam("b_id"))
+# FOR KEY SHARE on PostgreSQL (nothing on SQLite, whose writers queue): the run's row is held until commit, as a
+# foreign key would hold it, so a purge cannot delete the run between this check and the points it lets in.
+_RUN_STATE = (
+    select(Run.status, Run.sweep_id, Run.owner)
+    .where(Run.id == bindparam("b_id"))
+    .with_for_update(read=True, key_share=True)
+)
 _NAME_RUN = update(Run).where(Run.id == bindparam("b_id")).values(name=bindparam("b_name"))
 
 
@@ -175,6 +189,7 @@ class ActiveRun:
         self._top: dict[str, int] = {}  # the highest step so far
         self._last_flush = time.monotonic()
         self._dirty_summary = False
+        self._repeats = False  # whether the buffer may repeat a (key, step) of itself or of the store
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Log one value of a metric; `step` defaults to the next step of that key."""
@@ -200,9 +215,13 @@ class ActiveRun:
                 top, latest, buffer = self._top, self._latest, self._buffer
                 buffer.extend(rows)
                 for row in rows:
-                    if at >= top.get(row[1], -1):
+                    if at > top.get(row[1], -1):
                         top[row[1]] = at
                         latest[row[1]] = row[3]
+                    else:  # a step logged before (this batch or an earlier one): the batch needs an upsert
+                        self._repeats = True
+                        if at == top[row[1]]:
+                            latest[row[1]] = row[3]
                 self._dirty_summary = True
                 due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
         else:
@@ -270,16 +289,21 @@ class ActiveRun:
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest) if self._dirty_summary else None
+            fresh, self._repeats = not self._repeats, False
             self._dirty_summary = False
             self._last_flush = time.monotonic()
         if not points and summary is None:
             return
-        self._write(points, summary)
+        with self._restored_on_error(points, summary is not None):
+            try:
+                self._write(points, summary, fresh)
+            except RepeatedPoint:  # another writer logged one of these steps meanwhile: last write wins
+                self._write(points, summary, False)
 
-    def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
-        with self._restored_on_error(points, summary is not None), self.store.connect(write=True) as conn:
+    def _write(self, points: list[tuple], summary: dict[str, Any] | None, fresh: bool) -> None:
+        with self.store.connect(write=True) as conn:
             check_open(conn, self.id, self.actor)
-            insert_points(conn, points)
+            insert_points(conn, points, fresh=fresh)
             if summary is not None:
                 conn.execute(_SET_METRICS, {"b_id": self.id, "b_metrics": summary})
                 write_values(conn, self.id, metrics=summary)
@@ -295,11 +319,20 @@ class ActiveRun:
         with self._lock:
             points, self._buffer = self._buffer, []
             summary = dict(self._latest)
-        with self._restored_on_error(points, True), self.store.connect(write=True) as conn:
+            fresh, self._repeats = not self._repeats, False
+        with self._restored_on_error(points, True):
+            try:
+                self._end(points, summary, status, error, fresh)
+            except RepeatedPoint:  # another writer logged one of these steps meanwhile: last write wins
+                self._end(points, summary, status, error, False)
+
+    def _end(self, points: list[tuple], summary: dict[str, Any], status: RunStatus, error: str | None,
+             fresh: bool) -> None:  # fmt: skip
+        with self.store.connect(write=True) as conn:
             writes = DriverWrites(conn)
             if self.actor is not None or not open_without_accounts(writes, self.id):
                 check_open(conn, self.id, self.actor)
-            finish_run(writes, self.id, points, summary, status, error, lambda batch: insert_points(conn, batch))
+            finish_run(writes, self.id, points, summary, status, error, functools.partial(insert_points, conn), fresh)
 
     @contextmanager
     def _restored_on_error(self, points: list[tuple], summary: bool) -> Iterator[None]:
@@ -310,6 +343,7 @@ class ActiveRun:
             with self._lock:
                 self._buffer[:0] = points
                 self._dirty_summary = self._dirty_summary or summary
+                self._repeats = True  # a part of the batch may have been written after all: upsert it next time
             raise
 
 
@@ -329,15 +363,21 @@ def artifact_source(source: str | Path | bytes, name: str | None) -> tuple[bytes
     return path.read_bytes(), safe_name(name or path.name)
 
 
-def insert_points(conn: Connection, points: list[tuple]) -> None:
+def insert_points(conn: Connection, points: list[tuple], *, fresh: bool = False) -> None:
     """Write metric points `(run_id, key, step, value, timestamp)`; a (run, key, step) written again keeps the
-    last value, within the batch too. One driver executemany of an upsert, or on PostgreSQL a COPY.
+    last value, within the batch too. One driver executemany of an upsert, or on PostgreSQL a COPY. The caller
+    has checked in this transaction that the runs exist (`check_open`): no foreign key checks it per point.
 
     The SQL is fixed text with placeholders: the values are bound by the driver, and bypassing
     SQLAlchemy's per-row processing here is what makes logging several times faster.
 
+    `fresh` says that no point repeats a (run, key, step) of the batch or of the store: then PostgreSQL gets them
+    by one COPY straight into the table, with no upsert.
+
     Raises:
-        StoreError: the database refused the batch (e.g. a run that does not exist); nothing of it is written.
+        RepeatedPoint: a fresh batch met a step the store holds (another writer logged it meanwhile); the
+            transaction is lost, and the caller writes the batch again with `fresh=False`.
+        StoreError: the database refused the batch; nothing of it is written.
     """
     if not points:
         return
@@ -347,11 +387,17 @@ def insert_points(conn: Connection, points: list[tuple]) -> None:
                 conn.connection.driver_connection.executemany(_UPSERT_QMARK, points)
             except sqlite3.Error as err:
                 raise exc.DBAPIError.instance(_UPSERT_QMARK, points[:1], err, sqlite3.Error) from err
+        elif conn.dialect.name == "postgresql" and fresh:
+            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(COPY_NEW_POINTS) as copy:
+                for point in points:
+                    copy.write_row(point)
         elif conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
             _copy_points(conn, points)
         else:
             conn.exec_driver_sql(_UPSERT_QMARK if conn.dialect.paramstyle == "qmark" else _UPSERT_FORMAT, points)
     except (exc.IntegrityError, _driver_errors()) as err:
+        if fresh and is_unique_violation(err):
+            raise RepeatedPoint from err
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StoreError(f"The store refused a batch of {len(points):,} metric points ({reason}).") from err
 

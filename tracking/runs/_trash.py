@@ -380,6 +380,9 @@ def _purge(conn: Connection, entry: TrashRecord, who: str) -> tuple[PurgeReport,
     _refuse_registered(conn, runs, "purged")
     shas: set[str] = set()
     for part in _chunks(runs):
+        # Held first (PostgreSQL; SQLite's writers queue): a writer that has checked one of these runs finishes
+        # its points before they are deleted, and one that has not finds the run gone (no foreign key on points).
+        conn.execute(select(Run.id).where(Run.id.in_(part)).with_for_update())
         shas.update(conn.execute(select(Artifact.sha256).where(Artifact.run_id.in_(part))).scalars())
         for table in (MetricPoint, MetricBatch, RunValue, RunWord, Artifact, RunTag, Note, Reproduction):
             conn.execute(delete(table).where(table.run_id.in_(part)))

@@ -4,9 +4,10 @@ SQLAlchemy's execution layer costs tens of µs of CPU per statement, more than S
 run makes about a dozen. Here each statement is a Core statement compiled once per dialect and run on the DBAPI
 cursor of the caller's transaction (`Store.connect`, which still begins, commits and maps errors), its values
 converted by the columns' own bind processors, so the rows are the ones `conn.execute` would write. On
-PostgreSQL the statements that need no answer are sent together in a pipeline (one round trip), and a run's
-last points go in it as one upsert of a JSON list (COPY cannot run in a pipeline). A driver error is raised as
-SQLAlchemy's exception (`exc.DBAPIError.instance`), as `conn.execute` raises it.
+PostgreSQL the statements that need no answer are sent together in a pipeline (one round trip). A run's last
+points are copied straight into the table when none of them can repeat a step the store holds (`fresh`; COPY
+cannot resolve a conflict, nor run in a pipeline), else they go in the pipeline as one upsert of a JSON list. A
+driver error is raised as SQLAlchemy's exception (`exc.DBAPIError.instance`), as `conn.execute` raises it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tracking.runs._index import value_rows, words
 from tracking.store import Experiment, Run, RunStatus, RunValue, RunWord, Sweep, change_counter_bump, utcnow
 
 _COLUMNS = "run_id, key, step, value, timestamp"
+COPY_NEW_POINTS = f"COPY metric_points ({_COLUMNS}) FROM STDIN"  # fresh points: no conflict to resolve
 _ON_CONFLICT = " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
 # PostgreSQL: a run's last points as one statement with one parameter, a JSON list of [run, key, step, value,
 # timestamp] (the json module encodes it in C; psycopg's array dumping is Python code, slower than the rest of the
@@ -96,13 +98,23 @@ _FINISH = Prepared(
     )
 )
 # Whether a run is open and the store has no accounts, in one statement: what a run without an actor needs to
-# know before it writes (anything else goes through `check_open`, which reads the same and says why not).
-_OPEN_WITHOUT_ACCOUNTS = Prepared(
-    text(
-        "SELECT status, (SELECT 1 FROM users LIMIT 1) FROM runs WHERE id = :b_id"
-    ).bindparams(bindparam("b_id"))
-)  # fmt: skip
+# know before it writes (anything else goes through `check_open`, which reads the same and says why not). On
+# PostgreSQL it holds the run's row until commit, as a foreign key would: a purge waits, so no point outlives
+# its run (`MetricPoint`).
+_OPEN = "SELECT status, (SELECT 1 FROM users LIMIT 1) FROM runs WHERE id = :b_id"
+_OPEN_WITHOUT_ACCOUNTS = Prepared(text(_OPEN).bindparams(bindparam("b_id")))
+_OPEN_WITHOUT_ACCOUNTS_HELD = Prepared(text(_OPEN + " FOR KEY SHARE OF runs").bindparams(bindparam("b_id")))
 _ANY_ACCOUNT = Prepared(text("SELECT 1 FROM users LIMIT 1"))
+
+
+class RepeatedPoint(Exception):
+    """A COPY of points meant to be fresh met a (run, key, step) the store holds (another writer logged that
+    step of the run meanwhile): the transaction is lost, and the caller writes the batch again as an upsert."""
+
+
+def is_unique_violation(err: BaseException) -> bool:
+    """Whether a driver error (or SQLAlchemy's wrapper of one) is PostgreSQL's unique_violation."""
+    return getattr(getattr(err, "orig", None) or err, "sqlstate", None) == "23505"
 
 
 class DriverWrites:
@@ -140,6 +152,21 @@ class DriverWrites:
         with self.mapped(sql, params):
             self.cursor.execute(sql, params)
 
+    def copy_fresh_points(self, points: list[tuple]) -> None:
+        """COPY points none of which repeats a (run, key, step) of the batch or of the store (PostgreSQL).
+
+        Raises:
+            RepeatedPoint: one did (another writer logged it meanwhile); the transaction is lost.
+        """
+        try:
+            with self.mapped(COPY_NEW_POINTS, None), self.cursor.copy(COPY_NEW_POINTS) as copy:
+                for point in points:
+                    copy.write_row(point)
+        except exc.IntegrityError as err:
+            if is_unique_violation(err):
+                raise RepeatedPoint from err
+            raise
+
     def fetchone(self, cursor: Any) -> Any:
         """The first row of a `query` (in a pipeline this sends what is queued and waits for it)."""
         with self.mapped("", None):
@@ -167,7 +194,8 @@ class DriverWrites:
 def open_without_accounts(writes: DriverWrites, run_id: int) -> bool:
     """Whether the run is running and the store has no accounts: then a write without an actor may go ahead.
     False means `check_open` must decide (it raises the reason, or lets an actor with rights go ahead)."""
-    row = writes.fetchone(writes.query(_OPEN_WITHOUT_ACCOUNTS, {"b_id": run_id}))
+    statement = _OPEN_WITHOUT_ACCOUNTS_HELD if writes.postgres else _OPEN_WITHOUT_ACCOUNTS
+    row = writes.fetchone(writes.query(statement, {"b_id": run_id}))
     return row is not None and row[0] == RunStatus.running.name and row[1] is None
 
 
@@ -216,11 +244,19 @@ def finish_run(
     status: RunStatus,
     error: str | None,
     write_points: Callable[[list[tuple]], None],
+    fresh: bool = False,
 ) -> None:
     """Write a run's last points, its summary (and its index rows) and its final status; mark the store changed.
-    `write_points` writes a batch the pipeline cannot carry (SQLite's executemany runs anyway)."""
-    arrays = writes.postgres and points
-    if not arrays:
+    `write_points` writes a batch the pipeline cannot carry (SQLite's executemany runs anyway); `fresh` says
+    that no point repeats a step the batch or the store holds (then PostgreSQL gets them by COPY).
+
+    Raises:
+        RepeatedPoint: a fresh batch met a step another writer logged; write it again with `fresh=False`.
+    """
+    arrays = writes.postgres and points and not fresh
+    if writes.postgres and points and fresh:
+        writes.copy_fresh_points(points)
+    elif not arrays:
         write_points(points)
     with writes.pipeline():
         if arrays:

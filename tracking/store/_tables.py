@@ -151,11 +151,15 @@ class Run(SQLModel, table=True):
 
 class MetricPoint(SQLModel, table=True):
     """One value of a run's metric at a step. The key (run, key, step) is the only index: logging a step
-    again replaces its value (last write wins). On SQLite the rows live in that key's B-tree (WITHOUT ROWID)."""
+    again replaces its value (last write wins). On SQLite the rows live in that key's B-tree (WITHOUT ROWID).
+
+    `run_id` has no foreign key (schema 0017): every write of points checks its run once, in its own
+    transaction (`check_open`, which on PostgreSQL holds the run's row until commit), and a purge locks the
+    runs before it deletes their points; a foreign key checked the same thing again for every point."""
 
     __tablename__ = "metric_points"
     __table_args__ = ({"sqlite_with_rowid": False},)
-    run_id: int = Field(foreign_key="runs.id", primary_key=True, sa_column_kwargs={"autoincrement": False})
+    run_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     key: str = Field(primary_key=True)
     step: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     value: float | None  # None for a non-finite value (NaN, inf)
