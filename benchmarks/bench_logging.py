@@ -255,7 +255,7 @@ def bench_raw_same_writes(work: Workload) -> Timed:
     indexes and pragmas): per run one transaction at its start (the run's row, its name, its param index rows and
     words, the change counter) and one at its end (the open check, the points, the final row, the metric index
     rows, the counter). The run API's cost over this is its Python, not its database work."""
-    from tracking.runs._index import value_rows, words
+    from tracking.runs._index import value_tuples, words
     from tracking.runs._runs import get_or_create_experiment
     from tracking.store._db import open_store
 
@@ -279,8 +279,7 @@ def bench_raw_same_writes(work: Workload) -> Timed:
                         (experiment, json.dumps(params), environment, _sqlite_now()),
                     ).fetchone()[0]
                     conn.execute("UPDATE runs SET name = ? WHERE id = ?", (f"run-{run_id}", run_id))
-                    rows = [tuple(row.values()) for row in value_rows(run_id, "params", params)]
-                    conn.executemany(RAW_VALUES, rows)
+                    conn.executemany(RAW_VALUES, value_tuples(run_id, "params", params))
                     found = words(f"run-{run_id}", "bench", *params.values())
                     conn.executemany("INSERT INTO run_words VALUES (?, ?)", [(run_id, word) for word in found])
                     conn.execute(RAW_BUMP)
@@ -298,7 +297,7 @@ def bench_raw_same_writes(work: Workload) -> Timed:
                         (_sqlite_now(), json.dumps(latest), run_id),
                     )
                     conn.execute("DELETE FROM run_values WHERE run_id = ? AND kind IN ('m', 'mb', 'ml')", (run_id,))
-                    conn.executemany(RAW_VALUES, [tuple(row.values()) for row in value_rows(run_id, "metrics", latest)])
+                    conn.executemany(RAW_VALUES, value_tuples(run_id, "metrics", latest))
                     conn.execute(RAW_BUMP)
                     conn.execute("COMMIT")
             count = conn.execute("SELECT count(*) FROM metric_points").fetchone()[0]

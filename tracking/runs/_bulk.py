@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from tracking._errors import ValidationError
 from tracking.governance import Action, UserRecord, actor_from_env, authorize
-from tracking.runs._index import value_rows, words
+from tracking.runs._index import value_tuples, words
 from tracking.runs._runs import get_or_create_experiment, json_safe
 from tracking.store import (
     Experiment,
@@ -129,7 +129,7 @@ def _write_batch(
         found: list[tuple[Any, ...]] = []
         for run_id, row, run in zip(ids, rows, runs, strict=True):
             for kind in ("params", "metrics"):
-                values += [tuple(item.values()) for item in value_rows(run_id, kind, row[kind])]
+                values += value_tuples(run_id, kind, row[kind])
             texts = [row["name"], names.get(row["experiment_id"]), sweeps.get(row["sweep_id"]), *row["params"].values()]
             texts += [part for item in (run.get("tags") or {}).items() for part in item]
             found += [(run_id, word) for word in sorted(words(*texts))]

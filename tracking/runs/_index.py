@@ -28,8 +28,16 @@ KINDS = {"params": ("p", "pb", "pl"), "metrics": ("m", "mb", "ml")}
 _BATCH = 2000
 
 
+VALUE_COLUMNS = ("run_id", "kind", "key", "number", "text")
+
+
 def value_rows(run_id: int, kind: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The `run_values` rows of one run's params or metrics (`kind` is "params" or "metrics")."""
+    return [dict(zip(VALUE_COLUMNS, row, strict=True)) for row in value_tuples(run_id, kind, values)]
+
+
+def value_tuples(run_id: int, kind: str, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """`value_rows` as tuples in the order of `VALUE_COLUMNS` (what the driver-level writes bind)."""
     plain, boolean, long = KINDS[kind]
     rows = []
     for key, value in values.items():
@@ -45,7 +53,7 @@ def value_rows(run_id: int, kind: str, values: Mapping[str, Any]) -> list[dict[s
                 number = None
         elif isinstance(value, str):
             text, code = (value, plain) if len(value) <= SHORT_TEXT else (value[:SHORT_TEXT], long)
-        rows.append({"run_id": run_id, "kind": code, "key": str(key), "number": number, "text": text})
+        rows.append((run_id, code, str(key), number, text))
     return rows
 
 

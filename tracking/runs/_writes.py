@@ -21,8 +21,8 @@ from sqlalchemy import bindparam, exc, insert, select, text, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.expression import Executable
 
-from tracking.runs._index import value_rows, words
-from tracking.store import Experiment, Run, RunStatus, RunValue, RunWord, Sweep, change_counter_bump, utcnow
+from tracking.runs._index import VALUE_COLUMNS, value_tuples, words
+from tracking.store import Experiment, Run, RunStatus, Sweep, change_counter_bump, utcnow
 
 _COLUMNS = "run_id, key, step, value, timestamp"
 COPY_NEW_POINTS = f"COPY metric_points ({_COLUMNS}) FROM STDIN"  # fresh points: no conflict to resolve
@@ -82,8 +82,6 @@ _NAMES = Prepared(
         Experiment.id == bindparam("b_experiment")
     )
 )
-_INSERT_VALUES = Prepared(insert(RunValue), ["run_id", "kind", "key", "number", "text"])
-_INSERT_WORDS = Prepared(insert(RunWord), ["run_id", "word"])
 _DELETE_METRIC_VALUES = Prepared(
     text("DELETE FROM run_values WHERE run_id = :b_run AND kind IN ('m', 'mb', 'ml')").bindparams(bindparam("b_run"))
 )
@@ -105,6 +103,9 @@ _OPEN = "SELECT status, (SELECT 1 FROM users LIMIT 1) FROM runs WHERE id = :b_id
 _OPEN_WITHOUT_ACCOUNTS = Prepared(text(_OPEN).bindparams(bindparam("b_id")))
 _OPEN_WITHOUT_ACCOUNTS_HELD = Prepared(text(_OPEN + " FOR KEY SHARE OF runs").bindparams(bindparam("b_id")))
 _ANY_ACCOUNT = Prepared(text("SELECT 1 FROM users LIMIT 1"))
+
+
+_INSERTS: dict[tuple[str, tuple[str, ...], str], str] = {}
 
 
 class RepeatedPoint(Exception):
@@ -141,13 +142,6 @@ class DriverWrites:
             cursor.execute(sql, params)
         return cursor
 
-    def execute_many(self, statement: Prepared, rows: list[Mapping[str, Any]]) -> None:
-        if rows:
-            sql = statement.bound(self.dialect, rows[0])[0]
-            params = [statement.bound(self.dialect, row)[1] for row in rows]
-            with self.mapped(sql, params):
-                self.cursor.executemany(sql, params)
-
     def execute_sql(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.mapped(sql, params):
             self.cursor.execute(sql, params)
@@ -166,6 +160,19 @@ class DriverWrites:
             if is_unique_violation(err):
                 raise RepeatedPoint from err
             raise
+
+    def insert_tuples(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        """Insert rows given as tuples in the order of `columns`, values the driver binds as they are (numbers,
+        texts, None): for the index rows, whose building cost more than SQLite takes to write them."""
+        if rows:
+            key = (table, tuple(columns), self.dialect.paramstyle)
+            sql = _INSERTS.get(key)
+            if sql is None:
+                mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
+                names = ", ".join(f'"{column}"' for column in columns)
+                sql = _INSERTS[key] = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})"
+            with self.mapped(sql, rows):
+                self.cursor.executemany(sql, rows)
 
     def fetchone(self, cursor: Any) -> Any:
         """The first row of a `query` (in a pipeline this sends what is queued and waits for it)."""
@@ -226,10 +233,10 @@ def insert_new_run(
         )
         if not values["name"]:
             writes.execute(_NAME_RUN, {"b_id": run_id, "b_name": name})
-        rows = value_rows(run_id, "params", values["params"]) + value_rows(run_id, "metrics", values["metrics"])
-        writes.execute_many(_INSERT_VALUES, rows)
+        rows = value_tuples(run_id, "params", values["params"]) + value_tuples(run_id, "metrics", values["metrics"])
+        writes.insert_tuples("run_values", VALUE_COLUMNS, rows)
         found = words(name, experiment, sweep, *values["params"].values())
-        writes.execute_many(_INSERT_WORDS, [{"run_id": run_id, "word": word} for word in sorted(found)])
+        writes.insert_tuples("run_words", ("run_id", "word"), [(run_id, word) for word in sorted(found)])
         writes.execute_sql(*change_counter_bump(writes.conn))
     if check is not None:  # after the pipeline (it may query through SQLAlchemy); a refusal rolls all this back
         check(any_account)
@@ -265,5 +272,5 @@ def finish_run(
         finished = {"b_status": status, "b_error": error, "b_finished": utcnow(), "b_metrics": summary, "b_id": run_id}
         writes.execute(_FINISH, finished)
         writes.execute(_DELETE_METRIC_VALUES, {"b_run": run_id})
-        writes.execute_many(_INSERT_VALUES, value_rows(run_id, "metrics", summary))
+        writes.insert_tuples("run_values", VALUE_COLUMNS, value_tuples(run_id, "metrics", summary))
         writes.execute_sql(*change_counter_bump(writes.conn))
