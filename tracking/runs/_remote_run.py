@@ -90,7 +90,8 @@ class RemoteRun(ActiveRun):
         self._send_lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []  # batches sent but not acknowledged, oldest first
 
-    def _write(self, points: list[tuple], summary: dict[str, Any] | None) -> None:
+    def _write(self, points: list[tuple], summary: dict[str, Any] | None, fresh: bool = False) -> None:
+        """Send a batch; the server upserts it (whether it is `fresh` is the server's concern)."""
         self._send({"batch": uuid.uuid4().hex, "points": _wire(points), "latest": summary})
 
     def _send(self, batch: dict[str, Any], path: str = "metrics") -> Any:
