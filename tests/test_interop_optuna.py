@@ -136,10 +136,8 @@ def test_optuna_dashboard_command_serves_a_sweeps_study(store, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.file_backends
-def test_optuna_dashboard_opens_a_postgresql_store_by_its_url(backend, store, tmp_path):
-    if backend != "postgresql":
-        pytest.skip("Optuna's RDB storage holds the studies of sweeps on PostgreSQL only")
+@pytest.mark.postgres_only  # Optuna's RDB storage holds the studies of sweeps on PostgreSQL only
+def test_optuna_dashboard_opens_a_postgresql_store_by_its_url(store, tmp_path):
     sweep = _sweep(store, n_trials=3)
     port = free_port()
     board = str(Path(sys.executable).parent / "optuna-dashboard")  # the command pip installs

@@ -302,11 +302,9 @@ def _recovered(store, sweep_id, number):
 
 
 @pytest.mark.slow
-@pytest.mark.file_backends
+@pytest.mark.postgres_only  # holds Optuna's trial row with a PostgreSQL row lock, so the worker dies inside its tell
 def test_sweep_worker_killed_between_its_run_and_optuna_is_reconciled_on_postgresql(store, tmp_path, monkeypatch):
     """SIGKILL after the run was recorded complete but before Optuna heard of it: recovery completes the trial."""
-    if store.is_sqlite:
-        pytest.skip("holds Optuna's trial row with a PostgreSQL row lock, so the worker is killed inside its tell")
     from sqlalchemy import create_engine, text
 
     sweep, proc, flag = _worker_inside_a_slow_trial(store, tmp_path, monkeypatch, n_trials=1)
