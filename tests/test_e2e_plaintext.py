@@ -68,6 +68,7 @@ def test_e2e_markdown_like_names_and_notes_fetch_nothing_from_outside(hostile, a
     tab.click()
     page.get_by_role("tab", name="Tags and notes", selected=True).wait_for(timeout=SLOW)  # its panel is shown
     page.get_by_text("evil.example/chart.png").first.wait_for(timeout=60_000)
+    page.get_by_text(f"Experiment {LINK}").wait_for(timeout=60_000)  # on a busy machine it can come later
     idle(page)
     shown = _visible_text(page)
     assert f"{IMAGE} #{run_id}" in shown and f"Experiment {LINK}" in shown, shown

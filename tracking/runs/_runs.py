@@ -215,13 +215,12 @@ class ActiveRun:
                 top, latest, buffer = self._top, self._latest, self._buffer
                 buffer.extend(rows)
                 for row in rows:
-                    if at > top.get(row[1], -1):
+                    seen = top.get(row[1], -1)
+                    if at <= seen:  # a step logged before (this batch or an earlier one): the batch needs an upsert
+                        self._repeats = True
+                    if at >= seen:
                         top[row[1]] = at
                         latest[row[1]] = row[3]
-                    else:  # a step logged before (this batch or an earlier one): the batch needs an upsert
-                        self._repeats = True
-                        if at == top[row[1]]:
-                            latest[row[1]] = row[3]
                 self._dirty_summary = True
                 due = len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS
         else:
