@@ -68,7 +68,8 @@ def test_e2e_markdown_like_names_and_notes_fetch_nothing_from_outside(hostile, a
     tab.click()
     page.get_by_role("tab", name="Tags and notes", selected=True).wait_for(timeout=SLOW)  # its panel is shown
     page.get_by_text("evil.example/chart.png").first.wait_for(timeout=60_000)
-    page.get_by_text(f"Experiment {LINK}").wait_for(timeout=60_000)  # on a busy machine it can come later
+    # the run's caption (on a busy machine it can be drawn after the notes); its text holds word joiners
+    page.locator('[data-testid="stCaptionContainer"]', has_text="Experiment").first.wait_for(timeout=60_000)
     idle(page)
     shown = _visible_text(page)
     assert f"{IMAGE} #{run_id}" in shown and f"Experiment {LINK}" in shown, shown
