@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,11 @@ def _pg_database(template: str | None = None) -> str:
 def _drop_pg_database(url: str) -> None:
     for key in [k for k in _stores if k[0] == url]:
         _stores.pop(key).dispose()
+    _drop_database(url)
+
+
+def _drop_database(url: str) -> None:
+    """DROP the database, ending any connection to it (what a store of it left open is the caller's)."""
     name = make_url(url).database
     admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -98,12 +104,38 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home / "tracking.db"
 
 
+class _PgCopies:
+    """Copies of the migrated database, each made while the test before it runs (a copy takes ~0.3 s, most of a
+    short test's time), and test databases dropped in the background; all finished when the session ends."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copies")
+        self._next: Future[str] = self._pool.submit(_pg_database, template)
+
+    def take(self) -> str:
+        url = self._next.result()
+        self._next = self._pool.submit(_pg_database, self.template)
+        return url
+
+    def drop(self, url: str) -> None:
+        """Drop a test's database in the background (the test has closed its stores: `_stores` is not touched
+        from this thread)."""
+        self._pool.submit(_drop_database, url)
+
+    def close(self) -> None:
+        self._pool.submit(lambda: _drop_database(self._next.result()))
+        self._pool.shutdown(wait=True)
+
+
 @pytest.fixture(scope="session")
-def migrated_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The name of a PostgreSQL database migrated once per session (per xdist worker), to copy for each test."""
+def migrated_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_PgCopies]:
+    """A PostgreSQL database migrated once per session (per xdist worker), and the copies of it tests take."""
     url = _pg_database()
     _migrate_and_close(url, tmp_path_factory.mktemp("migrated-pg"))
-    yield make_url(url).database
+    copies = _PgCopies(make_url(url).database)
+    yield copies
+    copies.close()
     _drop_pg_database(url)
 
 
@@ -138,7 +170,8 @@ def store(
     # PostgreSQL. The migrations themselves are tested from empty databases (`backend_url`).
     home = tmp_path / "home"
     if backend == "postgresql":
-        url = _pg_database(template=request.getfixturevalue("migrated_pg"))
+        copies = request.getfixturevalue("migrated_pg")
+        url = copies.take()
         monkeypatch.setenv("TRACKING_STORE_ANCHOR", str(tmp_path / "postgresql.anchor"))
     elif backend == "sqlite":
         url = _sqlite_copy(request.getfixturevalue("migrated_sqlite"), home)
@@ -150,7 +183,7 @@ def store(
         _stores.pop(key)
     s.dispose()
     if backend == "postgresql":
-        _drop_pg_database(url)
+        copies.drop(url)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 import tracking
-from tests.conftest import PG_URL, ROOT, _drop_pg_database, _pg_database
+from tests.conftest import PG_URL, ROOT, _drop_pg_database
 from tests.e2e import asgi_server, open_app, sign_in, streamlit_server, tracking_server
 from tests.governance import PASSWORD, make_accounts
 from tests.polling import wait_until
@@ -42,10 +42,10 @@ BLANK = ("TRACKING_STORE_URL", "TRACKING_STORE_ANCHOR", "TRACKING_TOKEN", "TRACK
 
 
 @pytest.fixture
-def team_store(tmp_path: Path, migrated_pg: str, s3_artifacts: str, monkeypatch) -> Iterator[tracking.Store]:
+def team_store(tmp_path: Path, migrated_pg, s3_artifacts: str, monkeypatch) -> Iterator[tracking.Store]:
     """A PostgreSQL store with accounts (its own database, anchor and home) whose artifacts live in S3
     (`s3_artifacts`, set before the store opens), as the server and the dashboard open it."""
-    url = _pg_database(template=migrated_pg)
+    url = migrated_pg.take()
     monkeypatch.setenv("TRACKING_STORE_ANCHOR", str(tmp_path / "postgresql.anchor"))
     store = open_store(url, home=tmp_path / "server-home")
     try:
