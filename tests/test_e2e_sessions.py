@@ -161,3 +161,23 @@ def test_e2e_sessions_the_routes_redirect_only_to_this_server(users, app_url, br
     kept = context.request.post(f"{app_url}/auth/signout", form={"next": "/runs?sort=name"},
                                 headers={"Origin": app_url}, max_redirects=0)  # fmt: skip
     assert kept.status == 303 and kept.headers["location"] == "/runs?sort=name"
+
+
+def test_e2e_sessions_the_menu_offers_admin_tools_only_to_admins(run, app_url, browser):
+    menu = '[data-testid="stSidebarNav"]'
+    viewer = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    viewer.goto(app_url)
+    sign_in(viewer, "viewer", PASSWORD)
+    nav = viewer.locator(menu)
+    nav.get_by_role("link", name="Audit").wait_for(timeout=WAIT)  # the trail is everyone's to read
+    assert nav.get_by_role("link", name="Users").count() == 0
+    assert nav.get_by_role("link", name="Webhooks").count() == 0
+    viewer.goto(f"{app_url}/users")  # a pasted address still opens the page, which says why it changes nothing
+    viewer.get_by_text("Only admins manage accounts.").wait_for(timeout=WAIT)
+
+    admin = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    admin.goto(app_url)
+    sign_in(admin, "admin", PASSWORD)
+    nav = admin.locator(menu)
+    for name in ("Audit", "Users", "Webhooks"):
+        nav.get_by_role("link", name=name).wait_for(timeout=WAIT)

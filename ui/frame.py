@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tracking.governance import UserRecord
+from tracking.governance import Action, UserRecord
 
 # Shipped with the dashboard and served by its own server: an emoji favicon is drawn by the browser's fonts
 # (a box where it has none) and a :material/…: one is fetched from fonts.gstatic.com, and the dashboard must
@@ -20,10 +20,19 @@ STYLE = """<style>
 </style>"""
 
 
+def _shown_to(user: UserRecord | None, action: Action) -> str:
+    """A menu entry's visibility: shown to a signed-in account whose role may do `action`, else hidden from the
+    menu (its address still opens the page, which says why it refuses; the store checks every change anyway)."""
+    return "visible" if user is not None and user.may(action) else "hidden"
+
+
 def navigation() -> st.navigation:
     """Configure the page and return the navigation over the dashboard's views."""
     st.set_page_config(page_title="Experiment tracking", page_icon=ICON, layout="wide")
     st.html(STYLE)  # style only: Streamlit adds it to the page without taking room
+    from ui.auth import current_user
+
+    user = current_user()
     return st.navigation(
         {
             "Experiments": [
@@ -48,8 +57,20 @@ def navigation() -> st.navigation:
             ],
             "Admin": [
                 st.Page("pages/audit.py", title="Audit", icon=":material/history:", url_path="audit"),
-                st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
-                st.Page("pages/webhooks.py", title="Webhooks", icon=":material/webhook:", url_path="webhooks"),
+                st.Page(
+                    "pages/users.py",
+                    title="Users",
+                    icon=":material/group:",
+                    url_path="users",
+                    visibility=_shown_to(user, Action.user_manage),
+                ),
+                st.Page(
+                    "pages/webhooks.py",
+                    title="Webhooks",
+                    icon=":material/webhook:",
+                    url_path="webhooks",
+                    visibility=_shown_to(user, Action.webhook_manage),
+                ),
             ],
             # reached through links (?id=N), not from the menu
             "": [
