@@ -268,6 +268,16 @@ def s3_store(s3_artifacts: str, tmp_path: Path, migrated_sqlite: Path) -> Store:
     return open_store(_sqlite_copy(migrated_sqlite, tmp_path / "home"), home=tmp_path / "home")
 
 
+@pytest.fixture
+def served_team(store: Store) -> Iterator[tuple[Store, dict[str, UserRecord], str]]:
+    """A store with accounts of every role, served by a tracking server: (store, users, url)."""
+    from tests.e2e import tracking_server
+
+    users = make_accounts(store)
+    with tracking_server(store) as url:
+        yield store, users, url
+
+
 # ---- the dashboard in a browser ------------------------------------------------------------------------
 
 

@@ -13,8 +13,6 @@ import httpx
 import pytest
 
 import tracking
-from tests.e2e import tracking_server
-from tests.governance import make_accounts
 from tracking.governance._tokens import create_sweep_token, create_token
 from tracking.remote import ServerClient, connect_server
 from tracking.runs import list_artifacts, metric_history
@@ -24,20 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 IRIS = SweepSpec(model="knn", task="iris", n_trials=4, sampler="random", pruner="none", folds=2)
 
 
-@pytest.fixture
-def team(store):
-    """A store with accounts of every role, served by a tracking server: (store, users, url)."""
-    users = make_accounts(store)
-    with tracking_server(store) as url:
-        yield store, users, url
-
-
 def _token(store, user) -> str:
     return create_token(store, user, "server test")[0]
 
 
-def test_server_script_logs_through_it_and_reads_back_identically(team, monkeypatch):
-    store, users, url = team
+def test_server_script_logs_through_it_and_reads_back_identically(served_team, monkeypatch):
+    store, users, url = served_team
     monkeypatch.setenv("TRACKING_SERVER_URL", url)  # no store given: start_run goes to the server
     monkeypatch.setenv("TRACKING_TOKEN", _token(store, users["data_scientist"]))
     with tracking.start_run("remote", params={"C": 0.5, "kernel": "rbf"}, tags={"team": "risk"}) as run:
@@ -82,8 +72,8 @@ class _DropFirstAnswer(httpx.HTTPTransport):
         return response
 
 
-def test_server_retried_batch_after_a_dropped_connection_is_neither_lost_nor_doubled(team):
-    store, users, url = team
+def test_server_retried_batch_after_a_dropped_connection_is_neither_lost_nor_doubled(served_team):
+    store, users, url = served_team
     client = ServerClient(url, _token(store, users["data_scientist"]))
     transport = _DropFirstAnswer()
     client._http = httpx.Client(base_url=url, headers=dict(client._http.headers), transport=transport)
@@ -103,8 +93,8 @@ def test_server_retried_batch_after_a_dropped_connection_is_neither_lost_nor_dou
     assert tracking.get_run(store, run.id).metrics == {"loss": 0.1}
 
 
-def test_server_viewer_token_reads_but_cannot_write(team):
-    store, users, url = team
+def test_server_viewer_token_reads_but_cannot_write(served_team):
+    store, users, url = served_team
     with tracking.start_run("seen", store=connect_server(url, _token(store, users["data_scientist"]))) as run:
         run.log_metric("loss", 1.0)
     viewer = connect_server(url, _token(store, users["viewer"]))
@@ -121,8 +111,8 @@ def test_server_viewer_token_reads_but_cannot_write(team):
 
 
 @pytest.mark.file_backends  # sweeps need a store that workers can share
-def test_server_worker_token_cannot_touch_another_sweep(team):
-    store, users, url = team
+def test_server_worker_token_cannot_touch_another_sweep(served_team):
+    store, users, url = served_team
     ds = users["data_scientist"]
     mine, other = create_sweep(store, IRIS, actor=ds), create_sweep(store, IRIS, actor=ds)
     worker = connect_server(url, create_sweep_token(store, ds, mine.id))
@@ -138,8 +128,8 @@ def test_server_worker_token_cannot_touch_another_sweep(team):
     assert tracking.list_runs(store, sweep_id=other.id) == []
 
 
-def test_server_artifact_hash_is_verified_and_a_bad_hash_refused(team):
-    store, users, url = team
+def test_server_artifact_hash_is_verified_and_a_bad_hash_refused(served_team):
+    store, users, url = served_team
     client = connect_server(url, _token(store, users["data_scientist"]))
     with tracking.start_run("files", store=client) as run:
         digest = run.log_artifact(b"model bytes", name="weights.bin")
@@ -149,8 +139,8 @@ def test_server_artifact_hash_is_verified_and_a_bad_hash_refused(team):
     assert [(a.name, a.sha256) for a in list_artifacts(store, run.id)] == [("weights.bin", digest)]
 
 
-def test_server_serves_its_openapi_schema_and_offline_docs(team):
-    _, _, url = team
+def test_server_serves_its_openapi_schema_and_offline_docs(served_team):
+    _, _, url = served_team
     schema = httpx.get(f"{url}/openapi.json", timeout=60).json()  # built on first ask: slow on a busy machine
     assert {"/api/runs", "/api/runs/{run_id}/metrics", "/api/sweeps/{sweep_id}/trials"} <= set(schema["paths"])
     docs = httpx.get(f"{url}/docs", timeout=60)
@@ -160,8 +150,8 @@ def test_server_serves_its_openapi_schema_and_offline_docs(team):
 
 @pytest.mark.slow
 @pytest.mark.file_backends
-def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(team, tmp_path):
-    store, users, url = team
+def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(served_team, tmp_path):
+    store, users, url = served_team
     sweep = create_sweep(store, IRIS, actor=users["engineer"])
     empty_home = tmp_path / "worker-home"
     empty_home.mkdir()
@@ -190,8 +180,8 @@ def test_server_remote_worker_processes_finish_exactly_n_trials_without_a_store(
 
 @pytest.mark.slow  # trains a model in this process (the first import of scikit-learn and skops, if no test did)
 @pytest.mark.file_backends
-def test_server_a_dead_remote_workers_trial_is_recovered_and_the_sweep_still_ends_at_n(team):
-    store, users, url = team
+def test_server_a_dead_remote_workers_trial_is_recovered_and_the_sweep_still_ends_at_n(served_team):
+    store, users, url = served_team
     sweep = create_sweep(store, dataclasses.replace(IRIS, n_trials=2), actor=users["engineer"])
     client = connect_server(url, create_sweep_token(store, users["engineer"], sweep.id))
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -7,8 +7,6 @@ import httpx
 import pytest
 
 import tracking
-from tests.governance import make_accounts
-from tests.test_server import tracking_server
 from tracking.governance._tokens import create_sweep_token, create_token
 from tracking.remote import ServerClient, connect_server
 from tracking.runs import artifact_file, find_artifact, list_artifacts, load_model
@@ -17,24 +15,16 @@ from tracking.sweeps import SweepSpec, create_sweep
 IRIS = SweepSpec(model="knn", task="iris", n_trials=4, sampler="random", pruner="none", folds=2)
 
 
-@pytest.fixture
-def team(store):
-    """A store with accounts of every role, served by a tracking server: (store, users, url)."""
-    users = make_accounts(store)
-    with tracking_server(store) as url:
-        yield store, users, url
-
-
 def _client(store, url, user) -> ServerClient:
     return connect_server(url, create_token(store, user, "server reads test")[0])
 
 
 @pytest.mark.slow  # fits a model (the first import of scikit-learn and skops, if no test did)
-def test_server_model_uploaded_then_listed_downloaded_and_loaded_through_it_predicts_as_the_original(team):
+def test_server_model_uploaded_then_listed_downloaded_and_loaded_through_it_predicts_as_the_original(served_team):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    store, users, url = team
+    store, users, url = served_team
     x, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=500).fit(x, y)
     with tracking.start_run("models", store=_client(store, url, users["data_scientist"])) as run:
@@ -56,8 +46,8 @@ def test_server_model_uploaded_then_listed_downloaded_and_loaded_through_it_pred
         viewer.download_artifact(run.id, "nothing.bin")
 
 
-def test_server_refuses_to_serve_an_artifact_file_changed_or_lost_on_its_disk(team):
-    store, users, url = team
+def test_server_refuses_to_serve_an_artifact_file_changed_or_lost_on_its_disk(served_team):
+    store, users, url = served_team
     client = _client(store, url, users["data_scientist"])
     with tracking.start_run("tampered", store=client) as run:
         digest = run.log_artifact(b"weights v1", name="weights.bin")
@@ -90,8 +80,8 @@ class _DamageArtifacts(httpx.HTTPTransport):
         return httpx.Response(response.status_code, headers=response.headers, content=damaged)
 
 
-def test_server_client_refuses_artifact_bytes_that_do_not_match_their_sha256(team):
-    store, users, url = team
+def test_server_client_refuses_artifact_bytes_that_do_not_match_their_sha256(served_team):
+    store, users, url = served_team
     client = _client(store, url, users["data_scientist"])
     with tracking.start_run("damaged", store=client) as run:
         digest = run.log_artifact(b"exact bytes", name="data.bin")
@@ -106,8 +96,8 @@ def test_server_client_refuses_artifact_bytes_that_do_not_match_their_sha256(tea
     assert [a.name for a in tracking.list_artifacts(damaging, run.id)] == ["data.bin", "other.bin"]
 
 
-def test_server_notes_round_trip_through_it(team):
-    store, users, url = team
+def test_server_notes_round_trip_through_it(served_team):
+    store, users, url = served_team
     client = _client(store, url, users["data_scientist"])
     with tracking.start_run("noted", store=client) as run:
         run.add_note("first, **through the server**")
@@ -124,8 +114,8 @@ def test_server_notes_round_trip_through_it(team):
 
 
 @pytest.mark.file_backends  # sweeps need a store that workers can share
-def test_server_sweep_token_reads_only_its_sweeps_runs(team):
-    store, users, url = team
+def test_server_sweep_token_reads_only_its_sweeps_runs(served_team):
+    store, users, url = served_team
     ds = users["data_scientist"]
     with tracking.start_run("script", store=_client(store, url, ds)) as script:
         script.log_artifact(b"private", name="secret.bin")
@@ -150,8 +140,8 @@ def test_server_sweep_token_reads_only_its_sweeps_runs(team):
             call()
 
 
-def test_server_openapi_schema_documents_the_reads(team):
-    _, _, url = team
+def test_server_openapi_schema_documents_the_reads(served_team):
+    _, _, url = served_team
     paths = httpx.get(f"{url}/openapi.json").json()["paths"]
     for path in ("/api/runs/{run_id}/artifacts", "/api/runs/{run_id}/artifacts/{name}", "/api/runs/{run_id}/notes"):
         assert paths[path]["get"]["summary"], path
@@ -161,8 +151,8 @@ def test_server_openapi_schema_documents_the_reads(team):
     assert "/api/runs/{run_id}/notes" in httpx.get(f"{url}/docs").text
 
 
-def test_server_logged_metrics_are_found_by_filters_as_a_local_runs_are(team):
-    store, users, url = team
+def test_server_logged_metrics_are_found_by_filters_as_a_local_runs_are(served_team):
+    store, users, url = served_team
     client = _client(store, url, users["data_scientist"])
     with tracking.start_run("filtered", params={"C": 0.5}, store=client) as remote:
         remote.log_metrics({"loss": 0.2, "acc": 0.9}, step=0)
