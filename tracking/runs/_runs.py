@@ -40,15 +40,7 @@ from tracking.runs._artifacts import dump_model, put_bytes, safe_name
 from tracking.runs._index import new_run_words, refresh_words, write_values
 from tracking.runs._liveness import process_worker_id
 from tracking.runs._provenance import code_version, environment, script_path
-from tracking.runs._writes import (
-    COPY_NEW_POINTS,
-    DriverWrites,
-    RepeatedPoint,
-    finish_run,
-    insert_new_run,
-    is_unique_violation,
-    open_without_accounts,
-)
+from tracking.runs._writes import DriverWrites, RepeatedPoint, finish_run, insert_new_run, open_without_accounts
 from tracking.store import (
     POINTS_STAGING,
     Artifact,
@@ -387,16 +379,12 @@ def insert_points(conn: Connection, points: list[tuple], *, fresh: bool = False)
             except sqlite3.Error as err:
                 raise exc.DBAPIError.instance(_UPSERT_QMARK, points[:1], err, sqlite3.Error) from err
         elif conn.dialect.name == "postgresql" and fresh:
-            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(COPY_NEW_POINTS) as copy:
-                for point in points:
-                    copy.write_row(point)
+            DriverWrites(conn).copy_fresh_points(points)
         elif conn.dialect.name == "postgresql" and len(points) >= COPY_POINTS:
             _copy_points(conn, points)
         else:
             conn.exec_driver_sql(_UPSERT_QMARK if conn.dialect.paramstyle == "qmark" else _UPSERT_FORMAT, points)
     except (exc.IntegrityError, _driver_errors()) as err:
-        if fresh and is_unique_violation(err):
-            raise RepeatedPoint from err
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StoreError(f"The store refused a batch of {len(points):,} metric points ({reason}).") from err
 

@@ -25,7 +25,7 @@ from tracking.runs._index import VALUE_COLUMNS, value_tuples, words
 from tracking.store import Experiment, Run, RunStatus, Sweep, change_counter_bump, utcnow
 
 _COLUMNS = "run_id, key, step, value, timestamp"
-COPY_NEW_POINTS = f"COPY metric_points ({_COLUMNS}) FROM STDIN"  # fresh points: no conflict to resolve
+_COPY_NEW_POINTS = f"COPY metric_points ({_COLUMNS}) FROM STDIN"  # fresh points: no conflict to resolve
 _ON_CONFLICT = " ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp"
 # PostgreSQL: a run's last points as one statement with one parameter, a JSON list of [run, key, step, value,
 # timestamp] (the json module encodes it in C; psycopg's array dumping is Python code, slower than the rest of the
@@ -113,11 +113,6 @@ class RepeatedPoint(Exception):
     step of the run meanwhile): the transaction is lost, and the caller writes the batch again as an upsert."""
 
 
-def is_unique_violation(err: BaseException) -> bool:
-    """Whether a driver error (or SQLAlchemy's wrapper of one) is PostgreSQL's unique_violation."""
-    return getattr(getattr(err, "orig", None) or err, "sqlstate", None) == "23505"
-
-
 class DriverWrites:
     """Statements of one transaction run on its DBAPI cursor; on PostgreSQL queued in a pipeline until `sync`."""
 
@@ -153,11 +148,11 @@ class DriverWrites:
             RepeatedPoint: one did (another writer logged it meanwhile); the transaction is lost.
         """
         try:
-            with self.mapped(COPY_NEW_POINTS, None), self.cursor.copy(COPY_NEW_POINTS) as copy:
+            with self.mapped(_COPY_NEW_POINTS, None), self.cursor.copy(_COPY_NEW_POINTS) as copy:
                 for point in points:
                     copy.write_row(point)
         except exc.IntegrityError as err:
-            if is_unique_violation(err):
+            if getattr(err.orig, "sqlstate", None) == "23505":  # unique_violation
                 raise RepeatedPoint from err
             raise
 
