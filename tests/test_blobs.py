@@ -237,7 +237,7 @@ def test_artifacts_url_folder_keeps_the_local_protections(monkeypatch, tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("worker_has_s3", [True, False], ids=["from-s3", "through-the-server"])
 def test_s3_remote_worker_loads_the_csv_by_its_hash(s3_store, monkeypatch, worker_has_s3):
-    from tests.test_server import tracking_server
+    from tests.e2e import tracking_server
     from tracking.remote import connect_server
     from tracking.store import Store
     from tracking.sweeps import run_remote_worker
