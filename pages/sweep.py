@@ -78,7 +78,8 @@ if live and not sweep.cancel_requested:
         controls[4].caption(escape_markdown(cannot))
 elif sweep.status in ("interrupted", "cancelled", "complete"):
     cannot = next(iter(resume_blockers(user)), None)
-    where = executor_section("resume_executor", disabled=bool(cannot))  # drawn below the buttons, read first
+    # drawn below the buttons, read first; where the workers last ran comes first
+    where = executor_section("resume_executor", disabled=bool(cannot), last=sweep.workers_at)
     workers = controls[0].number_input("Workers", min_value=1, max_value=16, value=2, disabled=bool(cannot))
     more = controls[1].number_input(
         "Add trials", min_value=0, value=0 if sweep.status != "complete" else 10, disabled=bool(cannot)

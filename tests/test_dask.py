@@ -97,6 +97,8 @@ def test_dask_sweep_from_the_cli_finishes_exactly_n_trials_without_a_store(team,
     assert all(r.owner == "engineer" and r.metrics.get("cv_f1_macro") is not None for r in runs)
     assert sorted(t.state.name for t in load_study(store, sweep.id).trials) == ["COMPLETE"] * 6
     assert get_sweep(store, sweep.id).status == "complete"
+    # where they ran, for the sweep page to offer again
+    assert get_sweep(store, sweep.id).workers_at == {"executor": "dask", "scheduler": scheduler, "server_url": url}
     assert list(cluster[1].iterdir()) == []  # the workers opened no store of their own and left nothing
     assert _worker_pids(store, sweep.id) <= _dask_pids(cluster[0])  # every trial ran in a Dask worker process
 

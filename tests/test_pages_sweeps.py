@@ -12,7 +12,7 @@ from tests.governance import PASSWORD
 from tests.pages import shown_text, signed_in_app, tiny_sweep_form
 from tests.polling import wait_until
 from tracking.governance._access import authenticate
-from tracking.sweeps._sweeps import SweepSpec
+from tracking.sweeps._sweeps import SweepSpec, remember_workers_at
 
 EDITOR = "space_editor_logistic_regression_classification"
 X_SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
@@ -105,6 +105,19 @@ def test_pages_sweeps_launch_a_tiny_sweep_that_finishes_in_the_store():
     assert "3 / 3 trials finished" in detail.get("progress")[0].proto.text
 
 
+def test_pages_sweep_offers_the_dask_cluster_its_workers_ran_on(users):
+    store = tracking.open_store()
+    sweep = tracking.create_sweep(store, SweepSpec(model="knn", task="iris", n_trials=2), actor=users["data_scientist"])
+    with store.connect(write=True) as conn:  # as `launch_dask_workers` records a launch it saw accepted
+        remember_workers_at(conn, sweep.id, {"executor": "dask", "scheduler": "tcp://dask.internal:8786",
+                                             "server_url": "http://tracking.internal:8765"})  # fmt: skip
+    tracking.cancel_sweep(store, sweep.id, actor=users["data_scientist"])
+    at = _page("pages/sweep.py", id=str(sweep.id))
+    assert at.radio(key="resume_executor").value == "dask"
+    assert at.text_input(key="resume_executor_scheduler").value == "tcp://dask.internal:8786"
+    assert at.text_input(key="resume_executor_server").value == "http://tracking.internal:8765"
+
+
 @pytest.mark.slow
 def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatch, users):
     flag = tmp_path / "slow"
@@ -114,6 +127,7 @@ def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatc
     spec = SweepSpec(objective="tests.objectives:slow_while_flag", space=X_SPACE, metrics=["value:min"], n_trials=3)
     sweep = tracking.create_sweep(store, spec, actor=users["data_scientist"])
     tracking.launch_workers(store, sweep.id, 1, actor=users["data_scientist"])  # its worker gets a sweep token
+    assert tracking.get_sweep(store, sweep.id).workers_at == {"executor": "local"}
     wait_until(lambda: tracking.get_sweep(store, sweep.id).counts.get("running", 0) == 1, 180, "a running trial")
     at = _page("pages/sweep.py", id=str(sweep.id))
     live, history = vega.specs(at)  # while it runs: the live chart above the tabs and the Charts tab's, Vega-Lite
@@ -124,6 +138,7 @@ def test_pages_sweep_cancel_and_resume_from_the_detail_page(tmp_path, monkeypatc
     flag.unlink()
     wait_until(lambda: tracking.get_sweep(store, sweep.id).status == "cancelled", 180, "the cancel")
     at = _page("pages/sweep.py", id=str(sweep.id))
+    assert at.radio(key="resume_executor").value == "local"  # where its workers ran
     inputs = {n.label: n for n in at.number_input}
     inputs["Workers"].set_value(1).run()
     next(b for b in at.button if b.label == "Resume").click().run()

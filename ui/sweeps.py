@@ -142,17 +142,23 @@ def settings_section(multi: bool) -> dict[str, Any]:
 EXECUTOR_LABELS = {"local": "local processes", "dask": "a Dask cluster"}
 
 
-def executor_section(key: str = "executor", disabled: bool = False) -> dict[str, Any]:
+def executor_section(
+    key: str = "executor", disabled: bool = False, last: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Where the workers run: local processes (the default) or tasks on a Dask cluster, with the scheduler's
-    address and the tracking server's URL (prefilled from TRACKING_DASK_SCHEDULER and TRACKING_SERVER_URL)."""
-    executor = st.radio("Run workers on", list(EXECUTOR_LABELS), format_func=EXECUTOR_LABELS.__getitem__,
-                        horizontal=True, key=key, disabled=disabled)  # fmt: skip
+    address and the tracking server's URL (prefilled from TRACKING_DASK_SCHEDULER and TRACKING_SERVER_URL).
+    `last`, where a sweep's workers last ran (`SweepRecord.workers_at`), is offered first, addresses included."""
+    last = last or {}
+    choices = list(EXECUTOR_LABELS)
+    executor = st.radio("Run workers on", choices, format_func=EXECUTOR_LABELS.__getitem__, horizontal=True, key=key,
+                        index=choices.index(last["executor"]) if last.get("executor") in choices else 0,
+                        disabled=disabled)  # fmt: skip
     if executor != "dask":
         return {"executor": "local"}
     a, b = st.columns(2)
-    scheduler = a.text_input("Dask scheduler", value=tracking.setting("TRACKING_DASK_SCHEDULER") or "",
+    scheduler = a.text_input("Dask scheduler", value=last.get("scheduler") or tracking.setting("TRACKING_DASK_SCHEDULER") or "",
                              placeholder="tcp://dask.internal:8786", key=f"{key}_scheduler", disabled=disabled)  # fmt: skip
-    server = b.text_input("Tracking server URL", value=tracking.setting("TRACKING_SERVER_URL") or "",
+    server = b.text_input("Tracking server URL", value=last.get("server_url") or tracking.setting("TRACKING_SERVER_URL") or "",
                           placeholder="http://tracking.internal:8765", key=f"{key}_server", disabled=disabled)  # fmt: skip
     st.caption(
         "The workers run as tasks on the cluster and log through the tracking server with a token valid for this "

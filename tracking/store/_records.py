@@ -117,6 +117,7 @@ class SweepRecord:
     live_workers: int
     best_value: float | list[float] | None = None
     best_run_id: int | None = None
+    workers_at: dict[str, Any] | None = None  # where its workers last ran (`start_workers`), None if never recorded
 
     @property
     def finished(self) -> int:

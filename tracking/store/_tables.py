@@ -97,6 +97,8 @@ class Sweep(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     trash_id: int | None = Field(default=None, index=True)  # the trash entry it went with (schema 0013)
+    # where its workers last ran: {"executor": "local"} or {"executor": "dask", "scheduler", "server_url"} (0018)
+    workers_at: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
 
 
 class Worker(SQLModel, table=True):

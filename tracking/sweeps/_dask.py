@@ -27,7 +27,8 @@ from typing import Any
 from tracking._errors import ValidationError
 from tracking._settings import setting
 from tracking.governance import Action, UserRecord, create_sweep_token, require
-from tracking.sweeps._sweeps import get_sweep, launch_workers
+from tracking.store import bump_change_counter
+from tracking.sweeps._sweeps import get_sweep, launch_workers, remember_workers_at
 
 EXECUTORS = ("local", "dask")
 CONNECT_SECONDS = 10.0  # how long a launch waits for the scheduler to answer
@@ -95,6 +96,9 @@ def launch_dask_workers(
         futures = [client.submit(dask_worker_task, url, token, sweep_id, key=key, pure=False) for key in keys]
         distributed.fire_and_forget(futures)  # the scheduler runs them after this client has gone
         _check_accepted(futures, address, accept_seconds)
+        with store.connect(write=True) as conn:
+            remember_workers_at(conn, sweep_id, {"executor": "dask", "scheduler": address, "server_url": url})
+            bump_change_counter(conn)
     except BaseException:
         client.close()
         raise

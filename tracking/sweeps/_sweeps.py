@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.engine import Connection
 
 from tracking._errors import NotFoundError, ValidationError
 from tracking.governance import (
@@ -352,7 +353,7 @@ def _sweep_record(sweep: Sweep, experiment: str, counts: dict, live: dict, best:
         owner=sweep.owner, created_at=sweep.created_at, started_at=sweep.started_at,
         finished_at=sweep.finished_at, cancel_requested=sweep.cancel_requested,
         counts=counts.get(sweep.id, {}), live_workers=int(live.get(sweep.id, 0)),
-        best_value=value, best_run_id=run_id,
+        best_value=value, best_run_id=run_id, workers_at=sweep.workers_at,
     )  # fmt: skip
 
 
@@ -487,9 +488,17 @@ def launch_workers(
         log.close()
         with store.connect(write=True) as conn:
             conn.execute(update(Worker).where(Worker.id == worker_id).values(pid=proc.pid, last_seen=utcnow()))
+            if k == 0:
+                remember_workers_at(conn, sweep_id, {"executor": "local"})
             bump_change_counter(conn)
         procs.append(proc)
     return procs
+
+
+def remember_workers_at(conn: Connection, sweep_id: int, where: dict[str, str]) -> None:
+    """Record where a sweep's workers were last started (inside the caller's write transaction): its page offers
+    the same place to Resume and Run again."""
+    conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(workers_at=where))
 
 
 def worker_command(store: Store, sweep_id: int) -> str:
