@@ -35,6 +35,8 @@ from ui.session_routes import COOKIE, SESSION_PATH, SIGN_OUT_PATH, base_path
 from ui.sso import sso_account, sso_buttons, sso_providers
 
 _TOKEN = "session_token"  # AppTest only (see the module docstring)
+_RUN_USER = "_signed_in_this_run"  # `menu_user` -> `require_user`, within one script run
+_UNSET = object()
 
 
 def _browserless() -> bool:
@@ -58,10 +60,19 @@ def current_user() -> UserRecord | None:
     return user
 
 
+def menu_user() -> UserRecord | None:
+    """The signed-in account for the menu, looked up once per script run: the page's `require_user`, later in the
+    same run, takes it instead of asking the store again."""
+    user = current_user()
+    st.session_state[_RUN_USER] = user
+    return user
+
+
 def require_user() -> UserRecord:
     """The signed-in account; otherwise show the first-admin or sign-in form and stop the page."""
     store = get_store()
-    user = current_user()
+    found = st.session_state.pop(_RUN_USER, _UNSET)  # set by this run's menu (the frame always draws it first)
+    user = current_user() if found is _UNSET else found
     refusal = None
     if user is None and has_accounts(store):  # signed in at the identity provider (st.login): map and open
         user, refusal = sso_account(store)

@@ -30,9 +30,9 @@ def navigation() -> st.navigation:
     """Configure the page and return the navigation over the dashboard's views."""
     st.set_page_config(page_title="Experiment tracking", page_icon=ICON, layout="wide")
     st.html(STYLE)  # style only: Streamlit adds it to the page without taking room
-    from ui.auth import current_user
+    from ui.auth import menu_user
 
-    user = current_user()
+    user = menu_user()
     return st.navigation(
         {
             "Experiments": [
