@@ -41,7 +41,7 @@ seed({"models_model": wanted if wanted in names else names[0]})
 if st.session_state["models_model"] not in names:  # the model was renamed or removed since
     st.session_state["models_model"] = names[0]
 name = st.selectbox("Show the versions of", names, key="models_model")
-sync_url({"model": name})
+sync_url({"model": name}, defaults={"model": names[0]})
 model = next(m for m in models if m.name == name)
 
 st.header(escape_markdown(model.name))

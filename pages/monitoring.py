@@ -46,7 +46,7 @@ name = left.selectbox("Model in production", names, key="monitoring_model")
 window = middle.selectbox("Requests from", list(WINDOWS), format_func=lambda k: WINDOWS[k][0], key="monitoring_window")
 if right.button("Refresh", icon=":material/refresh:", help="Read the newest requests now (otherwise within a minute)"):
     refresh()
-sync_url({"model": name, "window": window})
+sync_url({"model": name, "window": window}, defaults={"model": names[0], "window": DEFAULT_WINDOW})
 
 report = cached_report(name, window)
 if isinstance(report, str):

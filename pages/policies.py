@@ -34,7 +34,7 @@ seed({"policy_model": st.query_params.get("model", "")})
 if st.session_state.policy_model not in names:
     st.session_state.policy_model = names[0]
 name = st.selectbox("Registered model", names, key="policy_model")
-sync_url({"model": name})
+sync_url({"model": name}, defaults={"model": names[0]})
 model = models[names.index(name)]
 notice()
 

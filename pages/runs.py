@@ -120,7 +120,7 @@ pager[2].selectbox("Rows per page", PAGE_SIZES, key="runs_size")
 
 current = RunsView(filter_text, tuple(columns), sort, descending, number, size, tuple(selected), search)
 st.session_state.runs_last_view = current
-sync_url(current.to_query())
+sync_url(current.to_query(), defaults={"cols": ",".join(default_columns(keys))})
 
 
 def _clear() -> None:

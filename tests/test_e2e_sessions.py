@@ -181,3 +181,23 @@ def test_e2e_sessions_the_menu_offers_admin_tools_only_to_admins(run, app_url, b
     nav = admin.locator(menu)
     for name in ("Audit", "Users", "Webhooks"):
         nav.get_by_role("link", name=name).wait_for(timeout=WAIT)
+
+
+def test_e2e_sessions_back_from_a_page_opened_in_the_menu_leaves_it_in_one_press(run, users, app_url, browser):
+    # A page that wrote its defaults into the address on arrival (the Runs page its columns, Models its first
+    # model) made a second history entry: Back landed on the same page again.
+    tracking.register_version(tracking.open_store(), run.id, "loan", actor=users["data_scientist"])
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    start = f"{app_url}/sweep?id={run.sweep_id}"
+    page.goto(start)
+    sign_in(page, "viewer", PASSWORD)
+    page.get_by_text("trials finished").wait_for(timeout=WAIT)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    for name, shown in (("Runs", "matching"), ("Models", "Show the versions of")):
+        nav.get_by_role("link", name=name).click()
+        page.get_by_text(shown).first.wait_for(timeout=WAIT)
+        idle(page)
+        page.go_back()
+        page.wait_for_url(start, timeout=WAIT)
+        page.get_by_text("trials finished").wait_for(timeout=WAIT)
+        idle(page)

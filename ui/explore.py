@@ -158,10 +158,20 @@ def seed(values: Mapping[str, Any]) -> None:
             st.session_state[key] = value
 
 
-def sync_url(query: Mapping[str, str], bound: Sequence[str] = ()) -> None:
+def sync_url(query: Mapping[str, str], bound: Sequence[str] = (), defaults: Mapping[str, str] | None = None) -> None:
     """Make the address bar show these query params (only those that changed), leaving those of `bound` alone:
-    params a widget owns (`st.tabs(..., bind="query-params")`) are the widget's to set, and stay in the address."""
-    wanted = {key: value for key, value in query.items() if value}
+    params a widget owns (`st.tabs(..., bind="query-params")`) are the widget's to set, and stay in the address.
+
+    A value equal to the page's default (`defaults`) stays out of an address that does not name it yet: every
+    change of the address is a browser history entry, and a default written on arrival was a second one, so
+    Back from the page landed on the same page again. An address that names it (a link, a choice made) keeps it.
+    """
+    named = st.query_params.to_dict()
+    wanted = {
+        key: value
+        for key, value in query.items()
+        if value and not (defaults and key not in named and defaults.get(key) == value)
+    }
     current = {key: value for key, value in st.query_params.to_dict().items() if key not in bound}
     if current == wanted:
         return
