@@ -102,7 +102,10 @@ else:
     for title, text in (("Description", version.description), ("Intended use", version.intended_use),
                         ("Limitations", version.limitations)):  # fmt: skip
         st.markdown(f"**{title}**")
-        show_written(text) if text else st.markdown("_Not written yet._")
+        if text:
+            show_written(text)
+        else:  # an if statement, not an expression: Streamlit's magic would draw the expression's value
+            st.markdown("_Not written yet._")
     reasons([card_blocked])
 
 evaluation = version.evaluation or {}

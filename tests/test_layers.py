@@ -69,6 +69,17 @@ def test_dashboard_imports_only_names_tracking_has():
     assert not missing, "the dashboard imports names tracking does not have:\n" + "\n".join(missing)
 
 
+def test_pages_have_no_expression_statement_streamlit_magic_would_draw():
+    """A statement that is an expression but not a call (`a() if x else b()`, a bare name) is drawn by Streamlit's
+    magic: a version page's unwritten model card once showed the help of the DeltaGenerator it returned."""
+    drawn = []
+    for path in DASHBOARD:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Call | ast.Constant | ast.Await):
+                drawn.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)[:80]}")
+    assert not drawn, "expressions Streamlit would draw:\n" + "\n".join(drawn)
+
+
 # In a fresh interpreter where `streamlit` cannot be imported (a finder first on the meta path refuses it and
 # its submodules), import every module pkgutil finds under tracking/, run the CLI's `--help` as
 # `python -m tracking` does, and migrate a new store (Alembic runs env.py and every migration file).

@@ -81,6 +81,11 @@ def test_pages_registry_version_page_links_its_lineage(loan_v1, run):
     assert sweep_link.proto.query_string == f"id={run.sweep_id}"
     lineage = "\n".join(m.value for m in at.markdown)
     assert run.dataset["hash"] in lineage and "2,000 rows" in lineage and run.code_version in lineage
+    # a card not written yet reads so to a viewer, and nothing else is drawn for it (a conditional expression drew
+    # Streamlit's help for the value it returned)
+    unwritten = sum(not text for text in (loan_v1.description, loan_v1.intended_use, loan_v1.limitations))
+    assert unwritten and sum(m.value == "_Not written yet._" for m in at.markdown) == unwritten
+    assert not at.get("help_info")
 
 
 def test_pages_registry_stage_buttons_move_a_version_for_a_data_scientist(loan_v1):
