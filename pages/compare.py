@@ -165,7 +165,9 @@ view = CompareView(
     filter=url_view.filter, smoothing=state["cmp_smooth"], log_y=state["cmp_logy"],
 )  # fmt: skip
 query = {**view.to_query(), "report": str(report.id) if report else ""}
-sync_url(query, bound=("tab", "chart"))  # the open tab and chart stay in the address: a copy reopens them
+# the open tab and chart stay in the address (a copy reopens them); the choices the page made itself stay out
+arrived = complete_view(comparison, CompareView(runs=tuple(comparison.ids), filter=url_view.filter), with_history)
+sync_url(query, bound=("tab", "chart"), defaults=arrived.to_query())
 if share_tab.open:
     with share_tab:
         shown = state.get("tab_shown") or TABS[0]  # the link opens the tab (and chart) looked at before this one

@@ -87,7 +87,8 @@ with metrics_tab:
         )
         history_charts(history, keys, smoothing, log_y, sweep_trials(run) if overlay else None)
         sync_url({"id": str(run_id), "keys": ",".join(keys), "smooth": f"{smoothing:g}" if smoothing else "",
-                  "logy": "1" if log_y else "", "overlay": "1" if overlay else ""})  # fmt: skip
+                  "logy": "1" if log_y else "", "overlay": "1" if overlay else ""},
+                 defaults={"keys": ",".join(default_history_keys(points))})  # fmt: skip
 
 with files_tab:
     if not artifacts:

@@ -185,7 +185,7 @@ def test_e2e_sessions_the_menu_offers_admin_tools_only_to_admins(run, app_url, b
 
 def test_e2e_sessions_back_from_a_page_opened_in_the_menu_leaves_it_in_one_press(run, users, app_url, browser):
     # A page that wrote its defaults into the address on arrival (the Runs page its columns, Models its first
-    # model) made a second history entry: Back landed on the same page again.
+    # model, a run its metric histories) made a second history entry: Back landed on the same page again.
     tracking.register_version(tracking.open_store(), run.id, "loan", actor=users["data_scientist"])
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     start = f"{app_url}/sweep?id={run.sweep_id}"
@@ -201,3 +201,8 @@ def test_e2e_sessions_back_from_a_page_opened_in_the_menu_leaves_it_in_one_press
         page.wait_for_url(start, timeout=WAIT)
         page.get_by_text("trials finished").wait_for(timeout=WAIT)
         idle(page)
+    page.goto(f"{app_url}/run?id={run.id}")  # a run's page picks its metric histories itself
+    page.get_by_text("Metric histories").first.wait_for(timeout=WAIT)
+    idle(page)
+    page.go_back()
+    page.wait_for_url(start, timeout=WAIT)

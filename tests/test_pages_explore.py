@@ -142,7 +142,9 @@ def test_pages_run_shows_params_metrics_history_provenance_and_artifacts(runs):
     assert provenance["code version"] and provenance["host"]
     assert at.multiselect(key="run_keys").value == ["loss"]  # the one key with more than one point
     assert at.multiselect(key="run_keys").options == ["loss", "fit_seconds", "test_accuracy"]
-    assert _charts(at) == 1 and at.query_params["keys"] == "loss"
+    assert _charts(at) == 1 and "keys" not in at.query_params  # the default stays out of the address (Back)
+    at.multiselect(key="run_keys").set_value(["loss", "fit_seconds"]).run()
+    assert at.query_params["keys"] == "loss,fit_seconds"  # a choice is kept
 
 
 def test_pages_run_opens_on_the_learning_curve_and_keeps_smoothing_in_the_url():
@@ -225,9 +227,10 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     assert _charts(charts) == 1 and not charts.dataframe  # the chosen chart only: the metric histories
     assert vega.specs(charts)[0]["title"] == "History of loss"
     assert charts.query_params["tab"] == "Charts"  # the address keeps the open tab: a copy of it reopens it
-    for view in (at, charts):  # choices of tabs not open stay in the address
+    for view in (at, charts):  # choices of tabs not open stay in the address; the page's own defaults stay out
         assert view.query_params["baseline"] == str(runs[1]) and view.query_params["metric"] == "metrics.fit_seconds"
-        assert view.query_params["history"] == "loss" and view.query_params["runs"] == ids  # the curve, not a point
+        assert view.query_params["runs"] == ids and "history" not in view.query_params
+        assert view.session_state["cmp_history"] == "loss"  # the default history: the curve, not a point
     for chart, title in (
         ("Parallel coordinates", "Params -&gt; "),
         ("Scatter", " against "),
@@ -235,7 +238,7 @@ def test_pages_compare_builds_only_the_open_tab_and_keeps_the_view_in_the_url(ru
     ):
         charts.session_state["chart"] = charts.query_params["chart"] = chart  # a click on the chart's tab
         assert _charts(_ok(charts.run())) == 1 and title in charts.get("plotly_chart")[0].proto.spec
-        assert charts.query_params["chart"] == chart and charts.query_params["history"] == "loss"
+        assert charts.query_params["chart"] == chart and charts.session_state["cmp_history"] == "loss"
     charts.session_state["tab"] = charts.query_params["tab"] = "Share"  # a click on the tab sets both
     _ok(charts.run())
     assert len(charts.get("download_button")) == 3  # the HTML report, the table as CSV, the runs as JSON
